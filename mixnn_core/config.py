@@ -1,0 +1,141 @@
+"""The one training configuration, its presets, and the epoch schedule it implies."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+
+METHODS = ("mixnn", "ce", "mixup")
+LR_SCHEDULES = ("cosine", "cosine_restarts")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run; a run is reproducible from this and the data.
+
+    Epochs are counted from 0. For ``method="mixnn"``: epochs ``[0, warmup_epochs)`` train with
+    plain cross-entropy, the next ``mixup_epochs`` with random-pair mixup, and every later epoch
+    with nearest-neighbour mixing. Label correction runs in mixing epochs from
+    ``correction_start`` every ``correction_every`` epochs.
+    """
+
+    method: str = "mixnn"  # "mixnn", "ce" (plain training) or "mixup" (random-pair mixup)
+    model: str = "auto"  # see mixnn_core.models.MODEL_NAMES
+    epochs: int = 30  # total, warm-up included
+    warmup_epochs: int = 6
+    mixup_epochs: int = 0  # optional random-mixup phase between warm-up and mixing
+    batch_size: int = 128
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_schedule: str = "cosine"  # one cosine over the run, or "cosine_restarts"
+    restart_period: int = 10  # epochs per cosine cycle for "cosine_restarts"
+    lr_min: float = 0.0
+    num_neighbors: int = 1  # K, neighbours besides the sample itself (the paper's "K = 2")
+    knn_method: str = "auto"  # "auto", "exact" or "hnsw" (faiss)
+    normalize_features: bool = True  # cosine neighbours on L2-normalised features
+    alpha: float = 0.8  # EMA momentum of label correction
+    correction_start: int = 6
+    correction_every: int = 1
+    loss_window: int = 1  # epochs of normalised losses averaged before the mixture fit
+    crop_padding: int = -1  # random-crop padding in pixels; -1: height // 8
+    hflip: bool = False  # horizontal flips (right for photos, wrong for digits)
+    eval_batch_size: int = 1024
+    seed: int = 0
+    device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:N"
+
+    def __post_init__(self):
+        checks = [
+            (self.method in METHODS, f"method must be one of {METHODS}, got {self.method!r}"),
+            (self.lr_schedule in LR_SCHEDULES,
+             f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"),
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (0 <= self.warmup_epochs, f"warmup_epochs must be >= 0, got {self.warmup_epochs}"),
+            (0 <= self.mixup_epochs, f"mixup_epochs must be >= 0, got {self.mixup_epochs}"),
+            (self.batch_size >= 2, f"batch_size must be >= 2, got {self.batch_size}"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.num_neighbors >= 1, f"num_neighbors must be >= 1, got {self.num_neighbors}"),
+            (0.0 <= self.alpha <= 1.0, f"alpha must be in [0, 1], got {self.alpha}"),
+            (self.correction_every >= 1,
+             f"correction_every must be >= 1, got {self.correction_every}"),
+            (self.loss_window >= 1, f"loss_window must be >= 1, got {self.loss_window}"),
+            (self.restart_period >= 1, f"restart_period must be >= 1, got {self.restart_period}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def phase(self, epoch: int) -> str:
+        """What epoch ``epoch`` trains with: "warmup", "mixup", "mixnn" or "ce"."""
+        if self.method == "ce":
+            return "ce"
+        if self.method == "mixup":
+            return "mixup"
+        if epoch < self.warmup_epochs:
+            return "warmup"
+        if epoch < self.warmup_epochs + self.mixup_epochs:
+            return "mixup"
+        return "mixnn"
+
+    def corrects_labels(self, epoch: int) -> bool:
+        """Whether the soft labels are corrected in epoch ``epoch``."""
+        return (self.phase(epoch) == "mixnn" and epoch >= self.correction_start
+                and (epoch - self.correction_start) % self.correction_every == 0)
+
+    def learning_rate(self, progress: float) -> float:
+        """Learning rate at ``progress`` epochs into the run (fractional within an epoch)."""
+        if self.lr_schedule == "cosine":
+            position = progress / self.epochs
+        else:
+            position = (progress % self.restart_period) / self.restart_period
+        return self.lr_min + 0.5 * (self.lr - self.lr_min) * (1 + math.cos(math.pi * position))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown configuration fields: {sorted(unknown)}")
+        return cls(**values)
+
+    def with_changes(self, **changes) -> "TrainConfig":
+        return replace(self, **changes)
+
+
+# Share of the initial (given) label left in a soft label after all corrections of a run:
+# small enough that a wrong given label is overturned when the predictions disagree with it.
+RESIDUAL_GIVEN_LABEL_WEIGHT = 0.05
+
+
+def cpu_preset(epochs: int = 30, method: str = "mixnn", **overrides) -> TrainConfig:
+    """Short CPU runs on small data, with the schedule scaled to the epoch budget.
+
+    Warm-up takes a fifth of the budget (early learning: the model fits clean samples first),
+    label correction starts right after it and runs every epoch, and ``alpha`` is chosen so that
+    after all corrections only ``RESIDUAL_GIVEN_LABEL_WEIGHT`` of the given label remains
+    (the reference alpha 0.9 with ten updates would leave 35 % of a wrong one-hot label).
+    """
+    warmup = max(1, round(epochs / 5))
+    corrections = max(1, epochs - warmup)
+    alpha = RESIDUAL_GIVEN_LABEL_WEIGHT ** (1.0 / corrections)
+    values = dict(method=method, epochs=epochs, warmup_epochs=warmup, correction_start=warmup,
+                  correction_every=1, alpha=round(alpha, 4))
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def paper_preset(method: str = "mixnn", **overrides) -> TrainConfig:
+    """The reference CIFAR settings of the method document (GPU scale: 300 epochs)."""
+    values = dict(method=method, model="preact_resnet34", epochs=300, warmup_epochs=10,
+                  batch_size=128, lr=0.02, momentum=0.9, weight_decay=1e-3,
+                  lr_schedule="cosine_restarts", restart_period=10, lr_min=0.001,
+                  num_neighbors=1, alpha=0.9, correction_start=60, correction_every=10,
+                  crop_padding=4, hflip=True)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+PRESETS = {"cpu": cpu_preset, "paper": paper_preset}

@@ -1,0 +1,82 @@
+"""Clean probability of each sample from its training loss (step 2 of the method).
+
+Early in training a network fits clean samples before it memorises wrong labels, so per-sample
+losses form two modes: low (clean labels) and high (wrong labels). A two-component 1-D Gaussian
+mixture over the min-max normalised losses gives each sample the posterior probability of the
+low-mean component: ``p_clean``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.mixture import GaussianMixture
+
+# Reference settings of the authors' code: few EM steps, loose tolerance, some covariance floor.
+GMM_MAX_ITER = 10
+GMM_TOL = 1e-2
+GMM_REG_COVAR = 5e-4
+
+
+@dataclass(frozen=True)
+class MixtureFit:
+    """A fitted two-component mixture, components ordered clean (lower mean) first."""
+
+    p_clean: np.ndarray  # (N,) posterior of the clean component, in [0, 1]
+    normalized_losses: np.ndarray  # (N,) the mixture's input, in [0, 1]
+    means: tuple[float, float]
+    variances: tuple[float, float]
+    weights: tuple[float, float]
+
+
+def normalize_losses(losses: np.ndarray) -> np.ndarray:
+    """Min-max normalise losses to [0, 1]; a constant input maps to all zeros."""
+    losses = np.asarray(losses, dtype=np.float64)
+    if losses.ndim != 1 or losses.size == 0:
+        raise ValueError(f"losses must be a non-empty 1-D array, got shape {losses.shape}")
+    if not np.all(np.isfinite(losses)):
+        bad = np.flatnonzero(~np.isfinite(losses))
+        raise ValueError(f"losses contain {bad.size} non-finite values (first at sample {bad[0]})")
+    low, high = losses.min(), losses.max()
+    span = high - low
+    if span <= 0:
+        return np.zeros_like(losses)
+    return (losses - low) / span
+
+
+def fit_mixture(normalized_losses: np.ndarray, seed: int = 0) -> MixtureFit:
+    """Fit the two-component mixture to already normalised losses.
+
+    When the losses carry no information (all equal, or too few samples to fit two
+    components) every sample gets ``p_clean = 1``: nothing suggests any label is wrong.
+    """
+    x = np.asarray(normalized_losses, dtype=np.float64)
+    if x.size < 2 or np.ptp(x) <= 0:
+        return MixtureFit(np.ones_like(x), x, (float(x.mean()), float(x.mean())),
+                          (0.0, 0.0), (1.0, 0.0))
+    gmm = GaussianMixture(n_components=2, max_iter=GMM_MAX_ITER, tol=GMM_TOL,
+                          reg_covar=GMM_REG_COVAR, random_state=seed)
+    gmm.fit(x.reshape(-1, 1))
+    means = gmm.means_.ravel()
+    order = np.argsort(means)
+    clean = order[0]
+    posterior = gmm.predict_proba(x.reshape(-1, 1))[:, clean]
+    variances = gmm.covariances_.ravel()
+    return MixtureFit(
+        p_clean=np.clip(posterior, 0.0, 1.0),
+        normalized_losses=x,
+        means=(float(means[order[0]]), float(means[order[1]])),
+        variances=(float(variances[order[0]]), float(variances[order[1]])),
+        weights=(float(gmm.weights_[order[0]]), float(gmm.weights_[order[1]])),
+    )
+
+
+def clean_probability(losses: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Probability, per sample, that its label is clean (higher = more likely clean).
+
+    ``losses`` are per-sample training losses (e.g. cross-entropy against the current label).
+    They are min-max normalised, a two-component Gaussian mixture is fitted with a fixed
+    ``seed``, and the posterior of the lower-mean component is returned, in [0, 1].
+    """
+    return fit_mixture(normalize_losses(losses), seed=seed).p_clean

@@ -1,0 +1,59 @@
+"""Mixing each sample with its nearest neighbours (steps 4-6 of the method).
+
+A sample i and its K neighbours form the set S_i = {i} + neighbours. Each member j gets a
+weight proportional to its clean probability p_j, so a noisy sample hands its weight to clean
+neighbours, and a clean sample keeps most of it. The synthetic sample is the weighted sum of the
+members' inputs, its soft label the weighted sum of their soft labels, and the loss is the
+soft-label cross-entropy on the synthetic samples only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# Added to the sample's own clean probability, so that a set whose members all look noisy
+# (every p near 0) still has weights summing to 1, with the sample keeping its own weight.
+SELF_WEIGHT_EPSILON = 1e-6
+
+
+def mixing_weights(p_clean: np.ndarray, neighbors: np.ndarray) -> np.ndarray:
+    """Weights (N, K + 1) of each sample (column 0) and its K neighbours (columns 1..K).
+
+    ``p_clean`` (N,) are the clean probabilities in [0, 1]; ``neighbors`` (N, K) the neighbour
+    indices (excluding the sample itself). Each row sums to 1 and is proportional to the
+    members' clean probabilities: w_ij = p_j / sum_{k in S_i} p_k, with ``SELF_WEIGHT_EPSILON``
+    added to the sample's own p so that rows of all-zero probabilities give the sample weight 1.
+    """
+    p_clean = np.asarray(p_clean, dtype=np.float64)
+    neighbors = np.asarray(neighbors)
+    if neighbors.ndim != 2 or neighbors.shape[0] != p_clean.shape[0]:
+        raise ValueError(f"neighbors must be (N, K) with N = {p_clean.shape[0]}, "
+                         f"got {neighbors.shape}")
+    if neighbors.size and (neighbors.min() < 0 or neighbors.max() >= p_clean.shape[0]):
+        raise ValueError("neighbors hold indices outside [0, N)")
+    if np.any((p_clean < 0) | (p_clean > 1)) or not np.all(np.isfinite(p_clean)):
+        raise ValueError("p_clean must be finite and within [0, 1]")
+    members = np.concatenate([p_clean[:, None] + SELF_WEIGHT_EPSILON, p_clean[neighbors]], axis=1)
+    return members / members.sum(axis=1, keepdims=True)
+
+
+def mix_batch(inputs: torch.Tensor, soft_labels: torch.Tensor,
+              weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Synthetic samples and their soft labels from weighted members.
+
+    ``inputs`` (B, M, *shape) holds the M members of each of B sets (augmented, normalised),
+    ``soft_labels`` (B, M, C) their soft labels, ``weights`` (B, M) rows summing to 1.
+    Returns ``x~ = sum_j w_j x_j`` (B, *shape) and ``y~ = sum_j w_j t_j`` (B, C).
+    Used both for nearest-neighbour mixing (M = K + 1) and for random-pair mixup (M = 2).
+    """
+    w = weights.to(inputs.dtype)
+    mixed_inputs = (inputs * w.view(*w.shape, *([1] * (inputs.dim() - 2)))).sum(dim=1)
+    mixed_labels = (soft_labels * w.unsqueeze(-1)).sum(dim=1)
+    return mixed_inputs, mixed_labels
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of ``-sum_c targets[c] * log softmax(logits)[c]``."""
+    return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()

@@ -1,0 +1,318 @@
+"""The training loop, one epoch at a time, with exact stop-and-resume.
+
+One mixing epoch of MixNN (``run_epoch`` does all of it; the pipeline calls the steps itself):
+  1. ``evaluation_pass``: features, per-sample loss against the current hard labels, predictions;
+  2. ``fit_clean_probability``: the two-component mixture over the losses -> p_clean;
+  3. neighbours of every sample in feature space (``mixnn_core.knn``);
+  4. ``correct_labels``: soft labels move toward the predictions (when the schedule says so);
+  5. ``train_epoch``: each sample mixed with its neighbours by clean-probability weights,
+     trained on with the mixed soft labels.
+Warm-up epochs (and the ``ce`` method) train on the given labels; ``mixup`` mixes random pairs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mixnn_core.augment import channel_statistics, normalize, random_crop_flip
+from mixnn_core.config import TrainConfig
+from mixnn_core.correction import ema_update
+from mixnn_core.gmm import MixtureFit, fit_mixture, normalize_losses
+from mixnn_core.knn import nearest_neighbors
+from mixnn_core.mixing import mix_batch, mixing_weights, soft_cross_entropy
+from mixnn_core.models import build_model, resolve_model_name
+from mixnn_core.outputs import SampleOutputs, sample_outputs
+
+CHECKPOINT_FORMAT = 1
+# Fields that may differ between a checkpoint and the configuration resuming it.
+RESUMABLE_CHANGES = {"device", "eval_batch_size"}
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class EvalPass:
+    """One evaluation pass over the training set (eval mode, no augmentation)."""
+
+    features: np.ndarray  # (N, D) float32 penultimate features
+    losses: np.ndarray  # (N,) cross-entropy against the current hard label argmax(soft_labels)
+    probs: np.ndarray  # (N, C) float32 softmax predictions
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> the first CUDA device when one is present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but CUDA is not available here")
+    return device
+
+
+class Trainer:
+    """Trains a model on ``images`` (uint8, N x C x H x W) with given ``labels`` (N,).
+
+    ``true_labels`` (known only when noise was injected for evaluation) and the test set are
+    used for reporting per-epoch metrics, never for training or for any choice.
+    """
+
+    def __init__(self, config: TrainConfig, images: np.ndarray, labels: np.ndarray,
+                 num_classes: int, *, test_images: np.ndarray | None = None,
+                 test_labels: np.ndarray | None = None, true_labels: np.ndarray | None = None):
+        images = np.asarray(images)
+        labels = np.asarray(labels, dtype=np.int64)
+        if images.dtype != np.uint8 or images.ndim != 4:
+            raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {images.shape}")
+        if labels.shape != (images.shape[0],):
+            raise ValueError(f"labels must have shape ({images.shape[0]},), got {labels.shape}")
+        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+            raise ValueError(f"labels must lie in [0, {num_classes}), found {labels.min()}..{labels.max()}")
+        if config.method == "mixnn" and images.shape[0] <= config.num_neighbors:
+            raise ValueError(f"{images.shape[0]} samples cannot have {config.num_neighbors} neighbours")
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.num_classes = num_classes
+        self.input_shape = tuple(int(s) for s in images.shape[1:])
+        self.model_name = resolve_model_name(config.model, self.input_shape)
+        self.given_labels = labels
+        self.true_labels = None if true_labels is None else np.asarray(true_labels, dtype=np.int64)
+        self.images = torch.as_tensor(images).to(self.device)
+        self.test_images = None if test_images is None else torch.as_tensor(test_images).to(self.device)
+        self.test_labels = None if test_labels is None else np.asarray(test_labels, dtype=np.int64)
+        mean, std = channel_statistics(images)
+        self.normalization = {"mean": mean, "std": std}
+        self._mean = torch.tensor(mean, device=self.device)
+        self._std = torch.tensor(std, device=self.device)
+        self.crop_padding = config.crop_padding if config.crop_padding >= 0 else self.input_shape[1] // 8
+
+        torch.manual_seed(config.seed)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.model = build_model(self.model_name, self.input_shape, num_classes).to(self.device)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr,
+                                         momentum=config.momentum, weight_decay=config.weight_decay)
+        self.soft_labels = np.eye(num_classes, dtype=np.float32)[labels]
+        self.p_clean = np.ones(labels.shape[0])
+        self.recent_losses: list[np.ndarray] = []
+        self.epoch = 0  # completed epochs
+        self.history: list[dict] = []
+
+    # -- the steps of one epoch ------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluation_pass(self) -> EvalPass:
+        """Features, per-sample loss against argmax(soft labels), and predictions of all samples."""
+        hard = torch.as_tensor(self.soft_labels.argmax(axis=1), device=self.device)
+        features, losses, probs = [], [], []
+        self.model.eval()
+        for start in range(0, self.images.shape[0], self.config.eval_batch_size):
+            batch = slice(start, start + self.config.eval_batch_size)
+            h = self.model.features(normalize(self.images[batch], self._mean, self._std))
+            logits = self.model.classifier(h)
+            features.append(h.float().cpu())
+            losses.append(F.cross_entropy(logits, hard[batch], reduction="none").double().cpu())
+            probs.append(F.softmax(logits, dim=1).float().cpu())
+        return EvalPass(torch.cat(features).numpy(), torch.cat(losses).numpy(),
+                        torch.cat(probs).numpy())
+
+    def fit_clean_probability(self, losses: np.ndarray) -> MixtureFit:
+        """Fit the mixture to this epoch's losses (averaged over ``loss_window`` epochs)."""
+        window = self.recent_losses + [normalize_losses(losses)]
+        fit = fit_mixture(np.mean(window, axis=0), seed=self.config.seed)
+        self.recent_losses = window[1:] if len(window) == self.config.loss_window else window
+        self.p_clean = fit.p_clean
+        return fit
+
+    def correct_labels(self, probs: np.ndarray) -> bool:
+        """EMA label correction with predictions ``probs``, when scheduled for this epoch."""
+        if not self.config.corrects_labels(self.epoch):
+            return False
+        self.soft_labels = ema_update(self.soft_labels, probs, self.config.alpha).astype(np.float32)
+        return True
+
+    def train_epoch(self, neighbors: np.ndarray | None = None) -> dict:
+        """Train one epoch in the phase the schedule gives; returns and records its history row.
+
+        ``neighbors`` (N, K) is required in mixing epochs and must come from this epoch's
+        evaluation pass; mixing weights use the clean probabilities of the last mixture fit.
+        """
+        phase = self.config.phase(self.epoch)
+        started = time.perf_counter()
+        weights = None
+        if phase == "mixnn":
+            if neighbors is None:
+                raise ValueError(f"epoch {self.epoch} mixes with neighbours: pass neighbors=")
+            neighbors = torch.as_tensor(np.asarray(neighbors, dtype=np.int64))
+            weights = torch.as_tensor(mixing_weights(self.p_clean, neighbors.numpy()),
+                                      dtype=torch.float32)
+        soft_labels = torch.as_tensor(self.soft_labels)
+        n = self.images.shape[0]
+        order = torch.randperm(n, generator=self.generator)
+        steps = max(1, n // self.config.batch_size)  # drop the ragged last batch (BatchNorm)
+        self.model.train()
+        total_loss = 0.0
+        for step in range(steps):
+            lr = self.config.learning_rate(self.epoch + step / steps)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            index = order[step * self.config.batch_size:(step + 1) * self.config.batch_size]
+            members, member_weights = self._batch_members(phase, index, neighbors, weights)
+            inputs = self._augmented(members)
+            mixed_inputs, mixed_labels = mix_batch(inputs, soft_labels[members].to(self.device),
+                                                   member_weights.to(self.device))
+            loss = soft_cross_entropy(self.model(mixed_inputs), mixed_labels)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"training loss became {loss.item()} at epoch {self.epoch}, "
+                                       f"step {step} (lr {lr:.4g}); lower the learning rate")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total_loss += loss.item()
+        row = {"epoch": self.epoch, "phase": phase, "train_loss": total_loss / steps, "lr": lr,
+               "seconds": time.perf_counter() - started}
+        row.update(self._label_metrics())
+        self.epoch += 1
+        self.history.append(row)
+        return row
+
+    def run_epoch(self) -> dict:
+        """One whole epoch: in mixing epochs all five steps, otherwise plain training."""
+        if self.config.phase(self.epoch) != "mixnn":
+            return self.train_epoch()
+        evaluation = self.evaluation_pass()
+        self.fit_clean_probability(evaluation.losses)
+        neighbors = nearest_neighbors(evaluation.features, self.config.num_neighbors,
+                                      self.config.knn_method,
+                                      normalize=self.config.normalize_features)
+        self.correct_labels(evaluation.probs)
+        return self.train_epoch(neighbors)
+
+    def fit(self, progress=None) -> list[dict]:
+        """Train the remaining epochs; ``progress(row)`` is called after each."""
+        while self.epoch < self.config.epochs:
+            row = self.run_epoch()
+            if progress is not None:
+                progress(row)
+        return self.history
+
+    # -- predictions and outputs -----------------------------------------------------------
+
+    @torch.no_grad()
+    def predict_proba(self, images: torch.Tensor) -> np.ndarray:
+        """Softmax predictions (N, C) for uint8 images already on the device."""
+        self.model.eval()
+        probs = []
+        for start in range(0, images.shape[0], self.config.eval_batch_size):
+            batch = normalize(images[start:start + self.config.eval_batch_size], self._mean, self._std)
+            probs.append(F.softmax(self.model(batch), dim=1).float().cpu())
+        return torch.cat(probs).numpy()
+
+    def test_accuracy(self) -> float | None:
+        if self.test_images is None:
+            return None
+        return float((self.predict_proba(self.test_images).argmax(1) == self.test_labels).mean())
+
+    def outputs(self, final_probs: np.ndarray | None = None) -> SampleOutputs:
+        """Per-sample outputs: the corrected soft labels for ``mixnn``, else the predictions."""
+        if self.config.method == "mixnn":
+            soft = self.soft_labels
+        else:
+            soft = final_probs if final_probs is not None else self.evaluation_pass().probs
+        return sample_outputs(self.given_labels, soft, self.p_clean)
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue exactly; loadable with ``weights_only=True``."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": self.config.to_dict(),
+            "epoch": self.epoch,
+            "model_name": self.model_name,
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "normalization": self.normalization,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "soft_labels": torch.from_numpy(self.soft_labels),
+            "p_clean": torch.from_numpy(np.asarray(self.p_clean, dtype=np.float64)),
+            "recent_losses": [torch.from_numpy(x) for x in self.recent_losses],
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "history": self.history,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the checkpoint atomically (aside, then renamed), so a crash never leaves half."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save(self.state_dict(), temporary)
+        os.replace(temporary, path)
+        return path
+
+    def load(self, path: str | Path) -> None:
+        """Continue from a checkpoint written by ``save`` for the same data and configuration."""
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path}: unknown checkpoint format {state.get('format')!r}")
+        saved = TrainConfig.from_dict(state["config"])
+        differing = [k for k, v in self.config.to_dict().items()
+                     if k not in RESUMABLE_CHANGES and saved.to_dict()[k] != v]
+        if differing:
+            raise ValueError(f"{path}: checkpoint was written with a different configuration "
+                             f"({', '.join(differing)}); use a new run directory")
+        if state["soft_labels"].shape != self.soft_labels.shape:
+            raise ValueError(f"{path}: checkpoint is for {tuple(state['soft_labels'].shape)} "
+                             f"soft labels, this data gives {self.soft_labels.shape}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.soft_labels = state["soft_labels"].numpy().copy()
+        self.p_clean = state["p_clean"].numpy().copy()
+        self.recent_losses = [x.numpy().copy() for x in state["recent_losses"]]
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.epoch = int(state["epoch"])
+        self.history = list(state["history"])
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _batch_members(self, phase, index, neighbors, weights):
+        """Indices (B, M) of the samples mixed into each synthetic sample, and their weights."""
+        if phase == "mixnn":
+            return torch.cat([index[:, None], neighbors[index]], dim=1), weights[index]
+        if phase == "mixup":
+            lam = float(torch.rand(1, generator=self.generator))  # Beta(1, 1) is uniform
+            partners = index[torch.randperm(index.shape[0], generator=self.generator)]
+            pair_weights = torch.tensor([lam, 1.0 - lam]).expand(index.shape[0], 2)
+            return torch.stack([index, partners], dim=1), pair_weights
+        return index[:, None], torch.ones(index.shape[0], 1)
+
+    def _augmented(self, members: torch.Tensor) -> torch.Tensor:
+        """Augmented, normalised inputs (B, M, C, H, W) of the member samples."""
+        flat = self.images[members.reshape(-1).to(self.device)].float() / 255.0
+        flat = random_crop_flip(flat, self.crop_padding, self.config.hflip, self.generator)
+        flat = normalize(flat, self._mean, self._std)
+        return flat.view(*members.shape, *flat.shape[1:])
+
+    def _label_metrics(self) -> dict:
+        """Reporting-only figures after an epoch: test accuracy, label changes and recovery."""
+        metrics = {"mean_p_clean": float(np.mean(self.p_clean))}
+        if self.config.method == "mixnn":
+            corrected = self.soft_labels.argmax(axis=1)
+            metrics["n_label_changes"] = int((corrected != self.given_labels).sum())
+        accuracy = self.test_accuracy()
+        if accuracy is not None:
+            metrics["test_acc"] = accuracy
+        if self.true_labels is not None:
+            suggested = self.outputs().suggested_label
+            metrics["label_recovery"] = float((suggested == self.true_labels).mean())
+        return metrics
