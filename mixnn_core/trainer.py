@@ -12,7 +12,6 @@ Warm-up epochs (and the ``ce`` method) train on the given labels; ``mixup`` mixe
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 from mixnn_core.augment import channel_statistics, normalize, random_crop_flip
 from mixnn_core.config import TrainConfig
 from mixnn_core.correction import ema_update
+from mixnn_core.files import replace_atomically
 from mixnn_core.gmm import MixtureFit, fit_mixture, normalize_losses
 from mixnn_core.knn import nearest_neighbors
 from mixnn_core.mixing import mix_batch, mixing_weights, soft_cross_entropy
@@ -252,12 +252,8 @@ class Trainer:
 
     def save(self, path: str | Path) -> Path:
         """Write the checkpoint atomically (aside, then renamed), so a crash never leaves half."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save(self.state_dict(), temporary)
-        os.replace(temporary, path)
-        return path
+        state = self.state_dict()
+        return replace_atomically(path, lambda tmp: torch.save(state, tmp))
 
     def load(self, path: str | Path) -> None:
         """Continue from a checkpoint written by ``save`` for the same data and configuration."""

@@ -1,0 +1,109 @@
+"""What a finished run hands back: the corrected-label manifest and a self-contained model.
+
+Manifest schema (version ``MANIFEST_SCHEMA_VERSION``; one row per ingested sample, documented in
+the README): sample_id, key, source_ref, given_label, given_label_name, suggested_label,
+suggested_label_name, suggested_confidence, label_quality, is_label_issue, p_clean, soft_label
+(Parquet only: fixed-size list of float32, one per class), and true_label / is_noisy when noise
+was injected for evaluation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from mixnn_core.files import replace_atomically, vector_column, write_json_atomic, write_parquet_atomic
+from mixnn_core.outputs import LABEL_ISSUE_RULE, SampleOutputs
+
+MANIFEST_SCHEMA_VERSION = "1"
+MODEL_CARD_VERSION = "1"
+
+
+def build_manifest(dataset: pd.DataFrame, class_names: list[str], outputs: SampleOutputs,
+                   true_labels: np.ndarray | None = None) -> pd.DataFrame:
+    """The manifest rows (without ``soft_label``) in ``sample_id`` order.
+
+    ``dataset`` is the ingested dataset table (sample_id, key, source_ref, ...) whose rows are
+    aligned with ``outputs``; ``given_label`` comes from ``outputs`` (the labels training saw).
+    """
+    if len(dataset) != outputs.given_label.shape[0]:
+        raise ValueError(f"dataset has {len(dataset)} rows but outputs cover "
+                         f"{outputs.given_label.shape[0]} samples")
+    names = np.asarray(class_names, dtype=object)
+    manifest = pd.DataFrame({
+        "sample_id": dataset["sample_id"].to_numpy(np.int64),
+        "key": dataset["key"].astype(str).to_numpy(),
+        "source_ref": dataset["source_ref"].astype(str).to_numpy(),
+        "given_label": outputs.given_label,
+        "given_label_name": names[outputs.given_label].astype(str),
+        "suggested_label": outputs.suggested_label,
+        "suggested_label_name": names[outputs.suggested_label].astype(str),
+        "suggested_confidence": outputs.suggested_confidence,
+        "label_quality": outputs.label_quality,
+        "is_label_issue": outputs.is_label_issue.astype(bool),
+        "p_clean": outputs.p_clean,
+    })
+    if true_labels is not None:
+        true_labels = np.asarray(true_labels, dtype=np.int64)
+        manifest["true_label"] = true_labels
+        manifest["is_noisy"] = true_labels != outputs.given_label
+    return manifest
+
+
+def write_manifest(manifest: pd.DataFrame, soft_labels: np.ndarray,
+                   out_dir: str | Path) -> tuple[Path, Path]:
+    """``manifest.parquet`` (with ``soft_label`` and the schema version) and ``manifest.csv``."""
+    out_dir = Path(out_dir)
+    table = pa.Table.from_pandas(manifest, preserve_index=False)
+    table = table.append_column("soft_label", vector_column(soft_labels))
+    table = table.replace_schema_metadata({
+        **(table.schema.metadata or {}),
+        b"mixnn_manifest_version": MANIFEST_SCHEMA_VERSION.encode(),
+        b"mixnn_label_issue_rule": LABEL_ISSUE_RULE.encode(),
+    })
+    parquet_path = write_parquet_atomic(table, out_dir / "manifest.parquet")
+    csv_path = replace_atomically(out_dir / "manifest.csv",
+                                  lambda tmp: manifest.to_csv(tmp, index=False))
+    return parquet_path, csv_path
+
+
+def export_model(model: torch.nn.Module, out_dir: str | Path, *, architecture: str,
+                 class_names: list[str], input_shape: tuple[int, int, int],
+                 normalization: dict, configuration: dict, metrics: dict) -> dict[str, Path]:
+    """Weights, a TorchScript module and a model card, loadable without this code.
+
+    The TorchScript module maps a normalised float batch (B, C, H, W) to class logits; the card
+    says how to normalise (``(pixel / 255 - mean) / std`` per channel) and what the classes are.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = model.eval().cpu()
+    weights_path = replace_atomically(out_dir / "model.pt",
+                                      lambda tmp: torch.save(model.state_dict(), tmp))
+
+    example = torch.zeros(1, *input_shape)
+    with torch.no_grad():
+        scripted = torch.jit.trace(model, example)
+    script_path = replace_atomically(out_dir / "model.torchscript.pt",
+                                     lambda tmp: scripted.save(str(tmp)))
+
+    card = {
+        "model_card_version": MODEL_CARD_VERSION,
+        "architecture": architecture,
+        "classes": list(class_names),
+        "num_classes": len(class_names),
+        "input_shape": list(input_shape),
+        "input": "float32 batch (B, C, H, W): pixels / 255, then (x - mean) / std per channel",
+        "output": "class logits (B, num_classes); softmax gives probabilities",
+        "normalization": normalization,
+        "files": {"weights": weights_path.name, "torchscript": script_path.name},
+        "configuration": configuration,
+        "metrics": metrics,
+    }
+    card_path = write_json_atomic(card, out_dir / "model_card.json")
+    return {"weights": weights_path, "torchscript": script_path, "card": card_path}

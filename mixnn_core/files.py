@@ -1,0 +1,66 @@
+"""Atomic file writes and Parquet vector columns.
+
+Every file is written aside and renamed into place (``os.replace`` is atomic on one file
+system), so a crash never leaves a half-written file where a reader expects a whole one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def temporary_sibling(path: Path) -> Path:
+    """A temporary name beside ``path``, for writing aside and renaming into place."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def replace_atomically(path: str | Path, write) -> Path:
+    """Call ``write(temporary_path)``, then rename the result to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = temporary_sibling(path)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def write_parquet_atomic(table: pa.Table | pd.DataFrame, path: str | Path) -> Path:
+    if isinstance(table, pd.DataFrame):
+        table = pa.Table.from_pandas(table, preserve_index=False)
+    return replace_atomically(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def write_json_atomic(value, path: str | Path) -> Path:
+    text = json.dumps(value, indent=2, default=_json_default)
+    return replace_atomically(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def vector_column(rows: np.ndarray) -> pa.FixedSizeListArray:
+    """A (N, D) array as a Parquet ``fixed_size_list<float32>[D]`` column."""
+    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(rows.ravel()), rows.shape[1])
+
+
+def read_vector_column(table: pa.Table, name: str) -> np.ndarray:
+    """A ``fixed_size_list`` column back as a (N, D) float32 array."""
+    column = table.column(name).combine_chunks()
+    width = column.type.list_size
+    return column.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, width)

@@ -1,0 +1,49 @@
+"""Stage 4: the corrected-label manifest, the trained model and the run's metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from prefect import task
+
+from mixnn_core.export import build_manifest, export_model, write_manifest
+from mixnn_core.files import write_json_atomic, write_parquet_atomic
+from mixnn_core.metrics import label_quality_metrics, test_accuracy_summary
+from tasks.features import evaluation_table
+from tasks.run_files import RunFiles, checkin_trainer, checkout_trainer, dataset_arrays, training_labels
+
+
+@task(name="export", retries=2, retry_delay_seconds=2)
+def export_results(run_dir: str) -> dict:
+    """Write ``manifest.parquet``/``.csv``, ``model/`` and ``history.json``; return the metrics.
+
+    A final evaluation pass gives the trained model's features (kept as
+    ``features/final.parquet`` for scoring new data) and predictions.
+    """
+    run = RunFiles(run_dir)
+    _, table, class_names = dataset_arrays(run.root)
+    given, true = training_labels(run)
+    trainer = checkout_trainer(run, run.completed_epochs())
+    evaluation = trainer.evaluation_pass()
+    write_parquet_atomic(evaluation_table(table["sample_id"].to_numpy(), evaluation),
+                         run.final_features)
+    outputs = trainer.outputs(evaluation.probs)
+    manifest = build_manifest(table, class_names, outputs, true_labels=true)
+    write_manifest(manifest, outputs.soft_label, run.root)
+
+    metrics = {"n_samples": int(len(manifest)),
+               "n_label_issues": int(outputs.is_label_issue.sum()),
+               "n_suggested_changes": int((outputs.suggested_label != given).sum())}
+    test_curve = [row["test_acc"] for row in trainer.history if "test_acc" in row]
+    if test_curve:
+        metrics.update(test_accuracy_summary(test_curve))
+    if true is not None:
+        metrics.update(label_quality_metrics(given, outputs.suggested_label, outputs.label_quality,
+                                             outputs.is_label_issue, true))
+    write_json_atomic(trainer.history, run.root / "history.json")
+    export_model(trainer.model, run.root / "model", architecture=trainer.model_name,
+                 class_names=class_names, input_shape=trainer.input_shape,
+                 normalization=trainer.normalization, configuration=trainer.config.to_dict(),
+                 metrics=metrics)
+    checkin_trainer(run, trainer)
+    return metrics

@@ -1,0 +1,60 @@
+"""Stage 5: the human-readable report, in the run directory and as Prefect artifacts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from mixnn_core.gmm import normalize_losses
+from mixnn_core.report import suspects_table, write_report
+from tasks.run_files import RunFiles, dataset_arrays, training_labels
+
+MAX_SNAPSHOTS = 4
+TOP_SUSPECTS = 36
+
+
+def mixture_snapshots(run: RunFiles, is_noisy: np.ndarray | None) -> list[dict]:
+    """The fitted mixtures of up to ``MAX_SNAPSHOTS`` mixing epochs, spread over the run."""
+    fitted = sorted(run.root.glob("mixture/epoch=*.json"))
+    if not fitted:
+        return []
+    chosen = [fitted[i] for i in np.unique(np.linspace(0, len(fitted) - 1, MAX_SNAPSHOTS).round().astype(int))]
+    snapshots = []
+    for path in chosen:
+        fit = json.loads(path.read_text())
+        features = run.features(fit["epoch"])
+        if not features.exists():
+            continue
+        losses = pq.read_table(features, columns=["loss"]).column("loss").to_numpy()
+        snapshot = {**fit, "losses": normalize_losses(losses)}
+        if is_noisy is not None:
+            snapshot["is_noisy"] = is_noisy
+        snapshots.append(snapshot)
+    return snapshots
+
+
+@task(name="report", retries=2, retry_delay_seconds=2)
+def write_run_report(run_dir: str, summary: dict) -> str:
+    """``report/report.md`` with its plots; also published as table and markdown artifacts."""
+    run = RunFiles(run_dir)
+    images, _, class_names = dataset_arrays(run.root)
+    given, true = training_labels(run)
+    manifest = pd.read_parquet(run.root / "manifest.parquet").drop(columns=["soft_label"])
+    history = pd.DataFrame(json.loads((run.root / "history.json").read_text()))
+    suspects = suspects_table(manifest, TOP_SUSPECTS)
+    report_path = write_report(
+        run.root / "report", manifest=manifest, class_names=class_names, history=history,
+        mixture_snapshots=mixture_snapshots(run, None if true is None else given != true),
+        suspect_images=images[suspects["sample_id"].to_numpy()], summary=summary,
+        top_k=TOP_SUSPECTS)
+    create_table_artifact(key="mixnn-suspected-label-errors",
+                          table=json.loads(suspects.to_json(orient="records")),
+                          description=f"Top suspected label errors of {run.root}")
+    create_markdown_artifact(key="mixnn-report", markdown=report_path.read_text(),
+                             description=f"mixnn report of {run.root}")
+    return str(report_path)
