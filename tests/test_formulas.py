@@ -1,0 +1,146 @@
+"""The method's formulas against hand-computed values and their defining properties."""
+
+import numpy as np
+import pytest
+import torch
+
+from mixnn_core.correction import ema_update
+from mixnn_core.gmm import clean_probability, fit_mixture, normalize_losses
+from mixnn_core.mixing import SELF_WEIGHT_EPSILON, mix_batch, mixing_weights, soft_cross_entropy
+from mixnn_core.outputs import sample_outputs
+
+
+# -- clean probability -------------------------------------------------------------------------
+
+def test_low_loss_mode_gets_the_higher_clean_probability():
+    rng = np.random.default_rng(0)
+    losses = np.concatenate([rng.normal(0.2, 0.05, 700), rng.normal(2.0, 0.3, 300)])
+    p = clean_probability(losses, seed=0)
+    assert p.shape == (1000,) and p.min() >= 0 and p.max() <= 1
+    assert p[:700].mean() > 0.95 and p[700:].mean() < 0.05
+
+
+def test_clean_probability_is_monotone_in_the_loss_between_the_modes():
+    rng = np.random.default_rng(1)
+    losses = np.concatenate([rng.normal(0.1, 0.05, 500), rng.normal(1.0, 0.1, 500)])
+    order = np.argsort(losses)
+    p = clean_probability(losses)[order]
+    middle = (losses[order] > 0.2) & (losses[order] < 0.9)
+    assert np.all(np.diff(p[middle]) <= 1e-9)
+
+
+def test_clean_probability_survives_constant_and_tiny_inputs():
+    assert np.array_equal(clean_probability(np.full(10, 3.0)), np.ones(10))
+    assert np.array_equal(clean_probability(np.array([1.5])), np.ones(1))
+
+
+def test_min_max_normalisation_by_hand():
+    assert np.allclose(normalize_losses(np.array([2.0, 4.0, 3.0])), [0.0, 1.0, 0.5])
+    with pytest.raises(ValueError, match="non-finite"):
+        normalize_losses(np.array([1.0, np.nan]))
+
+
+def test_mixture_orders_components_clean_first():
+    fit = fit_mixture(np.concatenate([np.full(50, 0.9), np.full(50, 0.1)])
+                      + np.random.default_rng(0).normal(0, 0.01, 100))
+    assert fit.means[0] < fit.means[1]
+    assert abs(sum(fit.weights) - 1) < 1e-9
+
+
+def test_clean_probability_is_reproducible_under_its_seed():
+    losses = np.random.default_rng(3).gamma(2.0, 1.0, 2000)
+    assert np.array_equal(clean_probability(losses, seed=5), clean_probability(losses, seed=5))
+
+
+# -- mixing weights ----------------------------------------------------------------------------
+
+def test_weights_by_hand():
+    p = np.array([0.6, 0.2, 0.2])
+    neighbors = np.array([[1], [0], [0]])
+    w = mixing_weights(p, neighbors)
+    e = SELF_WEIGHT_EPSILON
+    assert np.allclose(w[0], [(0.6 + e) / (0.8 + e), 0.2 / (0.8 + e)])
+    assert np.allclose(w[1], [(0.2 + e) / (0.8 + e), 0.6 / (0.8 + e)])
+
+
+def test_weights_rows_sum_to_one_with_k_neighbours():
+    rng = np.random.default_rng(0)
+    p = rng.random(200)
+    neighbors = rng.integers(0, 200, (200, 4))
+    w = mixing_weights(p, neighbors)
+    assert w.shape == (200, 5)
+    assert np.allclose(w.sum(axis=1), 1.0) and w.min() >= 0
+
+
+def test_clean_sample_keeps_weight_and_noisy_sample_hands_it_over():
+    p = np.array([0.99, 0.01])
+    w = mixing_weights(p, np.array([[1], [0]]))
+    assert w[0, 0] > 0.98  # clean sample, noisy neighbour
+    assert w[1, 1] > 0.98  # noisy sample, clean neighbour
+
+
+def test_all_noisy_set_keeps_its_own_weight():
+    w = mixing_weights(np.zeros(3), np.array([[1], [2], [0]]))
+    assert np.allclose(w[:, 0], 1.0) and np.allclose(w.sum(axis=1), 1.0)
+
+
+def test_weights_reject_bad_input():
+    with pytest.raises(ValueError, match="outside"):
+        mixing_weights(np.ones(2), np.array([[1], [2]]))
+    with pytest.raises(ValueError, match="within"):
+        mixing_weights(np.array([0.5, 1.5]), np.array([[1], [0]]))
+
+
+# -- synthetic batch and loss ------------------------------------------------------------------
+
+def test_mix_batch_is_the_weighted_sum_of_members():
+    inputs = torch.tensor([[[[[1.0]]], [[[3.0]]]]])  # B=1, M=2, 1x1x1 images
+    labels = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    weights = torch.tensor([[0.25, 0.75]])
+    x, y = mix_batch(inputs, labels, weights)
+    assert x.shape == (1, 1, 1, 1) and torch.allclose(x, torch.tensor(2.5))
+    assert torch.allclose(y, torch.tensor([[0.25, 0.75]]))
+
+
+def test_soft_cross_entropy_by_hand_and_equal_to_ce_on_one_hot():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 0.0]])
+    targets = torch.tensor([[0.5, 0.5], [1.0, 0.0]])
+    log_p = torch.log_softmax(logits, dim=1)
+    expected = -(0.5 * log_p[0, 0] + 0.5 * log_p[0, 1] + log_p[1, 0]) / 2
+    assert torch.allclose(soft_cross_entropy(logits, targets), expected)
+    hard = torch.tensor([1, 0])
+    one_hot = torch.nn.functional.one_hot(hard, 2).float()
+    assert torch.allclose(soft_cross_entropy(logits, one_hot),
+                          torch.nn.functional.cross_entropy(logits, hard))
+
+
+# -- label correction --------------------------------------------------------------------------
+
+def test_ema_moves_exactly_ten_percent_toward_the_prediction_at_alpha_0_9():
+    t = np.array([[1.0, 0.0]])
+    q = np.array([[0.0, 1.0]])
+    assert np.allclose(ema_update(t, q, 0.9), [[0.9, 0.1]])
+    assert np.allclose(ema_update(t, q, 0.9) - t, 0.1 * (q - t))
+
+
+def test_ema_keeps_rows_in_the_simplex_and_checks_input():
+    rng = np.random.default_rng(0)
+    t = rng.dirichlet(np.ones(5), 10)
+    q = rng.dirichlet(np.ones(5), 10)
+    assert np.allclose(ema_update(t, q, 0.7).sum(axis=1), 1.0)
+    with pytest.raises(ValueError, match="alpha"):
+        ema_update(t, q, 1.5)
+    with pytest.raises(ValueError, match="shape"):
+        ema_update(t, q[:, :4])
+
+
+# -- per-sample outputs ------------------------------------------------------------------------
+
+def test_outputs_score_the_given_label_not_the_corrected_one():
+    soft = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.4, 0.4, 0.2]], dtype=np.float32)
+    out = sample_outputs(np.array([0, 0, 1]), soft, np.array([0.9, 0.1, 0.5]))
+    assert out.suggested_label.tolist() == [0, 2, 0]
+    assert np.allclose(out.suggested_confidence, [0.7, 0.6, 0.4])
+    assert np.allclose(out.label_quality, [0.7, 0.1, 0.4])
+    # flagged when the given label's mass is below the best class's (a tie is not flagged)
+    assert out.is_label_issue.tolist() == [False, True, False]
