@@ -6,6 +6,7 @@ Exit code 0 on success; on failure a one-line reason on stderr and exit code 1.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import sys
@@ -69,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     for key, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(key, value)
+    # Registered before Prefect's own exit handlers, so it runs after them (last in, first
+    # out): the reason is the last line, after the embedded server's shutdown message.
+    failure: list[str] = []
+    atexit.register(lambda: failure and print(failure[0], file=sys.stderr))
     from flows.mixnn_flow import mixnn  # after the environment is set: prefect reads it on import
 
     try:
@@ -81,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             labels_key_column=args.labels_key_column, image_column=args.image_column,
             label_column=args.label_column, train_options=parse_train_options(args.train_option))
     except Exception as error:  # one line for people and scripts; Prefect logged the traceback
-        print(f"mixnn: error: {type(error).__name__}: {error}", file=sys.stderr)
+        reason = " ".join(str(error).split())
+        failure.append(f"mixnn: error: {type(error).__name__}: {reason}")
         return 1
     print(summary_text(result))
     return 0

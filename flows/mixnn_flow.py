@@ -163,7 +163,7 @@ def mixnn(
         ingested = clock.run("ingest", ingest_source, source, root, ingest_options)
         if test_source is not None:
             clock.run("ingest", ingest_source, test_source, str(run.test_dir),
-                      {"class_names": ingested["class_names"]})
+                      {"class_names": ingested["class_names"], "npz_split": "test"})
         noise = clock.run("noise", prepare_labels, root, noise_mode, noise_rate, seed, noise_dataset)
 
         resumed_from = run.completed_epochs()

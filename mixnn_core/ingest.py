@@ -1,0 +1,801 @@
+"""Ingestion: turn an image-classification source into WebDataset shards plus tables.
+
+``ingest(source, out_dir)`` reads one of these sources (detected from ``source``):
+
+- ``"digits"``: scikit-learn's bundled 8x8 digits;
+- an MNIST-style idx folder (``train-*`` pair, else ``t10k-*`` pair, optionally ``.gz``), or one
+  idx images file (to pick the ``t10k-*`` pair of a folder that has both);
+- an image folder: one sub-folder per class;
+- a CSV or Parquet manifest: an image path column and a label column;
+- a ``.npz``: image and label arrays, or concatenated JPEG bytes with offsets (CIFAR-10 layout).
+
+Every input sample ends up either ingested (a shard sample and a ``dataset.parquet`` row) or in
+``quarantine.parquet`` with a human readable reason, so ingested + quarantined = input.
+
+Image rules:
+- A dataset is 3-channel RGB if any ingested image has colour (some pixel whose R, G, B differ),
+  else 1-channel L. Colour is judged on pixel content, not on file mode, so an RGB file of a grey
+  picture counts as grey. Transparent images are composited on black.
+- 16-bit grey (and 32-bit integer grey holding 16-bit values) is scaled from [0, 65535] to 0..255 (rounded); float images
+  from [0, 1] or [0, 255].
+- The target (H, W) is the most common size among ingested images (ties: the size met first);
+  other images are resized to it with bilinear resampling and counted as ``n_resized``.
+
+Label rules: integers are label ids (0 <= id < number of classes); strings are class names.
+The class list is ``class_names`` if given, else the one the source defines (digits and idx
+"0".."9", image folder sub-folder names, a npz ``classes`` array), else inferred from the labels
+(sorted unique names, or "0".."max" for integer ids).
+
+All output files are written to a temporary name and renamed into place; ``ingest_summary.json``
+is written last and marks the folder as a complete ingestion.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import math
+import os
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from PIL import Image, UnidentifiedImageError
+
+from mixnn_core.files import write_json_atomic, write_parquet_atomic
+from mixnn_core.shards import SHARD_DIR, ShardSample, read_images, sample_key, write_shards
+
+DATASET_TABLE = "dataset.parquet"
+QUARANTINE_TABLE = "quarantine.parquet"
+CLASSES_FILE = "classes.json"
+SUMMARY_FILE = "ingest_summary.json"
+
+IMAGE_COLUMNS = ("path", "image", "file", "filename", "image_path")
+LABEL_COLUMNS = ("label", "class", "target")
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+IDX_FILE_PAIRS = (
+    ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+)
+IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
+IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
+NPZ_IMAGE_KEYS = ("images", "x", "X")
+NPZ_LABEL_KEYS = ("labels", "y")
+SIXTEEN_BIT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
+DIGITS_MAX_VALUE = 16  # load_digits() pixels are counts 0..16
+DIGIT_CLASS_NAMES = [str(digit) for digit in range(10)]  # digits, MNIST and idx folders
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    """What an ingestion produced. ``image_shape`` is (C, H, W) of every ingested image."""
+
+    n_input: int
+    n_ingested: int
+    n_quarantined: int
+    num_classes: int
+    class_names: list[str]
+    image_shape: tuple[int, int, int]
+    source_kind: str  # "digits" | "idx" | "image_folder" | "manifest" | "npz"
+    n_resized: int = 0  # ingested images resized to image_shape's (H, W)
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable form (``image_shape`` as a list)."""
+        return {**asdict(self), "class_names": list(self.class_names), "image_shape": list(self.image_shape)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> IngestSummary:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**{**data, "image_shape": tuple(data["image_shape"])})
+
+
+class SampleError(ValueError):
+    """A problem with one input sample; its message is the quarantine reason."""
+
+
+@dataclass(frozen=True)
+class NoLabel:
+    """Stands in for the label of a sample that has none; ``reason`` says why."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class RawLabels:
+    """Labels as found, one per input sample (int, float, str, None or NoLabel)."""
+
+    values: Sequence
+    origin: str  # where they come from, for error messages
+
+
+@dataclass(frozen=True)
+class Source:
+    """The input samples of a source in canonical order, not yet validated."""
+
+    kind: str
+    samples: list[str]  # identifies each input to a person: a row number or a file path
+    source_refs: list[str]  # stable reference of each input, kept in dataset.parquet
+    labels: RawLabels
+    class_names: list[str] | None  # the class list the source defines itself, if any
+    read_pixels: Callable[[int], np.ndarray]  # input i -> uint8 (H, W) or (H, W, 3); raises SampleError
+
+
+# ---------------------------------------------------------------------------------------------
+# Pixels
+
+
+def scale_to_uint8(values: np.ndarray, full_scale: float) -> np.ndarray:
+    """Map values in [0, full_scale] linearly onto 0..255, rounded; otherwise raise SampleError."""
+    values = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise SampleError("pixel values include NaN or infinity")
+    low, high = values.min(), values.max()
+    if low < 0 or high > full_scale:
+        raise SampleError(f"pixel values span [{low:g}, {high:g}], outside [0, {full_scale:g}]")
+    return np.rint(values * 255.0 / full_scale).astype(np.uint8)
+
+
+def float_full_scale(values: np.ndarray) -> float:
+    """The range float pixels are taken to use: [0, 1] when no finite value exceeds 1, else [0, 255]."""
+    finite = values[np.isfinite(values)]
+    return 1.0 if finite.size == 0 or finite.max() <= 1.0 else 255.0
+
+
+def collapse_grey(pixels: np.ndarray) -> np.ndarray:
+    """(H, W) for grey content, (H, W, 3) only when some pixel has colour."""
+    if pixels.ndim == 3 and (pixels == pixels[..., :1]).all():
+        return np.ascontiguousarray(pixels[..., 0])
+    return pixels
+
+
+def pil_to_pixels(image: Image.Image) -> np.ndarray:
+    """uint8 (H, W) or (H, W, 3) pixels of a loaded PIL image (see the module's image rules)."""
+    if image.mode in ("1", "L"):
+        return np.asarray(image.convert("L"))
+    if image.mode in SIXTEEN_BIT_MODES:
+        return scale_to_uint8(np.asarray(image), 65535)
+    if image.mode == "F":
+        values = np.asarray(image)
+        return scale_to_uint8(values, float_full_scale(values))
+    if image.has_transparency_data:
+        rgba = image.convert("RGBA")
+        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        rgb = Image.alpha_composite(black, rgba).convert("RGB")
+    else:
+        rgb = image.convert("RGB")
+    return collapse_grey(np.asarray(rgb))
+
+
+def decode_image(file) -> np.ndarray:
+    """Pixels of an encoded image (a path or a binary file object); undecodable -> SampleError."""
+    try:
+        with Image.open(file) as image:
+            image.load()
+            return pil_to_pixels(image)
+    except SampleError:
+        raise
+    except UnidentifiedImageError as error:  # its message repeats the file name: the sample says that
+        raise SampleError("cannot decode image: not a recognised image format") from error
+    except Exception as error:  # PIL raises many types for corrupt or truncated files
+        raise SampleError(f"cannot decode image: {type(error).__name__}: {error}") from error
+
+
+def read_image_file(path: Path, shown_as: str) -> np.ndarray:
+    """Pixels of an image file; ``shown_as`` is how reasons name it."""
+    if not path.is_file():
+        raise SampleError(f"file not found: {shown_as}")
+    if path.stat().st_size == 0:
+        raise SampleError("empty file (0 bytes)")
+    return decode_image(path)
+
+
+def fit_pixels(pixels: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarray:
+    """uint8 (channels, H, W) of (H, W) or (H, W, 3) pixels, bilinearly resized to ``size`` = (H, W)."""
+    if pixels.shape[:2] != size:
+        height, width = size
+        pixels = np.asarray(Image.fromarray(pixels).resize((width, height), Image.Resampling.BILINEAR))
+    if pixels.ndim == 2:
+        pixels = pixels[np.newaxis]
+        return np.repeat(pixels, 3, axis=0) if channels == 3 else pixels
+    return pixels.transpose(2, 0, 1)
+
+
+def channels_last(images: np.ndarray, where: str) -> np.ndarray:
+    """Image array as (N, H, W) for 1 channel or (N, H, W, 3), from (N,H,W), (N,H,W,C) or (N,C,H,W)."""
+    if images.ndim == 4:
+        if images.shape[3] in (1, 3):
+            pass
+        elif images.shape[1] in (1, 3):
+            images = images.transpose(0, 2, 3, 1)
+        else:
+            raise ValueError(f"{where}: cannot find a channel axis of size 1 or 3 in shape {images.shape}")
+        return images[..., 0] if images.shape[3] == 1 else images
+    if images.ndim == 3:
+        return images
+    raise ValueError(f"{where}: images must be (N, H, W), (N, H, W, C) or (N, C, H, W), got {images.shape}")
+
+
+def array_pixel_reader(images: np.ndarray, where: str) -> Callable[[int], np.ndarray]:
+    """A reader of row i of an image array as uint8 pixels (non-uint8 rows converted or rejected)."""
+    images = channels_last(images, where)
+    if images.dtype == np.uint8:
+        return lambda i: collapse_grey(images[i])
+    if np.issubdtype(images.dtype, np.integer):
+        full_scale = 255.0
+    elif np.issubdtype(images.dtype, np.floating):
+        full_scale = float_full_scale(images)
+    else:
+        raise ValueError(f"{where}: unsupported image dtype {images.dtype}; expected integers or floats")
+    return lambda i: collapse_grey(scale_to_uint8(images[i], full_scale))
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources
+
+
+def row_numbers(n: int) -> list[str]:
+    """References of the rows of an array or table source: "0", "1", ..."""
+    return [str(i) for i in range(n)]
+
+
+def array_source(
+    kind: str, images: np.ndarray, labels: RawLabels, class_names: list[str] | None, where: str
+) -> Source:
+    """A source whose images are rows of an in-memory array."""
+    refs = row_numbers(len(images))
+    return Source(kind, refs, refs, labels, class_names, array_pixel_reader(images, where))
+
+
+def unlabelled(n: int, reason: str) -> RawLabels:
+    """Labels of a source that has none (the labels file must provide them)."""
+    return RawLabels([NoLabel(reason)] * n, origin="none")
+
+
+def digits_source() -> Source:
+    """scikit-learn's 1,797 8x8 digits, pixels scaled from 0..16 to 0..255."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = scale_to_uint8(digits.images, DIGITS_MAX_VALUE)
+    labels = RawLabels(digits.target.tolist(), origin="sklearn load_digits()")
+    return array_source("digits", images, labels, DIGIT_CLASS_NAMES, "digits")
+
+
+def read_idx(path: Path, magic: int, n_dims: int) -> np.ndarray:
+    """The uint8 array of an idx file (optionally gzipped), header and size checked."""
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError) as error:
+        raise ValueError(f"{path}: cannot read idx file: {error}") from error
+    header_size = 4 * (1 + n_dims)
+    if len(raw) < header_size:
+        raise ValueError(f"{path}: {len(raw)} bytes, shorter than the {header_size}-byte idx header")
+    header = np.frombuffer(raw, dtype=">i4", count=1 + n_dims)
+    if header[0] != magic:
+        raise ValueError(f"{path}: idx magic number {header[0]}, expected {magic}")
+    dims = tuple(int(d) for d in header[1:])
+    expected_size = header_size + math.prod(dims)
+    if len(raw) != expected_size:
+        raise ValueError(f"{path}: {len(raw)} bytes, but its header {dims} means {expected_size}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(dims)
+
+
+def idx_labels_beside(images_path: Path) -> Path:
+    """The labels file that pairs with an idx images file (each ``.gz`` or not)."""
+    images_name = images_path.name.removesuffix(".gz")
+    labels_name = dict(IDX_FILE_PAIRS)[images_name]
+    for candidate in (labels_name, labels_name + ".gz"):
+        if (images_path.parent / candidate).is_file():
+            return images_path.parent / candidate
+    raise FileNotFoundError(f"{images_path} has no {labels_name}(.gz) beside it")
+
+
+def find_idx_images(folder: Path) -> Path | None:
+    """The images file of an idx folder: the train one, else the t10k one; None if neither."""
+    for images_name, _ in IDX_FILE_PAIRS:
+        for suffix in ("", ".gz"):
+            if (folder / (images_name + suffix)).is_file():
+                return folder / (images_name + suffix)
+    return None
+
+
+def idx_source(images_path: Path) -> Source:
+    """An MNIST-style idx images file and the labels file beside it."""
+    labels_path = idx_labels_beside(images_path)
+    images = read_idx(images_path, IDX_IMAGES_MAGIC, 3)
+    labels = read_idx(labels_path, IDX_LABELS_MAGIC, 1)
+    if len(images) != len(labels):
+        raise ValueError(f"{images_path} holds {len(images)} images but {labels_path} {len(labels)} labels")
+    raw_labels = RawLabels(labels.tolist(), origin=str(labels_path))
+    return array_source("idx", images, raw_labels, DIGIT_CLASS_NAMES, str(images_path))
+
+
+def is_hidden(name: str) -> bool:
+    """Dot files and folders (.DS_Store, .ipynb_checkpoints) are not samples."""
+    return name.startswith(".")
+
+
+def image_folder_source(root: Path) -> Source:
+    """One sub-folder per class; every non-hidden file below it is an input sample.
+
+    Files directly in ``root`` belong to no class: they are inputs without a label. A symlinked
+    class folder is read; symlinked folders deeper down are not followed (they could form a cycle).
+    """
+    entries = [entry for entry in root.iterdir() if not is_hidden(entry.name)]
+    class_names = sorted(entry.name for entry in entries if entry.is_dir())
+    relative_paths = [PurePosixPath(entry.name) for entry in entries if not entry.is_dir()]
+    for class_name in class_names:
+        for folder, sub_folders, files in os.walk(root / class_name):
+            sub_folders[:] = [name for name in sub_folders if not is_hidden(name)]
+            folder_path = Path(folder).relative_to(root).as_posix()
+            relative_paths += [PurePosixPath(folder_path, name) for name in files if not is_hidden(name)]
+    relative_paths.sort(key=lambda path: path.parts)  # class folder first, then path inside it
+    refs = [str(path) for path in relative_paths]
+    labels = [
+        path.parts[0] if len(path.parts) > 1 else NoLabel("file is not inside a class sub-folder")
+        for path in relative_paths
+    ]
+    return Source(
+        kind="image_folder",
+        samples=refs,
+        source_refs=refs,
+        labels=RawLabels(labels, origin=f"class sub-folders of {root}"),
+        class_names=class_names,
+        read_pixels=lambda i: read_image_file(root / refs[i], refs[i]),
+    )
+
+
+def table_columns(path: Path) -> list[str]:
+    """Column names of a CSV or Parquet table, without reading its rows."""
+    if path.suffix.lower() == ".csv":
+        return list(pd.read_csv(path, nrows=0).columns)
+    return list(pq.read_schema(path).names)
+
+
+def read_table(path: Path, columns: list[str], text_columns: Sequence[str] = ()) -> pd.DataFrame:
+    """Some columns of a CSV or Parquet table; CSV ``text_columns`` are kept as text ("007" stays)."""
+    if path.suffix.lower() == ".csv":
+        return pd.read_csv(path, usecols=columns, dtype={name: str for name in text_columns})
+    return pd.read_parquet(path, columns=columns)
+
+
+def pick_column(
+    columns: list[str], requested: str | None, candidates: Sequence[str], what: str, path: Path, required: bool
+) -> str | None:
+    """The column to use: ``requested`` if given, else the first of ``candidates`` present."""
+    if requested is not None:
+        if requested not in columns:
+            raise ValueError(f"{path}: no {what} column {requested!r}; its columns are {columns}")
+        return requested
+    found = next((name for name in candidates if name in columns), None)
+    if found is None and required:
+        raise ValueError(
+            f"{path}: no {what} column (looked for {list(candidates)}); its columns are {columns}; "
+            f"name one explicitly"
+        )
+    return found
+
+
+def cell_text(value) -> str | None:
+    """A table cell as text; None for a missing or empty cell (a float 3.0 reads "3")."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    text = str(value)
+    return text if text.strip() else None
+
+
+def manifest_source(path: Path, image_column: str | None, label_column: str | None, labels_required: bool) -> Source:
+    """A CSV or Parquet table of image paths (relative to its folder) and labels, one row per sample.
+
+    A path resolving outside the manifest's folder (absolute elsewhere, ``..``, symlink) is not read.
+    """
+    columns = table_columns(path)
+    image_col = pick_column(columns, image_column, IMAGE_COLUMNS, "image path", path, required=True)
+    label_col = pick_column(columns, label_column, LABEL_COLUMNS, "label", path, required=labels_required)
+    table = read_table(path, [image_col] + ([label_col] if label_col else []), text_columns=[image_col])
+    image_paths = [cell_text(value) for value in table[image_col].tolist()]
+    labels = (
+        RawLabels(table[label_col].tolist(), origin=f"column {label_col!r} of {path}")
+        if label_col
+        else unlabelled(len(table), f"no label column in {path}")
+    )
+    root = path.parent.resolve()
+
+    def read_pixels(i: int) -> np.ndarray:
+        image_path = image_paths[i]
+        if image_path is None:
+            raise SampleError("missing image path")
+        resolved = (root / image_path).resolve()
+        if not resolved.is_relative_to(root):
+            raise SampleError(f"image path {image_path!r} resolves outside the manifest folder {root}")
+        return read_image_file(resolved, image_path)
+
+    refs = row_numbers(len(table))
+    samples = [image_path if image_path is not None else ref for image_path, ref in zip(image_paths, refs)]
+    return Source("manifest", samples, refs, labels, None, read_pixels)
+
+
+def load_npz(path: Path, keys: Sequence[str] | None = None) -> tuple[list[str], dict[str, np.ndarray]]:
+    """All array names of a .npz, and its arrays among ``keys`` (all when None); never unpickles."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return list(npz.files), {key: npz[key] for key in npz.files if keys is None or key in keys}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path}: cannot read npz: {error}") from error
+
+
+def npz_source(path: Path, split: str, labels_required: bool) -> Source:
+    """A .npz of image/label arrays, or of concatenated JPEG bytes with offsets (``{split}_*`` keys)."""
+    jpeg_key, offsets_key, split_labels_key = f"{split}_jpeg", f"{split}_offsets", f"{split}_labels"
+    wanted = [jpeg_key, offsets_key, split_labels_key, "classes", *NPZ_IMAGE_KEYS, *NPZ_LABEL_KEYS]
+    names, arrays = load_npz(path, wanted)
+    if any(name.endswith("_jpeg") for name in names):
+        for key in (jpeg_key, offsets_key):
+            if key not in arrays:
+                raise ValueError(f"{path}: no array {key!r} for npz_split={split!r}; its keys are {names}")
+        read_pixels, n = jpeg_pixel_reader(path, split, arrays[jpeg_key], arrays[offsets_key])
+        label_keys = [split_labels_key]
+    else:
+        image_key = next((key for key in NPZ_IMAGE_KEYS if key in arrays), None)
+        if image_key is None:
+            raise ValueError(
+                f"{path}: no image array (looked for {list(NPZ_IMAGE_KEYS)} or '<split>_jpeg'); its keys are {names}"
+            )
+        read_pixels = array_pixel_reader(arrays[image_key], f"{path} array {image_key!r}")
+        n = len(arrays[image_key])
+        label_keys = list(NPZ_LABEL_KEYS)
+    label_key = next((key for key in label_keys if key in arrays), None)
+    if label_key is None:
+        if labels_required:
+            raise ValueError(f"{path}: no label array (looked for {label_keys}); its keys are {names}")
+        labels = unlabelled(n, f"no label array in {path}")
+    elif arrays[label_key].shape != (n,):
+        raise ValueError(f"{path}: {label_key!r} has shape {arrays[label_key].shape}, expected ({n},) like the images")
+    else:
+        labels = RawLabels(arrays[label_key].tolist(), origin=f"array {label_key!r} of {path}")
+    class_names = [str(name) for name in arrays["classes"].tolist()] if "classes" in arrays else None
+    refs = row_numbers(n)
+    return Source("npz", refs, refs, labels, class_names, read_pixels)
+
+
+def jpeg_pixel_reader(
+    path: Path, split: str, blob: np.ndarray, offsets: np.ndarray
+) -> tuple[Callable[[int], np.ndarray], int]:
+    """A reader of image i = the JPEG bytes ``blob[offsets[i]:offsets[i + 1]]``, and the image count."""
+    offsets = offsets.astype(np.int64)
+    valid = offsets.ndim == 1 and offsets.size > 0 and offsets[0] == 0 and offsets[-1] == blob.size
+    if not valid or (np.diff(offsets) < 0).any():
+        raise ValueError(f"{path}: {split}_offsets must rise from 0 to the size of {split}_jpeg ({blob.size} bytes)")
+
+    def read_pixels(i: int) -> np.ndarray:
+        encoded = blob[offsets[i] : offsets[i + 1]].tobytes()
+        if not encoded:
+            raise SampleError("empty image (0 bytes)")
+        return decode_image(io.BytesIO(encoded))
+
+    return read_pixels, offsets.size - 1
+
+
+def open_source(
+    source: str | Path,
+    *,
+    image_column: str | None,
+    label_column: str | None,
+    npz_split: str,
+    labels_required: bool,
+) -> Source:
+    """Detect the kind of ``source`` and open it. The plain string "digits" is scikit-learn's digits."""
+    if isinstance(source, str) and source == "digits":
+        return digits_source()
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"source not found: {path}")
+    if path.is_dir():
+        idx_images = find_idx_images(path)
+        if idx_images is not None:
+            return idx_source(idx_images)
+        if any(entry.is_dir() and not is_hidden(entry.name) for entry in path.iterdir()):
+            return image_folder_source(path)
+        raise ValueError(f"{path}: unrecognised source: a folder with neither idx files nor class sub-folders")
+    if path.name.removesuffix(".gz") in dict(IDX_FILE_PAIRS):
+        return idx_source(path)
+    suffix = path.suffix.lower()
+    if suffix in TABLE_SUFFIXES:
+        return manifest_source(path, image_column, label_column, labels_required)
+    if suffix == ".npz":
+        return npz_source(path, npz_split, labels_required)
+    raise ValueError(
+        f"{path}: unrecognised source kind {suffix!r}; expected 'digits', an idx folder or images file, "
+        f"an image folder, a CSV/Parquet manifest or a .npz"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Labels
+
+
+def read_labels_file(
+    path: str | Path, labels_column: str | None, key_column: str | None, source_refs: list[str]
+) -> RawLabels:
+    """Labels for the source's samples from a CSV, Parquet, .npy or .npz file.
+
+    Without ``key_column`` the file's rows align with the samples in canonical order and must be
+    exactly as many. With it, rows match samples whose ``source_ref`` equals the key; samples
+    without a row get no label.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"labels file not found: {path}")
+    suffix = path.suffix.lower()
+    if key_column is not None and suffix not in TABLE_SUFFIXES:
+        raise ValueError(f"{path}: labels_key_column needs a CSV or Parquet labels file")
+    if suffix in TABLE_SUFFIXES:
+        columns = table_columns(path)
+        label_col = pick_column(columns, labels_column, LABEL_COLUMNS, "label", path, required=True)
+        if key_column is not None:
+            pick_column(columns, key_column, (), "key", path, required=True)
+            table = read_table(path, [key_column, label_col], text_columns=[key_column])
+            return keyed_labels(path, table[key_column].tolist(), table[label_col].tolist(), source_refs)
+        values = read_table(path, [label_col])[label_col].tolist()
+        origin = f"column {label_col!r} of {path}"
+    elif suffix in (".npy", ".npz"):
+        values, origin = labels_array(path, labels_column)
+    else:
+        raise ValueError(f"{path}: unrecognised labels file type {suffix!r}; expected .csv, .parquet, .npy or .npz")
+    if len(values) != len(source_refs):
+        raise ValueError(f"{path} has {len(values)} labels but the source has {len(source_refs)} samples")
+    return RawLabels(values, origin)
+
+
+def labels_array(path: Path, labels_column: str | None) -> tuple[list, str]:
+    """The 1-D label array of a .npy, or of a .npz (its ``labels_column`` array, or its only array)."""
+    if path.suffix.lower() == ".npy":
+        try:
+            array, origin = np.load(path, allow_pickle=False), str(path)
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{path}: cannot read npy: {error}") from error
+    else:
+        _, arrays = load_npz(path)
+        if labels_column is None and len(arrays) != 1:
+            raise ValueError(f"{path}: name the label array with labels_column; its keys are {list(arrays)}")
+        key = labels_column if labels_column is not None else next(iter(arrays))
+        if key not in arrays:
+            raise ValueError(f"{path}: no array {key!r}; its keys are {list(arrays)}")
+        array, origin = arrays[key], f"array {key!r} of {path}"
+    if array.ndim != 1:
+        raise ValueError(f"{origin}: labels must be 1-D, got shape {array.shape}")
+    return array.tolist(), origin
+
+
+def keyed_labels(path: Path, keys: list, values: list, source_refs: list[str]) -> RawLabels:
+    """Labels looked up by source reference; rows without a key match nothing."""
+    by_ref = {}
+    for key, value in zip(keys, values):
+        ref = cell_text(key)
+        if ref is None:
+            continue
+        if ref in by_ref:
+            raise ValueError(f"{path}: key {ref!r} appears more than once")
+        by_ref[ref] = value
+    missing = NoLabel(f"no label in {path}")
+    return RawLabels([by_ref.get(ref, missing) for ref in source_refs], origin=str(path))
+
+
+def normalize_label(raw) -> int | str:
+    """A raw label as an id (int) or a class name (str); missing or malformed -> SampleError."""
+    if isinstance(raw, NoLabel):
+        raise SampleError(raw.reason)
+    if raw is None or raw is pd.NA:
+        raise SampleError("missing label")
+    if isinstance(raw, (int, np.integer)):
+        return int(raw)
+    if isinstance(raw, (float, np.floating)):
+        if math.isnan(raw):
+            raise SampleError("missing label")
+        if not float(raw).is_integer():
+            raise SampleError(f"label {raw!r} is not a whole number")
+        return int(raw)
+    if isinstance(raw, str):
+        if not raw.strip():
+            raise SampleError("missing label (empty)")
+        return raw
+    raise SampleError(f"label {raw!r} has unsupported type {type(raw).__name__}")
+
+
+def infer_class_names(labels: RawLabels) -> list[str]:
+    """Sorted unique names, or "0".."max" for integer ids; malformed labels are left out."""
+    names, ids = set(), set()
+    for raw in labels.values:
+        try:
+            value = normalize_label(raw)
+        except SampleError:
+            continue
+        (names if isinstance(value, str) else ids).add(value)
+    if names and ids:
+        raise ValueError(
+            f"{labels.origin}: labels mix class names (e.g. {min(names)!r}) and integer ids "
+            f"(e.g. {min(ids)}); give class_names or use one kind"
+        )
+    if names:
+        return sorted(names)
+    return [str(i) for i in range(max(ids) + 1)] if ids else []
+
+
+def choose_class_names(given: Sequence | None, source_names: list[str] | None, labels: RawLabels) -> list[str]:
+    """``given`` if any, else the source's own class list, else one inferred from the labels."""
+    if given is not None:
+        names = [str(name) for name in given]
+        duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
+        if duplicates:
+            raise ValueError(f"class_names repeats {duplicates}")
+        return names
+    return source_names if source_names is not None else infer_class_names(labels)
+
+
+def label_id(raw, class_index: dict[str, int]) -> int:
+    """The label id of a raw label given the class list (name -> id); invalid -> SampleError."""
+    value = normalize_label(raw)
+    if isinstance(value, str):
+        if value not in class_index:
+            raise SampleError(f"unknown label {value!r} (not among the {len(class_index)} class names)")
+        return class_index[value]
+    if not 0 <= value < len(class_index):
+        raise SampleError(f"label {value} outside [0, {len(class_index)})")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Ingestion
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """The first pass over a source: which inputs are ingested, and how."""
+
+    indices: list[int]  # input index of each ingested sample, in sample_id order
+    labels: list[int]
+    sizes: list[tuple[int, int]]  # (H, W) as decoded
+    any_colour: bool
+    quarantine: pd.DataFrame
+
+
+def inspect_source(source: Source, labels: RawLabels, class_names: list[str]) -> Inspection:
+    """Check every input's label, then decode its image; failures go to the quarantine table."""
+    class_index = {name: i for i, name in enumerate(class_names)}
+    indices, label_ids, sizes, any_colour = [], [], [], False
+    rejected = {"sample": [], "source_ref": [], "reason": []}
+    for i in range(len(source.samples)):
+        try:
+            label = label_id(labels.values[i], class_index)
+            pixels = source.read_pixels(i)
+        except SampleError as error:
+            rejected["sample"].append(source.samples[i])
+            rejected["source_ref"].append(source.source_refs[i])
+            rejected["reason"].append(str(error))
+            continue
+        indices.append(i)
+        label_ids.append(label)
+        sizes.append(pixels.shape[:2])
+        any_colour = any_colour or pixels.ndim == 3
+    quarantine = pd.DataFrame({name: pd.Series(values, dtype="str") for name, values in rejected.items()})
+    return Inspection(indices, label_ids, sizes, any_colour, quarantine)
+
+
+def check_ingestible(inspection: Inspection, class_names: list[str], source) -> None:
+    """Refuse a dataset with no ingested samples or fewer than two classes among them."""
+    n_quarantined = len(inspection.quarantine)
+    if not inspection.indices:
+        top_reasons = inspection.quarantine["reason"].value_counts().head(3)
+        reasons = "; ".join(f"{count} x {reason}" for reason, count in top_reasons.items())
+        raise ValueError(f"{source}: no samples to ingest, all {n_quarantined} were quarantined ({reasons})")
+    present = sorted(set(inspection.labels))
+    if len(present) < 2:
+        names = [class_names[i] for i in present]
+        raise ValueError(
+            f"{source}: only {len(present)} class present among {len(inspection.indices)} ingested samples "
+            f"({names}, {n_quarantined} quarantined); need at least 2"
+        )
+
+
+def ingest(
+    source: str | Path,
+    out_dir: str | Path,
+    *,
+    labels_file: str | Path | None = None,
+    labels_column: str | None = None,
+    labels_key_column: str | None = None,
+    image_column: str | None = None,
+    label_column: str | None = None,
+    class_names: Sequence[str] | None = None,
+    npz_split: str = "train",
+    shard_size: int = 5000,
+) -> IngestSummary:
+    """Ingest ``source`` into ``out_dir`` (shards, dataset/quarantine tables, classes, summary).
+
+    ``labels_file`` replaces the source's labels (see :func:`read_labels_file`); ``labels_column``
+    names its label column or array, ``labels_key_column`` its column of source references.
+    ``image_column``/``label_column`` name a manifest's columns. ``npz_split`` picks the split of a
+    JPEG-layout npz. Raises before writing anything when the dataset cannot be ingested.
+    """
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be at least 1, got {shard_size}")
+    if labels_file is None and (labels_column is not None or labels_key_column is not None):
+        raise ValueError("labels_column and labels_key_column describe a labels_file, but none was given")
+    opened = open_source(
+        source,
+        image_column=image_column,
+        label_column=label_column,
+        npz_split=npz_split,
+        labels_required=labels_file is None,
+    )
+    labels = (
+        opened.labels
+        if labels_file is None
+        else read_labels_file(labels_file, labels_column, labels_key_column, opened.source_refs)
+    )
+    names = choose_class_names(class_names, opened.class_names, labels)
+    inspection = inspect_source(opened, labels, names)
+    check_ingestible(inspection, names, source)
+
+    size = Counter(inspection.sizes).most_common(1)[0][0]
+    channels = 3 if inspection.any_colour else 1
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / SUMMARY_FILE).unlink(missing_ok=True)  # the folder is incomplete until the end
+
+    def shard_samples():
+        for sample_id, (i, label) in enumerate(zip(inspection.indices, inspection.labels)):
+            try:
+                pixels = opened.read_pixels(i)
+            except SampleError as error:
+                raise ValueError(f"{opened.samples[i]} changed while being ingested: {error}") from error
+            yield ShardSample(sample_id, fit_pixels(pixels, size, channels), label, opened.source_refs[i])
+
+    shard_names = write_shards(shard_samples(), out_dir / SHARD_DIR, shard_size)
+    n_ingested = len(inspection.indices)
+    table = pd.DataFrame(
+        {
+            "sample_id": np.arange(n_ingested, dtype=np.int64),
+            "key": pd.Series([sample_key(i) for i in range(n_ingested)], dtype="str"),
+            "shard": pd.Series(shard_names, dtype="str"),
+            "given_label": np.asarray(inspection.labels, dtype=np.int64),
+            "given_label_name": pd.Series([names[label] for label in inspection.labels], dtype="str"),
+            "source_ref": pd.Series([opened.source_refs[i] for i in inspection.indices], dtype="str"),
+        }
+    )
+    write_parquet_atomic(table, out_dir / DATASET_TABLE)
+    write_parquet_atomic(inspection.quarantine, out_dir / QUARANTINE_TABLE)
+    write_json_atomic(names, out_dir / CLASSES_FILE)
+    summary = IngestSummary(
+        n_input=len(opened.samples),
+        n_ingested=n_ingested,
+        n_quarantined=len(inspection.quarantine),
+        num_classes=len(names),
+        class_names=names,
+        image_shape=(channels, *size),
+        source_kind=opened.kind,
+        n_resized=sum(1 for image_size in inspection.sizes if image_size != size),
+    )
+    write_json_atomic(summary.to_dict(), out_dir / SUMMARY_FILE)
+    return summary
+
+
+def load_dataset(out_dir: str | Path) -> tuple[np.ndarray, pd.DataFrame]:
+    """Images uint8 (N, C, H, W) in sample_id order and the dataset table of an ingestion."""
+    out_dir = Path(out_dir)
+    summary_path = out_dir / SUMMARY_FILE
+    if not summary_path.is_file():
+        raise FileNotFoundError(f"{out_dir} holds no complete ingestion (no {SUMMARY_FILE}); run ingest first")
+    summary = IngestSummary.from_dict(json.loads(summary_path.read_text()))
+    table = pd.read_parquet(out_dir / DATASET_TABLE)
+    if not np.array_equal(table["sample_id"].to_numpy(), np.arange(len(table))):
+        raise ValueError(f"{out_dir / DATASET_TABLE}: sample_id must be 0..{len(table) - 1} in order")
+    return read_images(out_dir / SHARD_DIR, table, summary.image_shape), table

@@ -1,0 +1,118 @@
+import faiss
+import numpy as np
+import pytest
+
+from mixnn_core import knn
+
+
+def brute_force_neighbors(features, k, normalize):
+    """Each row's k nearest other rows, by cosine similarity or by L2 distance, in float64."""
+    x = np.asarray(features, dtype=np.float64)
+    if normalize:
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+        distance = -x @ x.T
+    else:
+        distance = ((x[:, None, :] - x[None, :, :]) ** 2).sum(axis=2)
+    np.fill_diagonal(distance, np.inf)
+    return np.argsort(distance, axis=1, kind="stable")[:, :k]
+
+
+def clustered(n_samples, dim, n_clusters, seed):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_clusters, dim))
+    members = rng.integers(0, n_clusters, size=n_samples)
+    return (centres[members] + 0.5 * rng.normal(size=(n_samples, dim))).astype(np.float32)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("k", [1, 5])
+def test_exact_matches_brute_force(normalize, k):
+    features = np.random.default_rng(0).normal(size=(400, 12))
+    found = knn.nearest_neighbors(features, k, "exact", normalize=normalize)
+    assert found.dtype == np.int64
+    assert found.shape == (400, k)
+    assert np.array_equal(found, brute_force_neighbors(features, k, normalize))
+    assert not np.any(found == np.arange(400)[:, None])
+
+
+def test_cosine_ignores_scale_and_l2_does_not():
+    # Sample 1 points the same way as sample 0 but is far away; sample 2 is near but turned.
+    features = np.array([[1.0, 0.0], [10.0, 0.0], [1.0, 0.5], [-1.0, 0.0]])
+    assert knn.nearest_neighbors(features, 1, "exact", normalize=True)[0, 0] == 1
+    assert knn.nearest_neighbors(features, 1, "exact", normalize=False)[0, 0] == 2
+
+
+def test_hnsw_recall_on_clustered_data():
+    features = clustered(20_000, 64, 50, seed=1)
+    exact = knn.nearest_neighbors(features, 5, "exact")
+    approx = knn.nearest_neighbors(features, 5, "hnsw")
+    assert approx.shape == (20_000, 5)
+    assert not np.any(approx == np.arange(20_000)[:, None])
+    hits = sum(np.intersect1d(a, e).size for a, e in zip(approx, exact))
+    assert hits / exact.size >= 0.95
+
+
+@pytest.mark.parametrize("method", ["exact", "hnsw"])
+@pytest.mark.parametrize("copies, k", [(3, 2), (6, 2)])
+def test_duplicate_rows(method, copies, k):
+    # Each distinct point appears `copies` times; its nearest neighbours are its other copies.
+    # With 6 copies and k = 2 the k + 1 tied results need not contain the sample itself.
+    distinct = np.random.default_rng(2).normal(size=(60, 8))
+    features = np.repeat(distinct, copies, axis=0)
+    group = np.arange(len(features)) // copies
+    found = knn.nearest_neighbors(features, k, method)
+    assert found.shape == (len(features), k)
+    assert not np.any(found == np.arange(len(features))[:, None])
+    assert np.all(group[found] == group[:, None])
+    assert all(len(set(row)) == k for row in found.tolist())
+
+
+def test_auto_uses_the_size_threshold(monkeypatch):
+    features = np.random.default_rng(3).normal(size=(50, 4))
+    assert isinstance(knn.build_index(features, "auto"), faiss.IndexFlat)
+    monkeypatch.setattr(knn, "AUTO_HNSW_MIN_SAMPLES", 50)
+    assert isinstance(knn.build_index(features, "auto"), faiss.IndexHNSWFlat)
+
+
+def test_index_survives_write_and_read(tmp_path):
+    features = np.random.default_rng(4).normal(size=(300, 10)).astype(np.float32)
+    index = knn.build_index(features, "hnsw", normalize=False)
+    assert index.metric_type == faiss.METRIC_L2
+    faiss.write_index(index, str(tmp_path / "features.faiss"))
+    reread = faiss.read_index(str(tmp_path / "features.faiss"))
+    found = knn.query_neighbors(reread, features, 3, normalize=False)
+    assert np.array_equal(found, knn.query_neighbors(index, features, 3, normalize=False))
+
+
+def test_thread_count_follows_omp_num_threads(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert knn.faiss_thread_count() == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert knn.faiss_thread_count() >= 1
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_features_rejected(bad):
+    features = np.random.default_rng(5).normal(size=(20, 3))
+    features[7, 1] = bad
+    with pytest.raises(ValueError, match="NaN or inf in 1 rows.*sample 7"):
+        knn.nearest_neighbors(features, 2)
+
+
+@pytest.mark.parametrize("k", [0, -1, 20, 25])
+def test_k_out_of_range_rejected(k):
+    features = np.random.default_rng(6).normal(size=(20, 3))
+    with pytest.raises(ValueError, match=rf"1 <= k < N \(N = 20 samples\), got k = {k}"):
+        knn.nearest_neighbors(features, k)
+
+
+def test_other_errors():
+    features = np.random.default_rng(7).normal(size=(20, 3))
+    with pytest.raises(ValueError, match="unknown neighbour search method 'ball_tree'.*hnsw"):
+        knn.nearest_neighbors(features, 2, "ball_tree")
+    with pytest.raises(ValueError, match="non-empty 2-D array"):
+        knn.build_index(features[:, 0])
+    with pytest.raises(ValueError, match="index holds 20 vectors of dimension 3"):
+        knn.query_neighbors(knn.build_index(features), features[:10], 2)
+    with pytest.raises(ValueError, match="metric does not match normalize=False"):
+        knn.query_neighbors(knn.build_index(features), features, 2, normalize=False)

@@ -1,0 +1,162 @@
+"""The mixnn flow end to end on digits: outputs, resume after SIGKILL, skipping, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from flows.mixnn_flow import mixnn
+
+PROJECT = Path(__file__).resolve().parents[1]
+RUN = dict(source="digits", epochs=6, noise_mode="symmetric", noise_rate=0.4, seed=0)
+MANIFEST_COLUMNS = ["sample_id", "key", "source_ref", "given_label", "given_label_name",
+                    "suggested_label", "suggested_label_name", "suggested_confidence",
+                    "label_quality", "is_label_issue", "p_clean", "true_label", "is_noisy",
+                    "soft_label"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(prefect_server, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run") / "digits"
+    result = mixnn(run_dir=str(run_dir), **RUN)
+    return run_dir, result
+
+
+def test_run_directory_holds_every_promised_output(finished_run):
+    run_dir, result = finished_run
+    for name in ["manifest.parquet", "manifest.csv", "quarantine.parquet", "model/model.pt",
+                 "model/model.torchscript.pt", "model/model_card.json", "report/report.md",
+                 "run.json", "config.json"]:
+        assert (run_dir / name).is_file(), name
+    assert sorted(p.name for p in (run_dir / "report").glob("*.png")) == [
+        "clean_probability.png", "confusion_given_vs_suggested.png", "loss_mixture.png",
+        "suspects.png", "training_curves.png"]
+    assert len(list((run_dir / "shards").glob("*.tar"))) >= 1
+    # warm-up is 1 of 6 epochs: epochs 1..5 mix, each with its features and faiss index
+    assert [p.name for p in sorted((run_dir / "features").glob("epoch=*.parquet"))] == [
+        f"epoch={e:03d}.parquet" for e in range(1, 6)]
+    assert len(list((run_dir / "index").glob("*.faiss"))) == 5
+    assert result["counts"] == {"n_input": 1797, "n_ingested": 1797, "n_quarantined": 0}
+
+
+def test_manifest_schema_and_contents(finished_run):
+    run_dir, _ = finished_run
+    table = pq.read_table(run_dir / "manifest.parquet")
+    assert table.column_names == MANIFEST_COLUMNS
+    assert table.schema.metadata[b"mixnn_manifest_version"] == b"1"
+    manifest = table.to_pandas()
+    assert manifest["sample_id"].tolist() == list(range(1797))
+    soft = np.stack(manifest["soft_label"].to_numpy())
+    assert soft.shape == (1797, 10) and np.allclose(soft.sum(axis=1), 1, atol=1e-4)
+    assert (manifest["suggested_label"] == soft.argmax(axis=1)).all()
+    rows = np.arange(1797)
+    assert np.allclose(manifest["label_quality"], soft[rows, manifest["given_label"]], atol=1e-6)
+    labels = pd.read_parquet(run_dir / "labels.parquet")
+    assert (manifest["given_label"] == labels["given_label"]).all()
+    assert (manifest["is_noisy"] == (manifest["given_label"] != manifest["true_label"])).all()
+    csv = pd.read_csv(run_dir / "manifest.csv")
+    assert list(csv.columns) == MANIFEST_COLUMNS[:-1]
+    assert (csv["suggested_label"] == manifest["suggested_label"]).all()
+    # six epochs already fix most of the injected noise
+    assert (manifest["suggested_label"] == manifest["true_label"]).mean() > 0.85
+
+
+def test_exported_model_loads_without_this_code(finished_run):
+    run_dir, _ = finished_run
+    card = json.loads((run_dir / "model" / "model_card.json").read_text())
+    assert card["input_shape"] == [1, 8, 8] and card["classes"] == [str(i) for i in range(10)]
+    scripted = torch.jit.load(str(run_dir / "model" / "model.torchscript.pt"))
+    from sklearn.datasets import load_digits
+    pixels = torch.tensor(np.round(load_digits().images[:200] * 255 / 16) / 255, dtype=torch.float32)
+    mean, std = card["normalization"]["mean"][0], card["normalization"]["std"][0]
+    logits = scripted((pixels[:, None] - mean) / std)
+    assert logits.shape == (200, 10)
+    accuracy = (logits.argmax(1).numpy() == load_digits().target[:200]).mean()
+    assert accuracy > 0.8
+
+
+def test_run_json_records_configuration_versions_timings_and_metrics(finished_run):
+    run_dir, _ = finished_run
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["configuration"]["train"]["seed"] == 0
+    assert run["versions"]["torch"].startswith("2.14.1")
+    assert {"ingest", "train", "features", "index", "export", "report"} <= set(run["stage_seconds"])
+    assert run["metrics"]["n_samples"] == 1797 and 0.9 < run["metrics"]["auroc"] <= 1
+    assert len(run["history"]) == 6
+
+
+def test_rerun_skips_finished_work(finished_run):
+    run_dir, _ = finished_run
+    before = (run_dir / "manifest.parquet").read_bytes()
+    features = {p: p.stat().st_mtime_ns for p in (run_dir / "features").glob("epoch=*.parquet")}
+    result = mixnn(run_dir=str(run_dir), **RUN)
+    assert json.loads((run_dir / "run.json").read_text())["resumed_from_epoch"] == 6
+    assert {p: p.stat().st_mtime_ns for p in features} == features
+    assert pd.read_parquet(run_dir / "manifest.parquet").equals(
+        pd.read_parquet(pd.io.common.BytesIO(before)))
+    assert result["counts"]["n_ingested"] == 1797
+
+
+def test_rerun_with_another_configuration_is_refused(finished_run):
+    run_dir, _ = finished_run
+    with pytest.raises(ValueError, match="different configuration"):
+        mixnn(run_dir=str(run_dir), **{**RUN, "seed": 1})
+
+
+def test_killed_run_resumes_to_the_same_manifest(finished_run, tmp_path):
+    reference_dir, _ = finished_run
+    run_dir = tmp_path / "killed"
+    command = [sys.executable, "-m", "flows.cli", "clean", "digits", "--run-dir", str(run_dir),
+               "--epochs", "6", "--noise-mode", "symmetric", "--noise-rate", "0.4"]
+    process = subprocess.Popen(command, cwd=PROJECT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (run_dir / "checkpoints" / "epoch=002.pt").exists():
+            assert process.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "no checkpoint of epoch 2 within 300 s"
+            time.sleep(0.05)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert not (run_dir / "manifest.parquet").exists()
+    mixnn(run_dir=str(run_dir), **RUN)
+    assert json.loads((run_dir / "run.json").read_text())["resumed_from_epoch"] >= 3
+    resumed = pd.read_parquet(run_dir / "manifest.parquet")
+    reference = pd.read_parquet(reference_dir / "manifest.parquet")
+    pd.testing.assert_frame_equal(resumed, reference)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=PROJECT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_fails_with_a_one_line_reason_on_a_missing_path(tmp_path):
+    result = run_cli("clean", str(tmp_path / "nowhere"), "--run-dir", str(tmp_path / "run"))
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("mixnn: error:") and "nowhere" in last
+
+
+def test_cli_rejects_a_single_class_dataset_before_training(tmp_path):
+    from PIL import Image
+    folder = tmp_path / "images" / "cat"
+    folder.mkdir(parents=True)
+    for i in range(5):
+        Image.fromarray(np.full((8, 8), i * 40, dtype=np.uint8)).save(folder / f"{i}.png")
+    result = run_cli("clean", str(tmp_path / "images"), "--run-dir", str(tmp_path / "run"))
+    assert result.returncode != 0
+    assert "class" in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "run" / "checkpoints").exists()
