@@ -180,8 +180,8 @@ def mixnn(
 
         metrics = clock.run("export", export_results, root)
         counts = {key: ingested[key] for key in ("n_input", "n_ingested", "n_quarantined")}
-        summary = {**counts, "n_label_issues": metrics["n_label_issues"], "method": method,
-                   "epochs": config.epochs, **metrics}
+        summary = {**counts, "method": method, "epochs": config.epochs, **metrics,
+                   "wall_seconds": time.perf_counter() - started}
         report = clock.run("report", write_run_report, root, summary)
         wall = time.perf_counter() - started
         result = {

@@ -74,8 +74,12 @@ SUMMARY_METRIC_LABELS = {
     "test_acc_best": "Test accuracy, best epoch (reported, never used for selection)",
     "label_recovery": "Label recovery (suggested label = true label)",
     "given_label_accuracy": "Given-label accuracy (given label = true label)",
-    "detection_f1": "Label-error detection F1",
-    "detection_auroc": "Label-error detection AUROC",
+    "n_fixed": "Labels fixed (given wrong, suggested right)",
+    "n_broken": "Labels broken (given right, suggested wrong)",
+    "precision": "Label-error detection precision",
+    "recall": "Label-error detection recall",
+    "f1": "Label-error detection F1",
+    "auroc": "Label-error detection AUROC (of 1 - label quality)",
     "wall_seconds": "Wall time",
 }
 

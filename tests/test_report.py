@@ -243,7 +243,7 @@ def test_missing_optional_inputs_do_not_crash(tmp_path):
 
 
 def test_optional_metrics_and_extra_keys_are_rendered():
-    summary = {**SUMMARY, "test_acc_last": 0.8608, "detection_auroc": 0.93125,
+    summary = {**SUMMARY, "test_acc_last": 0.8608, "auroc": 0.93125,
                "wall_seconds": 125.0, "dataset": "digits", "label_recovery": float("nan")}
     manifest = make_manifest(20, ["a", "b"], with_truth=False, rng=np.random.default_rng(4))
 
@@ -252,7 +252,7 @@ def test_optional_metrics_and_extra_keys_are_rendered():
 
     summary_rows = dict(table_rows(markdown, "## Summary"))
     assert summary_rows["Test accuracy, last epoch"] == "0.8608"
-    assert summary_rows["Label-error detection AUROC"] == "0.9313"
+    assert summary_rows["Label-error detection AUROC (of 1 - label quality)"] == "0.9313"
     assert summary_rows["Wall time"] == "125.0 s (2.1 min)"
     assert summary_rows["dataset"] == "digits"
     assert not any(label.startswith("Label recovery") for label in summary_rows)
