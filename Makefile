@@ -22,4 +22,5 @@ demo: install
 	$(BIN)/mixnn clean digits --run-dir data/runs/demo-digits --noise-mode symmetric --noise-rate 0.4
 
 test: install
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from mixnn_core.files import replace_atomically, vector_column, write_json_atomic, write_parquet_atomic

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 from prefect import task
 
 from mixnn_core.export import build_manifest, export_model, write_manifest
 from mixnn_core.files import write_json_atomic, write_parquet_atomic
 from mixnn_core.metrics import label_quality_metrics, test_accuracy_summary
 from tasks.features import evaluation_table
+from tasks.retries import IO_RETRIES, transient_io_error
 from tasks.run_files import RunFiles, checkin_trainer, checkout_trainer, dataset_arrays, training_labels
 
 
-@task(name="export", retries=2, retry_delay_seconds=2)
+@task(name="export", retry_condition_fn=transient_io_error, **IO_RETRIES)
 def export_results(run_dir: str) -> dict:
     """Write ``manifest.parquet``/``.csv``, ``model/`` and ``history.json``; return the metrics.
 

@@ -8,9 +8,10 @@ from pathlib import Path
 from prefect import get_run_logger, task
 
 from mixnn_core.ingest import ingest
+from tasks.retries import IO_RETRIES, transient_io_error
 
 
-@task(name="ingest", retries=2, retry_delay_seconds=2)
+@task(name="ingest", retry_condition_fn=transient_io_error, **IO_RETRIES)
 def ingest_source(source: str, out_dir: str, options: dict) -> dict:
     """Ingest ``source`` into ``out_dir`` unless a finished ingestion is already there.
 

@@ -12,6 +12,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from mixnn_core.gmm import normalize_losses
 from mixnn_core.report import suspects_table, write_report
+from tasks.retries import IO_RETRIES, transient_io_error
 from tasks.run_files import RunFiles, dataset_arrays, training_labels
 
 MAX_SNAPSHOTS = 4
@@ -38,7 +39,7 @@ def mixture_snapshots(run: RunFiles, is_noisy: np.ndarray | None) -> list[dict]:
     return snapshots
 
 
-@task(name="report", retries=2, retry_delay_seconds=2)
+@task(name="report", retry_condition_fn=transient_io_error, **IO_RETRIES)
 def write_run_report(run_dir: str, summary: dict) -> str:
     """``report/report.md`` with its plots; also published as table and markdown artifacts."""
     run = RunFiles(run_dir)

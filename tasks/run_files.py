@@ -116,12 +116,11 @@ def checkout_trainer(run: RunFiles, epoch: int) -> Trainer:
     """The trainer after ``epoch`` completed epochs: the in-process one when it is at that
     epoch, else rebuilt from the checkpoint. Check it back in after a successful save; a
     stage that fails leaves no half-updated trainer behind."""
-    key = str(run.root.resolve())
-    cached = _TRAINERS.pop(key, None)
-    if cached is not None and cached.epoch == epoch:
-        return cached
     recorded = json.loads(run.config.read_text())
     config = TrainConfig.from_dict({**recorded["train"], "device": recorded["device"]})
+    cached = _TRAINERS.pop(str(run.root.resolve()), None)
+    if cached is not None and cached.epoch == epoch and cached.config == config:
+        return cached
     images, _, class_names = dataset_arrays(run.root)
     given, true = training_labels(run)
     test_images, test_labels = test_arrays(run, class_names)

@@ -9,7 +9,6 @@ from mixnn_core.gmm import clean_probability, fit_mixture, normalize_losses
 from mixnn_core.mixing import SELF_WEIGHT_EPSILON, mix_batch, mixing_weights, soft_cross_entropy
 from mixnn_core.outputs import sample_outputs
 
-
 # -- clean probability -------------------------------------------------------------------------
 
 def test_low_loss_mode_gets_the_higher_clean_probability():

@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from mixnn_core.config import cpu_preset, paper_preset, TrainConfig
+from mixnn_core.config import TrainConfig, cpu_preset, paper_preset
 from mixnn_core.metrics import label_quality_metrics
 from mixnn_core.models import build_model
 from mixnn_core.noise import inject_noise
