@@ -3,7 +3,7 @@
 Times ``mixnn_core.knn`` end to end (build the index, then find every sample's k nearest
 neighbours, itself excluded) for exact and HNSW search on clustered synthetic features, and
 reports HNSW's recall against the exact neighbours. The crossover sets
-``mixnn_core.knn.AUTO_HNSW_MIN_SAMPLES``.
+``mixnn_core.knn.AUTO_EXACT_MAX_WORK``.
 
 The features imitate penultimate-layer embeddings: gaussian clusters (one per class) whose
 spread lies mostly in a low-dimensional subspace, plus a little isotropic noise.

@@ -67,11 +67,19 @@ def test_duplicate_rows(method, copies, k):
     assert all(len(set(row)) == k for row in found.tolist())
 
 
-def test_auto_uses_the_size_threshold(monkeypatch):
+def test_auto_uses_the_work_threshold(monkeypatch):
     features = np.random.default_rng(3).normal(size=(50, 4))
     assert isinstance(knn.build_index(features, "auto"), faiss.IndexFlat)
-    monkeypatch.setattr(knn, "AUTO_HNSW_MIN_SAMPLES", 50)
+    monkeypatch.setattr(knn, "AUTO_EXACT_MAX_WORK", 50 * 50 * 4 - 1)
     assert isinstance(knn.build_index(features, "auto"), faiss.IndexHNSWFlat)
+
+
+def test_hnsw_neighbours_are_reproducible():
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(20, 32))
+    features = centres[rng.integers(0, 20, 6000)] + 0.8 * rng.normal(size=(6000, 32))
+    first = knn.nearest_neighbors(features, 3, "hnsw")
+    assert all(np.array_equal(first, knn.nearest_neighbors(features, 3, "hnsw")) for _ in range(3))
 
 
 def test_index_survives_write_and_read(tmp_path):
