@@ -689,19 +689,19 @@ def inspect_source(source: Source, labels: RawLabels, class_names: list[str]) ->
     return Inspection(indices, label_ids, sizes, any_colour, quarantine)
 
 
-def check_ingestible(inspection: Inspection, class_names: list[str], source) -> None:
-    """Refuse a dataset with no ingested samples or fewer than two classes among them."""
+def check_ingestible(inspection: Inspection, class_names: list[str], source, min_classes: int) -> None:
+    """Refuse a dataset with no ingested samples or fewer than ``min_classes`` classes among them."""
     n_quarantined = len(inspection.quarantine)
     if not inspection.indices:
         top_reasons = inspection.quarantine["reason"].value_counts().head(3)
         reasons = "; ".join(f"{count} x {reason}" for reason, count in top_reasons.items())
         raise ValueError(f"{source}: no samples to ingest, all {n_quarantined} were quarantined ({reasons})")
     present = sorted(set(inspection.labels))
-    if len(present) < 2:
+    if len(present) < min_classes:
         names = [class_names[i] for i in present]
         raise ValueError(
             f"{source}: only {len(present)} class present among {len(inspection.indices)} ingested samples "
-            f"({names}, {n_quarantined} quarantined); need at least 2"
+            f"({names}, {n_quarantined} quarantined); need at least {min_classes}"
         )
 
 
@@ -717,13 +717,16 @@ def ingest(
     class_names: Sequence[str] | None = None,
     npz_split: str = "train",
     shard_size: int = 5000,
+    min_classes: int = 2,
 ) -> IngestSummary:
     """Ingest ``source`` into ``out_dir`` (shards, dataset/quarantine tables, classes, summary).
 
     ``labels_file`` replaces the source's labels (see :func:`read_labels_file`); ``labels_column``
     names its label column or array, ``labels_key_column`` its column of source references.
     ``image_column``/``label_column`` name a manifest's columns. ``npz_split`` picks the split of a
-    JPEG-layout npz. Raises before writing anything when the dataset cannot be ingested.
+    JPEG-layout npz. ``min_classes`` classes must be present (training needs two; scoring a batch
+    of new data with a trained model needs one). Raises before writing anything when the dataset
+    cannot be ingested.
     """
     if shard_size < 1:
         raise ValueError(f"shard_size must be at least 1, got {shard_size}")
@@ -743,7 +746,7 @@ def ingest(
     )
     names = choose_class_names(class_names, opened.class_names, labels)
     inspection = inspect_source(opened, labels, names)
-    check_ingestible(inspection, names, source)
+    check_ingestible(inspection, names, source, min_classes)
 
     size = Counter(inspection.sizes).most_common(1)[0][0]
     channels = 3 if inspection.any_colour else 1

@@ -192,6 +192,25 @@ def query_neighbors(index: faiss.Index, features: np.ndarray, k: int, *,
     return found[~dropped].reshape(n_samples, k).astype(np.int64, copy=False)
 
 
+def search_index(index: faiss.Index, queries: np.ndarray, k: int, *,
+                 normalize: bool = True) -> np.ndarray:
+    """Indices (M, k) int64 of the ``k`` indexed vectors nearest to each of ``queries``.
+
+    For new samples that are not in the index (e.g. scoring incoming data against a training
+    set's index); ``normalize`` must match the one the index was built with.
+    """
+    x = _as_features(queries, normalize)
+    if x.shape[1] != index.d:
+        raise ValueError(f"queries have dimension {x.shape[1]}, the index {index.d}")
+    if not 1 <= k <= index.ntotal:
+        raise ValueError(f"k must be in [1, {index.ntotal}] for an index of {index.ntotal} vectors, got {k}")
+    if isinstance(index, faiss.IndexHNSW):
+        index.hnsw.efSearch = max(HNSW_EF_SEARCH, k)
+    faiss.omp_set_num_threads(faiss_thread_count())
+    _, found = index.search(x, k)
+    return found.astype(np.int64, copy=False)
+
+
 def nearest_neighbors(features: np.ndarray, k: int, method: str = "auto", *,
                       normalize: bool = True) -> np.ndarray:
     """Indices (N, k) int64 of each sample's ``k`` nearest neighbours over all of ``features``.

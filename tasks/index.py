@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -14,6 +15,13 @@ from mixnn_core.knn import build_index, query_neighbors
 from tasks.run_files import RunFiles
 
 
+def save_index(features: np.ndarray, path: Path, train: dict) -> faiss.Index:
+    """Build the faiss index of ``features`` as the run's configuration says, and save it."""
+    index = build_index(features, train["knn_method"], normalize=train["normalize_features"])
+    replace_atomically(path, lambda tmp: faiss.write_index(index, str(tmp)))
+    return index
+
+
 @task(name="build-index")
 def build_neighbor_index(run_dir: str, epoch: int) -> str:
     """Build the index of ``epoch``'s features, save it, and save each sample's neighbours."""
@@ -23,10 +31,9 @@ def build_neighbor_index(run_dir: str, epoch: int) -> str:
         return str(path)
     train = json.loads(run.config.read_text())["train"]
     features = read_vector_column(pq.read_table(run.features(epoch), columns=["feature"]), "feature")
-    normalize = train["normalize_features"]
-    index = build_index(features, train["knn_method"], normalize=normalize)
-    replace_atomically(run.index(epoch), lambda tmp: faiss.write_index(index, str(tmp)))
-    neighbors = query_neighbors(index, features, train["num_neighbors"], normalize=normalize)
+    index = save_index(features, run.index(epoch), train)
+    neighbors = query_neighbors(index, features, train["num_neighbors"],
+                                normalize=train["normalize_features"])
     replace_atomically(path, lambda tmp: _save_array(tmp, neighbors))
     return str(path)
 

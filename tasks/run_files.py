@@ -64,6 +64,11 @@ class RunFiles:
     def final_features(self) -> Path:
         return self.root / "features" / "final.parquet"
 
+    @property
+    def final_index(self) -> Path:
+        """The trained model's feature index of the training set, for scoring new data."""
+        return self.root / "index" / "final.faiss"
+
     def completed_epochs(self) -> int:
         """Number of epochs whose checkpoint exists (epochs are trained in order)."""
         done = [int(m.group(1)) for p in (self.root / "checkpoints").glob("epoch=*.pt")

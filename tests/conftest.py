@@ -20,3 +20,17 @@ def prefect_server():
 
     with prefect_test_harness(server_startup_timeout=90):
         yield
+
+
+# The pipeline's standard test run: digits with 40 % symmetric noise, 6 epochs (1 warm-up).
+DIGITS_RUN = dict(source="digits", epochs=6, noise_mode="symmetric", noise_rate=0.4, seed=0)
+
+
+@pytest.fixture(scope="session")
+def digits_run(prefect_server, tmp_path_factory):
+    """One finished mixnn run on digits, shared by the tests that read its outputs."""
+    from flows.mixnn_flow import mixnn
+
+    run_dir = tmp_path_factory.mktemp("run") / "digits"
+    result = mixnn(run_dir=str(run_dir), **DIGITS_RUN)
+    return run_dir, result

@@ -16,8 +16,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
+from sklearn.datasets import load_digits
 
 PROJECT = Path(__file__).resolve().parents[1]
 PREFECT = str(Path(sys.executable).with_name("prefect"))
@@ -88,6 +91,9 @@ def test_clean_dataset_deployment_completes_against_a_local_server(tmp_path):
         deploy = run([PREFECT, "--no-prompt", "deploy", "--all"])
         assert deploy.returncode == 0, deploy.stdout + deploy.stderr
         assert "mixnn/clean-dataset" in deploy.stdout
+        assert "mixnn-relabel/relabel-incoming" in deploy.stdout
+        inspect = run([PREFECT, "deployment", "inspect", "mixnn-relabel/relabel-incoming"])
+        assert inspect.returncode == 0 and "0 * * * *" in inspect.stdout, inspect.stdout
         worker, worker_log = background([PREFECT, "worker", "start", "--pool", "mixnn-process"],
                                         "worker.log")
         run_dir = tmp_path / "run"
@@ -108,6 +114,18 @@ def test_clean_dataset_deployment_completes_against_a_local_server(tmp_path):
         assert (manifest["suggested_label"] == manifest["true_label"]).mean() > 0.75
         assert (run_dir / "model" / "model.torchscript.pt").exists()
         assert (run_dir / "report" / "report.md").exists()
+
+        batch = tmp_path / "incoming"
+        for i, image in enumerate(load_digits().images[:12]):
+            (batch / str(load_digits().target[i])).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.round(image * 255 / 16).astype(np.uint8)).save(
+                batch / str(load_digits().target[i]) / f"{i}.png")
+        result = run([PREFECT, "deployment", "run", "mixnn-relabel/relabel-incoming",
+                      "--param", f"incoming={batch}", "--param", f"model_run_dir={run_dir}",
+                      "--watch", "--watch-timeout", "300"], timeout=400)
+        assert result.returncode == 0, result.stdout + result.stderr
+        scored = pd.read_parquet(run_dir / "incoming" / "manifest" / "part-v0001.parquet")
+        assert len(scored) == 12
     finally:
         for process in reversed(started):
             stop(process)

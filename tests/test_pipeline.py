@@ -19,7 +19,8 @@ import torch
 from flows.mixnn_flow import mixnn
 
 PROJECT = Path(__file__).resolve().parents[1]
-RUN = dict(source="digits", epochs=6, noise_mode="symmetric", noise_rate=0.4, seed=0)
+from tests.conftest import DIGITS_RUN as RUN  # noqa: E402
+
 MANIFEST_COLUMNS = ["sample_id", "key", "source_ref", "given_label", "given_label_name",
                     "suggested_label", "suggested_label_name", "suggested_confidence",
                     "label_quality", "is_label_issue", "p_clean", "true_label", "is_noisy",
@@ -27,10 +28,8 @@ MANIFEST_COLUMNS = ["sample_id", "key", "source_ref", "given_label", "given_labe
 
 
 @pytest.fixture(scope="module")
-def finished_run(prefect_server, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("run") / "digits"
-    result = mixnn(run_dir=str(run_dir), **RUN)
-    return run_dir, result
+def finished_run(digits_run):
+    return digits_run
 
 
 def test_run_directory_holds_every_promised_output(finished_run):

@@ -1,0 +1,132 @@
+"""Scoring newly arrived samples with the model and feature index of a finished run.
+
+Each new sample gets two opinions about its label: the trained model's prediction q, and the
+suggested labels of its K nearest training samples in the model's feature space (their share
+per class, h). Their average ``s = (q + h) / 2`` plays the role of the soft label of a training
+sample: ``suggested_label = argmax s``, ``label_quality = s[given]`` (the estimated probability
+that the given label is correct) and ``is_label_issue = label_quality < s[suggested]``, the same
+rule as the training manifest's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from mixnn_core.augment import normalize
+from mixnn_core.knn import search_index
+from mixnn_core.models import FeatureClassifier, build_model
+from mixnn_core.outputs import sample_outputs
+
+
+@dataclass
+class ExportedModel:
+    """A finished run's model, its card, and the feature index of its training set."""
+
+    model: FeatureClassifier
+    card: dict
+    train_index: faiss.Index
+    train_labels: np.ndarray  # (N_train,) suggested (corrected) label of every indexed sample
+    normalize_features: bool
+
+
+def read_model_card(run_dir: str | Path) -> dict:
+    """The model card of a finished run, or a clear error when there is none."""
+    card_path = Path(run_dir) / "model" / "model_card.json"
+    if not card_path.exists():
+        raise FileNotFoundError(f"{run_dir} holds no exported model ({card_path} is missing); "
+                                "point at the run directory of a finished clean-dataset run")
+    return json.loads(card_path.read_text())
+
+
+def load_exported_model(run_dir: str | Path) -> ExportedModel:
+    """Load ``model/`` (weights + card), ``index/final.faiss`` and the manifest of a run."""
+    run_dir = Path(run_dir)
+    card = read_model_card(run_dir)
+    model = build_model(card["architecture"], tuple(card["input_shape"]), card["num_classes"])
+    state = torch.load(run_dir / "model" / card["files"]["weights"], map_location="cpu",
+                       weights_only=True)
+    model.load_state_dict(state)
+    manifest = pd.read_parquet(run_dir / "manifest.parquet", columns=["sample_id", "suggested_label"])
+    index = faiss.read_index(str(run_dir / "index" / "final.faiss"))
+    if index.ntotal != len(manifest):
+        raise ValueError(f"{run_dir}: the feature index holds {index.ntotal} samples, the manifest "
+                         f"{len(manifest)}")
+    return ExportedModel(model.eval(), card, index, manifest["suggested_label"].to_numpy(np.int64),
+                         bool(card["configuration"]["normalize_features"]))
+
+
+def content_keys(images: np.ndarray, given_label_names: list[str]) -> list[str]:
+    """A sample's identity for idempotent scoring: sha256 of its pixels, shape and given label.
+
+    The same image arriving again with the same label (under any file name) is the same sample;
+    the same image with another label is a new one to score.
+    """
+    keys = []
+    for pixels, label in zip(images, given_label_names):
+        digest = hashlib.sha256(str(pixels.shape).encode() + pixels.tobytes() + b"\0" + label.encode())
+        keys.append(digest.hexdigest())
+    return keys
+
+
+def conform_images(images: np.ndarray, input_shape: tuple[int, int, int]) -> np.ndarray:
+    """uint8 images (N, C, H, W) brought to the model's (C, H, W): channels averaged or repeated,
+    then a bilinear resize when the size differs."""
+    channels, height, width = input_shape
+    x = torch.from_numpy(images).float()
+    if x.shape[1] != channels:
+        x = x.mean(dim=1, keepdim=True) if channels == 1 else x.repeat(1, channels // x.shape[1], 1, 1)
+    if tuple(x.shape[2:]) != (height, width):
+        x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+@torch.no_grad()
+def score_samples(exported: ExportedModel, images: np.ndarray, given_labels: np.ndarray,
+                  num_neighbors: int = 10, batch_size: int = 1024) -> pd.DataFrame:
+    """Prediction, neighbour vote and label verdict for new samples with given labels.
+
+    Returns one row per sample: ``predicted_label``, ``predicted_confidence`` (the model's),
+    ``neighbor_label`` and ``neighbor_agreement`` (share of the K training neighbours whose
+    corrected label equals the given label), ``suggested_label``, ``suggested_confidence``,
+    ``label_quality``, ``is_label_issue``.
+    """
+    card = exported.card
+    images = conform_images(images, tuple(card["input_shape"]))
+    mean = torch.tensor(card["normalization"]["mean"])
+    std = torch.tensor(card["normalization"]["std"])
+    features, probs = [], []
+    for start in range(0, len(images), batch_size):
+        batch = normalize(torch.from_numpy(images[start:start + batch_size]), mean, std)
+        h = exported.model.features(batch)
+        features.append(h)
+        probs.append(F.softmax(exported.model.classifier(h), dim=1))
+    features = torch.cat(features).numpy()
+    probs = torch.cat(probs).numpy().astype(np.float64)
+    k = min(num_neighbors, exported.train_index.ntotal)
+    neighbors = search_index(exported.train_index, features, k,
+                             normalize=exported.normalize_features)
+    num_classes = card["num_classes"]
+    votes = np.zeros((len(images), num_classes))
+    np.add.at(votes, (np.arange(len(images))[:, None], exported.train_labels[neighbors]), 1.0 / k)
+    combined = sample_outputs(given_labels, (probs + votes) / 2, np.full(len(images), np.nan))
+    rows = np.arange(len(images))
+    return pd.DataFrame({
+        "predicted_label": probs.argmax(axis=1),
+        "predicted_confidence": probs.max(axis=1),
+        "neighbor_label": votes.argmax(axis=1),
+        "neighbor_agreement": votes[rows, given_labels],
+        "suggested_label": combined.suggested_label,
+        "suggested_confidence": combined.suggested_confidence,
+        "label_quality": combined.label_quality,
+        "is_label_issue": combined.is_label_issue,
+    })
+
