@@ -9,6 +9,7 @@ was injected for evaluation.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +87,10 @@ def export_model(model: torch.nn.Module, out_dir: str | Path, *, architecture: s
                                       lambda tmp: torch.save(model.state_dict(), tmp))
 
     example = torch.zeros(1, *input_shape)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # TorchScript is deprecated in favour of torch.export, but it is what loads anywhere
+        # with plain torch.jit.load and no model code; the warning would only confuse users.
+        warnings.simplefilter("ignore", FutureWarning)
         scripted = torch.jit.trace(model, example)
     script_path = replace_atomically(out_dir / "model.torchscript.pt",
                                      lambda tmp: scripted.save(str(tmp)))

@@ -1,0 +1,108 @@
+"""Cost of each pipeline stage at several dataset sizes, for docs/scaling.md.
+
+    .venv/bin/python bench/scaling.py --sizes 5000 10000 20000 40000 60000 --out bench/results/scaling.json
+
+Uses Fashion-MNIST train (28x28 grey, from $MIXNN_DATA_ROOT or ../shared/data) subsampled to
+each size, the small CNN (128-d features) of the cpu preset, one thread pool of this machine.
+Measures, per size: ingestion to shards (images/s), loading the shards, one evaluation pass
+(features + losses), feature write to Parquet, exact and HNSW index build + all-vs-all query
+(k = 1), the mixture fit, one plain (ce) training epoch and one mixnn training epoch, and the
+process's peak resident memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mixnn_core.config import cpu_preset  # noqa: E402
+from mixnn_core.files import vector_column, write_parquet_atomic  # noqa: E402
+from mixnn_core.gmm import fit_mixture, normalize_losses  # noqa: E402
+from mixnn_core.ingest import ingest, load_dataset  # noqa: E402
+from mixnn_core.knn import build_index, query_neighbors  # noqa: E402
+from mixnn_core.trainer import Trainer  # noqa: E402
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("MIXNN_DATA_ROOT", ROOT.parent / "shared" / "data"))
+
+
+def fashion_mnist_train() -> tuple[np.ndarray, np.ndarray]:
+    folder = data_root() / "fashion-mnist"
+    with gzip.open(folder / "train-images-idx3-ubyte.gz") as f:
+        images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
+    with gzip.open(folder / "train-labels-idx1-ubyte.gz") as f:
+        labels = np.frombuffer(f.read(), np.uint8, offset=8).astype(np.int64)
+    return images, labels
+
+
+def timed(fn, *args, **kwargs):
+    started = time.perf_counter()
+    value = fn(*args, **kwargs)
+    return value, time.perf_counter() - started
+
+
+def measure(n: int, images: np.ndarray, labels: np.ndarray, scratch: Path) -> dict:
+    rng = np.random.default_rng(0)
+    chosen = np.sort(rng.choice(len(labels), n, replace=False))
+    source = scratch / f"fmnist-{n}.npz"
+    np.savez(source, images=images[chosen], labels=labels[chosen])
+    out = scratch / f"ingested-{n}"
+    _, ingest_s = timed(ingest, source, out)
+    (pixels, _), load_s = timed(load_dataset, out)
+
+    trainer = Trainer(cpu_preset(10, "mixnn"), pixels, labels[chosen], 10)
+    trainer.train_epoch()  # warm-up epoch, so the features below mean something
+    evaluation, eval_s = timed(trainer.evaluation_pass)
+    table = {"feature": vector_column(evaluation.features), "loss": evaluation.losses}
+    _, write_s = timed(write_parquet_atomic, pa.table(table), scratch / f"features-{n}.parquet")
+    row = {"n": n, "ingest_s": ingest_s, "ingest_images_per_s": n / ingest_s, "load_s": load_s,
+           "eval_pass_s": eval_s, "feature_write_s": write_s}
+    for method in ("exact", "hnsw"):
+        index, build_s = timed(build_index, evaluation.features, method)
+        neighbors, query_s = timed(query_neighbors, index, evaluation.features, 1)
+        row[f"{method}_build_s"], row[f"{method}_query_s"] = build_s, query_s
+    fit, gmm_s = timed(fit_mixture, normalize_losses(evaluation.losses))
+    row["mixture_fit_s"] = gmm_s
+    trainer.p_clean = fit.p_clean
+    ce_trainer = Trainer(cpu_preset(10, "ce"), pixels, labels[chosen], 10)
+    _, row["ce_epoch_s"] = timed(ce_trainer.train_epoch)
+    _, row["mixnn_train_s"] = timed(trainer.train_epoch, neighbors)  # epoch 1 mixes
+    row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    shutil.rmtree(out)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[5000, 10000, 20000, 40000, 60000])
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scaling.json")
+    args = parser.parse_args()
+    images, labels = fashion_mnist_train()
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for n in args.sizes:
+            rows.append(measure(n, images, labels, Path(scratch)))
+            print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in rows[-1].items()}),
+                  flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"machine": f"{os.cpu_count()} cores", "load_average": os.getloadavg(),
+                                    "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
