@@ -8,6 +8,10 @@ One mixing epoch of MixNN (``run_epoch`` does all of it; the pipeline calls the 
   5. ``train_epoch``: each sample mixed with its neighbours by clean-probability weights,
      trained on with the mixed soft labels.
 Warm-up epochs (and the ``ce`` method) train on the given labels; ``mixup`` mixes random pairs.
+
+Under ``torch.distributed`` (see ``mixnn_core.distributed``) each process trains on its share
+of every batch through DistributedDataParallel, and steps 1-4 run on rank 0 only, their results
+broadcast to every process.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
 from mixnn_core.augment import channel_statistics, normalize, random_crop_flip
 from mixnn_core.config import TrainConfig
@@ -48,6 +54,13 @@ class EvalPass:
     probs: np.ndarray  # (N, C) float32 softmax predictions
 
 
+def process_rank_and_count() -> tuple[int, int]:
+    """This process's rank and the number of processes: (0, 1) without torch.distributed."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> the first CUDA device when one is present, else the CPU."""
     if name == "auto":
@@ -63,6 +76,10 @@ class Trainer:
 
     ``true_labels`` (known only when noise was injected for evaluation) and the test set are
     used for reporting per-epoch metrics, never for training or for any choice.
+
+    Made in every process of an initialised ``torch.distributed`` group (all with the same
+    data and configuration), it trains with DistributedDataParallel: see ``train_epoch`` and
+    ``mixing_neighbors`` for how the work is split, and ``mixnn_core.distributed``.
     """
 
     def __init__(self, config: TrainConfig, images: np.ndarray, labels: np.ndarray,
@@ -104,6 +121,8 @@ class Trainer:
         self.recent_losses: list[np.ndarray] = []
         self.epoch = 0  # completed epochs
         self.history: list[dict] = []
+        self.rank, self.world_size = process_rank_and_count()
+        self._train_model = self._model_for_training()
 
     # -- the steps of one epoch ------------------------------------------------------------
 
@@ -143,6 +162,14 @@ class Trainer:
 
         ``neighbors`` (N, K) is required in mixing epochs and must come from this epoch's
         evaluation pass; mixing weights use the clean probabilities of the last mixture fit.
+
+        With W processes, every process draws the same permutation and augmentation from the
+        shared seeded generator and builds the same batch of ``batch_size`` synthetic samples;
+        process r trains on rows [r B / W, (r + 1) B / W) of it, and DistributedDataParallel
+        averages the gradients, so each optimiser step follows the whole batch as in one
+        process. BatchNorm normalises each process's B / W rows (not SyncBatchNorm: it does not
+        run on the CPU), so results differ from one process's slightly. ``train_loss`` is the
+        whole batch's loss; after the epoch every process holds rank 0's BatchNorm statistics.
         """
         phase = self.config.phase(self.epoch)
         started = time.perf_counter()
@@ -157,7 +184,7 @@ class Trainer:
         n = self.images.shape[0]
         order = torch.randperm(n, generator=self.generator)
         steps = max(1, n // self.config.batch_size)  # drop the ragged last batch (BatchNorm)
-        self.model.train()
+        self._train_model.train()
         total_loss = 0.0
         for step in range(steps):
             lr = self.config.learning_rate(self.epoch + step / steps)
@@ -168,14 +195,18 @@ class Trainer:
             inputs = self._augmented(members)
             mixed_inputs, mixed_labels = mix_batch(inputs, soft_labels[members].to(self.device),
                                                    member_weights.to(self.device))
-            loss = soft_cross_entropy(self.model(mixed_inputs), mixed_labels)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"training loss became {loss.item()} at epoch {self.epoch}, "
-                                       f"step {step} (lr {lr:.4g}); lower the learning rate")
+            rows = self._rows_of_this_process(mixed_inputs.shape[0])
+            loss = soft_cross_entropy(self._train_model(mixed_inputs[rows]), mixed_labels[rows])
+            batch_loss = self._mean_over_processes(loss.detach())
+            if not torch.isfinite(batch_loss):
+                raise TrainingDiverged(f"training loss became {batch_loss.item()} at epoch "
+                                       f"{self.epoch}, step {step} (lr {lr:.4g}); lower the "
+                                       f"learning rate")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            total_loss += loss.item()
+            total_loss += batch_loss.item()
+        self._share_buffers_of_rank_zero()
         row = {"epoch": self.epoch, "phase": phase, "train_loss": total_loss / steps, "lr": lr,
                "seconds": time.perf_counter() - started}
         row.update(self._label_metrics())
@@ -187,13 +218,25 @@ class Trainer:
         """One whole epoch: in mixing epochs all five steps, otherwise plain training."""
         if self.config.phase(self.epoch) != "mixnn":
             return self.train_epoch()
-        evaluation = self.evaluation_pass()
-        self.fit_clean_probability(evaluation.losses)
-        neighbors = nearest_neighbors(evaluation.features, self.config.num_neighbors,
-                                      self.config.knn_method,
-                                      normalize=self.config.normalize_features)
-        self.correct_labels(evaluation.probs)
-        return self.train_epoch(neighbors)
+        return self.train_epoch(self.mixing_neighbors())
+
+    def mixing_neighbors(self) -> np.ndarray:
+        """Steps 1-4 of a mixing epoch; returns each sample's neighbours (N, K) for step 5.
+
+        Updates ``p_clean`` (and the soft labels, when the schedule corrects them). Under
+        torch.distributed, rank 0 alone runs the evaluation pass, the mixture fit, the
+        neighbour search and the correction, then broadcasts the neighbours, ``p_clean`` and the
+        soft labels; rank 0 alone keeps the ``loss_window`` history the fit needs.
+        """
+        neighbors = None
+        if self.rank == 0:
+            evaluation = self.evaluation_pass()
+            self.fit_clean_probability(evaluation.losses)
+            neighbors = nearest_neighbors(evaluation.features, self.config.num_neighbors,
+                                          self.config.knn_method,
+                                          normalize=self.config.normalize_features)
+            self.correct_labels(evaluation.probs)
+        return self._share_mixing_state(neighbors)
 
     def fit(self, progress=None) -> list[dict]:
         """Train the remaining epochs; ``progress(row)`` is called after each."""
@@ -251,7 +294,13 @@ class Trainer:
         }
 
     def save(self, path: str | Path) -> Path:
-        """Write the checkpoint atomically (aside, then renamed), so a crash never leaves half."""
+        """Write the checkpoint atomically (aside, then renamed), so a crash never leaves half.
+
+        Under torch.distributed only rank 0 writes (every process holds the same state); the
+        checkpoint is the plain model's and loads into a single-process trainer as well.
+        """
+        if self.rank != 0:
+            return Path(path)
         state = self.state_dict()
         return replace_atomically(path, lambda tmp: torch.save(state, tmp))
 
@@ -280,6 +329,50 @@ class Trainer:
         self.history = list(state["history"])
 
     # -- internals -------------------------------------------------------------------------
+
+    def _model_for_training(self) -> torch.nn.Module:
+        """The model itself in one process, else its DistributedDataParallel wrapper.
+
+        ``self.model`` stays the plain module (evaluation, features, checkpoints, export).
+        """
+        if self.world_size == 1:
+            return self.model
+        if self.config.batch_size % self.world_size:
+            raise ValueError(f"batch_size {self.config.batch_size} must be divisible by the "
+                             f"{self.world_size} processes")
+        if self.images.shape[0] < self.config.batch_size:
+            raise ValueError(f"{self.images.shape[0]} samples are fewer than one batch of "
+                             f"{self.config.batch_size}; multi-process training needs full batches")
+        return DistributedDataParallel(self.model)
+
+    def _rows_of_this_process(self, batch_size: int) -> slice:
+        """This process's equal share of a batch of ``batch_size`` rows (all of it in one)."""
+        share = batch_size // self.world_size
+        return slice(self.rank * share, (self.rank + 1) * share)
+
+    def _mean_over_processes(self, value: torch.Tensor) -> torch.Tensor:
+        """The mean of ``value`` over all processes (``value`` itself in one process)."""
+        if self.world_size == 1:
+            return value
+        total = value.clone()
+        dist.all_reduce(total)
+        return total / self.world_size
+
+    def _share_buffers_of_rank_zero(self) -> None:
+        """Copy rank 0's BatchNorm statistics to every process, so all hold the same model."""
+        if self.world_size == 1:
+            return
+        for buffer in self.model.buffers():
+            dist.broadcast(buffer, src=0)
+
+    def _share_mixing_state(self, neighbors: np.ndarray | None) -> np.ndarray:
+        """Rank 0's ``neighbors``, clean probabilities and soft labels, in every process."""
+        if self.world_size == 1:
+            return neighbors
+        shared = [neighbors, self.p_clean, self.soft_labels]
+        dist.broadcast_object_list(shared, src=0)
+        neighbors, self.p_clean, self.soft_labels = shared
+        return neighbors
 
     def _batch_members(self, phase, index, neighbors, weights):
         """Indices (B, M) of the samples mixed into each synthetic sample, and their weights."""
