@@ -10,6 +10,7 @@ directory skips finished stages and resumes training from the last completed epo
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib.metadata
 import json
@@ -19,14 +20,15 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
+from flows.scale_out import fan_out_runner
 from mixnn_core.config import PRESETS, TrainConfig
 from mixnn_core.files import write_json_atomic
 from mixnn_core.trainer import resolve_device
 from tasks.export import export_results
-from tasks.features import extract_features
+from tasks.features import combine_features, extract_shard_features, shard_names
 from tasks.index import build_neighbor_index
 from tasks.ingest import ingest_source
 from tasks.noise import prepare_labels
@@ -88,6 +90,16 @@ class StageClock:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
 
 
+@flow(name="mixnn-extract-features")
+def extract_features(run_dir: str, epoch: int) -> str:
+    """The evaluation pass of ``epoch``, one task per shard, combined into one Parquet file."""
+    path = RunFiles(run_dir).features(epoch)
+    if path.exists():
+        return str(path)
+    parts = extract_shard_features.map(unmapped(run_dir), unmapped(epoch), shard_names(run_dir))
+    return combine_features(run_dir, epoch, [part.result() for part in parts])
+
+
 @flow(name="mixnn", log_prints=True)
 def mixnn(
     source: str = "digits",
@@ -109,13 +121,17 @@ def mixnn(
     label_column: str | None = None,
     class_names: list[str] | None = None,
     train_options: dict[str, Any] | None = None,
+    dask: bool = False,
+    dask_address: str | None = None,
+    dask_workers: int = 2,
 ) -> dict:
     """Find and fix wrong labels in an image-classification dataset with MixNN.
 
     Args:
         source: "digits" (scikit-learn's bundled digits) or a path to an MNIST-style idx
             folder, an image folder (one sub-folder per class), a CSV/Parquet manifest
-            (image path + label columns) or a .npz (image and label arrays).
+            (image path + label columns), a .npz (image and label arrays) or a folder of
+            WebDataset .tar shards (an image and a cls member per sample).
         run_dir: where everything is written; default a new folder under data/runs/.
             Re-running on the same run_dir resumes it.
         method: "mixnn" (default), "ce" (plain training) or "mixup" (random-pair mixup).
@@ -140,6 +156,10 @@ def mixnn(
         label_column: label column of a manifest source.
         class_names: class names, for sources that only have integer labels.
         train_options: any further TrainConfig field, e.g. {"num_neighbors": 2}.
+        dask: fan the per-shard stages (feature extraction) out over a Dask cluster.
+        dask_address: scheduler address of an existing Dask cluster (default: a local cluster
+            of dask_workers processes, started for this run).
+        dask_workers: worker processes of the local Dask cluster.
     """
     started = time.perf_counter()
     started_at = dt.datetime.now(dt.timezone.utc).isoformat()
@@ -158,7 +178,9 @@ def mixnn(
     }
     clock = StageClock()
     root = clock.run("prepare", prepare_run, run_dir, configuration)
-    try:
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(release_lock, root)
+        fan_out = cleanup.enter_context(fan_out_runner(dask, dask_address, dask_workers))
         run = RunFiles(root)
         ingested = clock.run("ingest", ingest_source, source, root, ingest_options)
         if test_source is not None:
@@ -173,7 +195,8 @@ def mixnn(
                                             description=f"training epochs of {root}")
         for epoch in range(resumed_from, config.epochs):
             if config.phase(epoch) == "mixnn":
-                clock.run("features", extract_features, root, epoch)
+                clock.run("features", extract_features.with_options(task_runner=fan_out()),
+                          root, epoch)
                 clock.run("index", build_neighbor_index, root, epoch)
             clock.run("train", train_epoch, root, epoch)
             update_progress_artifact(progress, 100.0 * (epoch + 1) / config.epochs)
@@ -201,5 +224,3 @@ def mixnn(
                     "manifest %s", wall, counts["n_ingested"], metrics["n_suggested_changes"],
                     metrics["n_label_issues"], result["manifest"])
         return result
-    finally:
-        release_lock(root)

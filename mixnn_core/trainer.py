@@ -127,13 +127,19 @@ class Trainer:
     # -- the steps of one epoch ------------------------------------------------------------
 
     @torch.no_grad()
-    def evaluation_pass(self) -> EvalPass:
-        """Features, per-sample loss against argmax(soft labels), and predictions of all samples."""
+    def evaluation_pass(self, start: int = 0, stop: int | None = None) -> EvalPass:
+        """Features, per-sample loss against argmax(soft labels), and predictions of samples
+        ``[start, stop)`` (all by default), in batches of ``eval_batch_size`` from ``start``.
+
+        A sample's results depend only on the batch it falls in, so evaluating a dataset shard
+        by shard gives the same numbers wherever each shard runs.
+        """
+        stop = self.images.shape[0] if stop is None else stop
         hard = torch.as_tensor(self.soft_labels.argmax(axis=1), device=self.device)
         features, losses, probs = [], [], []
         self.model.eval()
-        for start in range(0, self.images.shape[0], self.config.eval_batch_size):
-            batch = slice(start, start + self.config.eval_batch_size)
+        for first in range(start, stop, self.config.eval_batch_size):
+            batch = slice(first, min(first + self.config.eval_batch_size, stop))
             h = self.model.features(normalize(self.images[batch], self._mean, self._std))
             logits = self.model.classifier(h)
             features.append(h.float().cpu())

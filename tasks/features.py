@@ -1,13 +1,21 @@
-"""Stage 3a, every mixing epoch: the evaluation pass over the training set, to Parquet."""
+"""Stage 3a, every mixing epoch: the evaluation pass over the training set, to Parquet.
+
+The pass fans out over the dataset's shards (one task each, run by the flow's task runner: in
+turn by default, in parallel on a Dask cluster when asked), then the parts are combined into
+``features/epoch=NNN.parquet``. A shard's numbers do not depend on where it ran.
+"""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 from prefect import task
 
 from mixnn_core.files import vector_column, write_parquet_atomic
-from tasks.run_files import RunFiles, checkin_trainer, checkout_trainer
+from tasks.run_files import RunFiles, checkin_trainer, checkout_trainer, dataset_arrays
 
 
 def evaluation_table(sample_ids: np.ndarray, evaluation) -> pa.Table:
@@ -21,14 +29,33 @@ def evaluation_table(sample_ids: np.ndarray, evaluation) -> pa.Table:
     })
 
 
-@task(name="extract-features")
-def extract_features(run_dir: str, epoch: int) -> str:
-    """``features/epoch=NNN.parquet`` from the model as it is at the start of ``epoch``."""
+def shard_names(run_dir: str) -> list[str]:
+    """The dataset's shards in order (shard i holds the sample ids after shard i - 1's)."""
+    _, table, _ = dataset_arrays(run_dir)
+    return sorted(table["shard"].unique())
+
+
+@task(name="extract-shard-features")
+def extract_shard_features(run_dir: str, epoch: int, shard: str) -> str:
+    """Evaluate one shard's samples with the model as it is at the start of ``epoch``."""
+    run = RunFiles(run_dir)
+    part = run.feature_part(epoch, shard)
+    if not part.exists():
+        _, table, _ = dataset_arrays(run.root)
+        sample_ids = table.loc[table["shard"] == shard, "sample_id"].to_numpy()
+        trainer = checkout_trainer(run, epoch)
+        evaluation = trainer.evaluation_pass(int(sample_ids[0]), int(sample_ids[-1]) + 1)
+        write_parquet_atomic(evaluation_table(sample_ids, evaluation), part)
+        checkin_trainer(run, trainer)
+    return str(part)
+
+
+@task(name="combine-features")
+def combine_features(run_dir: str, epoch: int, parts: list[str]) -> str:
+    """``features/epoch=NNN.parquet`` from the shards' parts, in sample order."""
     run = RunFiles(run_dir)
     path = run.features(epoch)
-    if not path.exists():
-        trainer = checkout_trainer(run, epoch)
-        evaluation = trainer.evaluation_pass()
-        write_parquet_atomic(evaluation_table(np.arange(len(evaluation.losses)), evaluation), path)
-        checkin_trainer(run, trainer)
+    table = pa.concat_tables([pq.read_table(part) for part in parts])
+    write_parquet_atomic(table, path)
+    shutil.rmtree(run.feature_part(epoch, "x").parent)
     return str(path)
