@@ -26,7 +26,7 @@ def parser() -> argparse.ArgumentParser:
     clean = commands.add_parser("clean", help="train through label noise and export corrected "
                                 "labels, a model and a report")
     clean.add_argument("source", help='"digits", or a path to an idx folder, an image folder, '
-                       "a CSV/Parquet manifest or a .npz")
+                       "a CSV/Parquet manifest, a .npz, or WebDataset .tar shards")
     clean.add_argument("--run-dir", help="output folder (default: a new one under data/runs/); "
                        "an existing run folder is resumed")
     clean.add_argument("--epochs", type=int, default=30)

@@ -57,7 +57,11 @@ def build_manifest(dataset: pd.DataFrame, class_names: list[str], outputs: Sampl
 
 def write_manifest(manifest: pd.DataFrame, soft_labels: np.ndarray,
                    out_dir: str | Path) -> tuple[Path, Path]:
-    """``manifest.parquet`` (with ``soft_label`` and the schema version) and ``manifest.csv``."""
+    """``manifest.parquet`` (with ``soft_label`` and the schema version) and ``manifest.csv``.
+
+    The CSV follows RFC 4180: CRLF line ends, so that a field holding a bare CR or LF (a class
+    name, a file name) is quoted and reads back as one field.
+    """
     out_dir = Path(out_dir)
     table = pa.Table.from_pandas(manifest, preserve_index=False)
     table = table.append_column("soft_label", vector_column(soft_labels))
@@ -68,7 +72,7 @@ def write_manifest(manifest: pd.DataFrame, soft_labels: np.ndarray,
     })
     parquet_path = write_parquet_atomic(table, out_dir / "manifest.parquet")
     csv_path = replace_atomically(out_dir / "manifest.csv",
-                                  lambda tmp: manifest.to_csv(tmp, index=False))
+                                  lambda tmp: manifest.to_csv(tmp, index=False, lineterminator="\r\n"))
     return parquet_path, csv_path
 
 

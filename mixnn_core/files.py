@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +17,33 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+# ``.<name>.<pid>.tmp`` (written aside) and ``.<name>.<pid>.old`` (moved aside to be deleted).
+TEMPORARY_NAME = re.compile(r"\..+\.\d+\.(tmp|old)")
 
-def temporary_sibling(path: Path) -> Path:
-    """A temporary name beside ``path``, for writing aside and renaming into place."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+def temporary_sibling(path: Path, kind: str = "tmp") -> Path:
+    """A temporary name beside ``path``: ``kind`` "tmp" to write aside, "old" to move aside."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{kind}")
+
+
+def remove_temporaries(root: str | Path) -> list[Path]:
+    """Delete the temporaries (see ``TEMPORARY_NAME``) a killed process left under ``root``.
+
+    Only safe while no other process writes under ``root`` (a run holds its directory's lock).
+    Returns what was deleted.
+    """
+    removed = []
+    for folder, sub_folders, files in os.walk(root):  # symlinked folders are not followed
+        for name in sub_folders + files:
+            if TEMPORARY_NAME.fullmatch(name):
+                path = Path(folder, name)
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+                removed.append(path)
+        sub_folders[:] = [name for name in sub_folders if not TEMPORARY_NAME.fullmatch(name)]
+    return removed
 
 
 def replace_atomically(path: str | Path, write) -> Path:
@@ -40,9 +65,12 @@ def write_parquet_atomic(table: pa.Table | pd.DataFrame, path: str | Path) -> Pa
     return replace_atomically(path, lambda tmp: pq.write_table(table, tmp))
 
 
+def write_text_atomic(text: str, path: str | Path) -> Path:
+    return replace_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
 def write_json_atomic(value, path: str | Path) -> Path:
-    text = json.dumps(value, indent=2, default=_json_default)
-    return replace_atomically(path, lambda tmp: Path(tmp).write_text(text))
+    return write_text_atomic(json.dumps(value, indent=2, default=_json_default), path)
 
 
 def _json_default(value):

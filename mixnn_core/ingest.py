@@ -7,7 +7,9 @@
   idx images file (to pick the ``t10k-*`` pair of a folder that has both);
 - an image folder: one sub-folder per class;
 - a CSV or Parquet manifest: an image path column and a label column;
-- a ``.npz``: image and label arrays, or concatenated JPEG bytes with offsets (CIFAR-10 layout).
+- a ``.npz``: image and label arrays, or concatenated JPEG bytes with offsets (CIFAR-10 layout);
+- WebDataset ``.tar`` shards (a folder of them, or one): per sample an image member and a ``cls``
+  member holding the integer label, read in place (never extracted).
 
 Every input sample ends up either ingested (a shard sample and a ``dataset.parquet`` row) or in
 ``quarantine.parquet`` with a human readable reason, so ingested + quarantined = input.
@@ -37,6 +39,8 @@ import io
 import json
 import math
 import os
+import stat
+import tarfile
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -68,6 +72,10 @@ IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
 NPZ_IMAGE_KEYS = ("images", "x", "X")
 NPZ_LABEL_KEYS = ("labels", "y")
 SIXTEEN_BIT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
+TAR_SUFFIX = ".tar"
+TAR_IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp", "ppm", "pgm")
+TAR_LABEL_EXTENSION = "cls"
+MAX_LABEL_MEMBER_BYTES = 64  # a cls member holds a decimal integer; anything longer is not a label
 DIGITS_MAX_VALUE = 16  # load_digits() pixels are counts 0..16
 DIGIT_CLASS_NAMES = [str(digit) for digit in range(10)]  # digits, MNIST and idx folders
 
@@ -82,7 +90,7 @@ class IngestSummary:
     num_classes: int
     class_names: list[str]
     image_shape: tuple[int, int, int]
-    source_kind: str  # "digits" | "idx" | "image_folder" | "manifest" | "npz"
+    source_kind: str  # "digits" | "idx" | "image_folder" | "manifest" | "npz" | "tar_shards"
     n_resized: int = 0  # ingested images resized to image_shape's (H, W)
 
     def to_dict(self) -> dict:
@@ -188,11 +196,29 @@ def decode_image(file) -> np.ndarray:
 
 def read_image_file(path: Path, shown_as: str) -> np.ndarray:
     """Pixels of an image file; ``shown_as`` is how reasons name it."""
-    if not path.is_file():
-        raise SampleError(f"file not found: {shown_as}")
-    if path.stat().st_size == 0:
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        raise SampleError(f"file not found: {shown_as}") from None
+    except OSError as error:
+        raise SampleError(f"cannot read {shown_as}: {error.strerror}") from None
+    if not stat.S_ISREG(status.st_mode):
+        raise SampleError(f"not a regular file (a folder, FIFO or device): {shown_as}")
+    if status.st_size == 0:
         raise SampleError("empty file (0 bytes)")
     return decode_image(path)
+
+
+def resolved_inside(path: Path, roots: Sequence[Path], shown_as: str, root_name: str) -> Path:
+    """``path`` with symlinks and ``..`` resolved, if that lies inside one of ``roots`` (resolved
+    folders, the first named ``root_name`` in reasons); otherwise SampleError."""
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError, ValueError) as error:  # symlink loop, NUL byte, ...
+        raise SampleError(f"cannot resolve image path {shown_as!r}: {error}") from None
+    if not any(resolved.is_relative_to(root) for root in roots):
+        raise SampleError(f"image path {shown_as!r} resolves outside the {root_name} {roots[0]}")
+    return resolved
 
 
 def fit_pixels(pixels: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarray:
@@ -326,6 +352,7 @@ def image_folder_source(root: Path) -> Source:
 
     Files directly in ``root`` belong to no class: they are inputs without a label. A symlinked
     class folder is read; symlinked folders deeper down are not followed (they could form a cycle).
+    A file (symlink) resolving outside both ``root`` and its class folder is not read.
     """
     entries = [entry for entry in root.iterdir() if not is_hidden(entry.name)]
     class_names = sorted(entry.name for entry in entries if entry.is_dir())
@@ -347,8 +374,15 @@ def image_folder_source(root: Path) -> Source:
         source_refs=refs,
         labels=RawLabels(labels, origin=f"class sub-folders of {root}"),
         class_names=class_names,
-        read_pixels=lambda i: read_image_file(root / refs[i], refs[i]),
+        read_pixels=lambda i: read_folder_image(root, refs[i]),
     )
+
+
+def read_folder_image(root: Path, ref: str) -> np.ndarray:
+    """Pixels of the file ``ref`` of an image folder, if it resolves inside the folder or its class folder."""
+    class_folder = root / PurePosixPath(ref).parts[0]
+    roots = [root.resolve(), class_folder.resolve()]
+    return read_image_file(resolved_inside(root / ref, roots, ref, "dataset root"), ref)
 
 
 def table_columns(path: Path) -> list[str]:
@@ -413,9 +447,7 @@ def manifest_source(path: Path, image_column: str | None, label_column: str | No
         image_path = image_paths[i]
         if image_path is None:
             raise SampleError("missing image path")
-        resolved = (root / image_path).resolve()
-        if not resolved.is_relative_to(root):
-            raise SampleError(f"image path {image_path!r} resolves outside the manifest folder {root}")
+        resolved = resolved_inside(root / image_path, [root], image_path, "manifest folder")
         return read_image_file(resolved, image_path)
 
     refs = row_numbers(len(table))
@@ -484,6 +516,117 @@ def jpeg_pixel_reader(
     return read_pixels, offsets.size - 1
 
 
+@dataclass
+class TarSample:
+    """The members of one WebDataset sample (one key) in a tar shard."""
+
+    shard: Path
+    key: str
+    members: dict[str, tarfile.TarInfo]  # extension (after the first dot of the name) -> member
+    problem: str | None = None  # why the sample must not be read, if it must not
+    label: int | NoLabel | None = None  # from the cls member, set once all members are known
+
+
+def split_member_name(name: str) -> tuple[str, str]:
+    """WebDataset's (key, extension) of a member name: the extension starts at the base name's first dot."""
+    folder, _, base = name.rpartition("/")
+    stem, _, extension = base.partition(".")
+    return (f"{folder}/{stem}" if folder else stem), extension.lower()
+
+
+def unsafe_member(member: tarfile.TarInfo) -> str | None:
+    """Why a tar member must not be read (absolute or ``..`` name, link, special file), or None."""
+    if member.name.startswith("/") or ".." in PurePosixPath(member.name).parts:
+        return f"member {member.name!r} has an absolute or '..' path"
+    if member.issym() or member.islnk():
+        return f"member {member.name!r} is a link"
+    if not member.isfile():
+        return f"member {member.name!r} is not a regular file (a device, FIFO or other special file)"
+    return None
+
+
+def tar_label(tar: tarfile.TarFile, sample: TarSample) -> int | NoLabel:
+    """The integer label in a sample's cls member, or why there is none."""
+    if sample.problem is not None:
+        return NoLabel(sample.problem)
+    member = sample.members.get(TAR_LABEL_EXTENSION)
+    if member is None:
+        return NoLabel(f"no {TAR_LABEL_EXTENSION} member (label)")
+    if member.size > MAX_LABEL_MEMBER_BYTES:
+        return NoLabel(f"member {member.name!r} holds {member.size} bytes, too long for a label")
+    text = tar.extractfile(member).read().decode("utf-8", errors="replace").strip()
+    try:
+        return int(text)
+    except ValueError:
+        return NoLabel(f"member {member.name!r} holds {text!r}, not an integer label")
+
+
+def read_tar_samples(shard: Path) -> list[TarSample]:
+    """The samples of one uncompressed tar shard in order of first appearance, labels read.
+
+    Only member headers and labels are read here; a sample gets a ``problem`` when one of its
+    members is unsafe (:func:`unsafe_member`) or appears twice. Folder members are skipped.
+    An unreadable shard (truncated inside a member, corrupt header, compressed) raises.
+    """
+    samples: dict[str, TarSample] = {}
+    try:
+        with tarfile.open(shard, mode="r:") as tar:
+            for member in tar:
+                if member.isdir():
+                    continue
+                key, extension = split_member_name(member.name)
+                sample = samples.setdefault(key, TarSample(shard, key, {}))
+                twice = f"member {member.name!r} appears twice" if extension in sample.members else None
+                sample.problem = sample.problem or unsafe_member(member) or twice
+                sample.members[extension] = member
+            for sample in samples.values():
+                sample.label = tar_label(tar, sample)
+    except tarfile.TarError as error:
+        raise ValueError(
+            f"{shard}: unreadable tar shard after {len(samples)} samples ({error}); it must be an "
+            f"uncompressed tar: repair or remove it"
+        ) from error
+    return list(samples.values())
+
+
+def read_tar_image(sample: TarSample) -> np.ndarray:
+    """Pixels of a sample's one image member, read in place from its shard."""
+    if sample.problem is not None:
+        raise SampleError(sample.problem)
+    found = [extension for extension in sample.members if extension in TAR_IMAGE_EXTENSIONS]
+    if len(found) != 1:
+        what = "no image member" if not found else f"{len(found)} image members ({', '.join(found)})"
+        raise SampleError(f"{what}; a sample needs one of {', '.join(TAR_IMAGE_EXTENSIONS)}")
+    member = sample.members[found[0]]
+    with open(sample.shard, "rb") as file:
+        file.seek(member.offset_data)
+        encoded = file.read(member.size)
+    if len(encoded) < member.size:
+        raise SampleError(f"member {member.name!r} is truncated")
+    if not encoded:
+        raise SampleError("empty image (0 bytes)")
+    return decode_image(io.BytesIO(encoded))
+
+
+def tar_shards_source(shards: list[Path]) -> Source:
+    """WebDataset shards in the given order; source_ref "<shard name>/<key>".
+
+    A key already seen in an earlier shard is a duplicate: that sample is rejected.
+    """
+    samples, shard_of_key = [], {}
+    for shard in shards:
+        for sample in read_tar_samples(shard):
+            if sample.key in shard_of_key:
+                sample.problem = f"duplicate key {sample.key!r}: already in {shard_of_key[sample.key]}"
+                sample.label = NoLabel(sample.problem)
+            shard_of_key.setdefault(sample.key, shard.name)
+            samples.append(sample)
+    refs = [f"{sample.shard.name}/{sample.key}" for sample in samples]
+    origin = f"{TAR_LABEL_EXTENSION} members of the shards in {shards[0].parent}"
+    labels = RawLabels([sample.label for sample in samples], origin=origin)
+    return Source("tar_shards", refs, refs, labels, None, lambda i: read_tar_image(samples[i]))
+
+
 def open_source(
     source: str | Path,
     *,
@@ -504,17 +647,27 @@ def open_source(
             return idx_source(idx_images)
         if any(entry.is_dir() and not is_hidden(entry.name) for entry in path.iterdir()):
             return image_folder_source(path)
-        raise ValueError(f"{path}: unrecognised source: a folder with neither idx files nor class sub-folders")
+        shards = sorted(
+            entry for entry in path.iterdir()
+            if entry.suffix.lower() == TAR_SUFFIX and entry.is_file() and not is_hidden(entry.name)
+        )
+        if shards:
+            return tar_shards_source(shards)
+        raise ValueError(
+            f"{path}: unrecognised source: a folder with neither idx files, class sub-folders nor .tar shards"
+        )
     if path.name.removesuffix(".gz") in dict(IDX_FILE_PAIRS):
         return idx_source(path)
     suffix = path.suffix.lower()
+    if suffix == TAR_SUFFIX:
+        return tar_shards_source([path])
     if suffix in TABLE_SUFFIXES:
         return manifest_source(path, image_column, label_column, labels_required)
     if suffix == ".npz":
         return npz_source(path, npz_split, labels_required)
     raise ValueError(
         f"{path}: unrecognised source kind {suffix!r}; expected 'digits', an idx folder or images file, "
-        f"an image folder, a CSV/Parquet manifest or a .npz"
+        f"an image folder, a CSV/Parquet manifest, a .npz or .tar shards"
     )
 
 
@@ -576,17 +729,21 @@ def labels_array(path: Path, labels_column: str | None) -> tuple[list, str]:
 
 
 def keyed_labels(path: Path, keys: list, values: list, source_refs: list[str]) -> RawLabels:
-    """Labels looked up by source reference; rows without a key match nothing."""
-    by_ref = {}
-    for key, value in zip(keys, values):
+    """Labels looked up by source reference; rows without a key match nothing, a repeated key raises."""
+    row_of_ref = {}
+    for row, key in enumerate(keys):
         ref = cell_text(key)
         if ref is None:
             continue
-        if ref in by_ref:
-            raise ValueError(f"{path}: key {ref!r} appears more than once")
-        by_ref[ref] = value
+        if ref in row_of_ref:
+            raise ValueError(
+                f"{path}: key {ref!r} appears more than once (data rows {row_of_ref[ref]} and {row}, "
+                f"counting from 0); give each sample one label"
+            )
+        row_of_ref[ref] = row
     missing = NoLabel(f"no label in {path}")
-    return RawLabels([by_ref.get(ref, missing) for ref in source_refs], origin=str(path))
+    labels = [values[row_of_ref[ref]] if ref in row_of_ref else missing for ref in source_refs]
+    return RawLabels(labels, origin=str(path))
 
 
 def normalize_label(raw) -> int | str:

@@ -17,6 +17,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from mixnn_core.files import replace_atomically, write_text_atomic
+
 REPORT_FILE = "report.md"
 LOSS_MIXTURE_PNG = "loss_mixture.png"
 CLEAN_PROBABILITY_PNG = "clean_probability.png"
@@ -130,12 +132,13 @@ def write_report(
 ) -> Path:
     """Write ``report.md`` and its five PNG plots into ``report_dir``; return the markdown path.
 
+    Each file is written aside and renamed into place, the markdown last.
+
     ``suspect_images`` holds the images of the lowest-label-quality samples in the order of
     :func:`suspects_table`; the grid shows the first ``min(top_k, len(suspect_images))`` of them.
     """
     _require_columns(manifest, REQUIRED_MANIFEST_COLUMNS)
     report_dir = Path(report_dir)
-    report_dir.mkdir(parents=True, exist_ok=True)
     n_shown_images = min(top_k, len(suspect_images))
     figures = {
         LOSS_MIXTURE_PNG: plot_loss_mixture(mixture_snapshots),
@@ -145,14 +148,13 @@ def write_report(
         SUSPECTS_PNG: plot_suspects(suspects_table(manifest, n_shown_images), suspect_images),
     }
     for file_name, figure in figures.items():
-        figure.savefig(report_dir / file_name, dpi=DPI)
-    report_path = report_dir / REPORT_FILE
+        replace_atomically(report_dir / file_name,
+                           lambda tmp, figure=figure: figure.savefig(tmp, dpi=DPI, format="png"))
     markdown = render_markdown(
         manifest=manifest, class_names=class_names, summary=summary,
         suspects=suspects_table(manifest, top_k),
     )
-    report_path.write_text(markdown, encoding="utf-8")
-    return report_path
+    return write_text_atomic(markdown, report_dir / REPORT_FILE)
 
 
 def _require_columns(manifest: pd.DataFrame, columns: Sequence[str]) -> None:

@@ -105,7 +105,7 @@ def replace_dir(new_dir: Path, target_dir: Path) -> None:
         os.replace(new_dir, target_dir)
         return
     # A folder cannot be renamed onto a non-empty one: move the old one aside first.
-    old_dir = target_dir.with_name(f".{target_dir.name}.old-{os.getpid()}")
+    old_dir = temporary_sibling(target_dir, "old")
     shutil.rmtree(old_dir, ignore_errors=True)
     os.replace(target_dir, old_dir)
     os.replace(new_dir, target_dir)

@@ -6,10 +6,25 @@ import json
 
 import numpy as np
 import pyarrow.parquet as pq
+import torch
 from prefect import get_run_logger, task
 
 from mixnn_core.files import read_vector_column, write_json_atomic
+from mixnn_core.trainer import Trainer, TrainingDiverged
 from tasks.run_files import RunFiles, checkin_trainer, checkout_trainer, prune_checkpoints
+
+
+def non_finite_state(trainer: Trainer) -> list[str]:
+    """Names of the model's weights and statistics holding NaN or infinite values."""
+    return [name for name, value in trainer.model.state_dict().items()
+            if value.is_floating_point() and not torch.isfinite(value).all()]
+
+
+def diverged(run: RunFiles, epoch: int, reason: str) -> TrainingDiverged:
+    """The error of a run that diverged in ``epoch``: ``reason``, and where its last good state is."""
+    last = f"the last good checkpoint is {run.checkpoint(epoch - 1)}" if epoch else "no epoch completed"
+    return TrainingDiverged(f"{reason}; {last}; a resumed run would diverge again: use a new run "
+                            f"directory")
 
 
 @task(name="train-epoch")
@@ -18,20 +33,35 @@ def train_epoch(run_dir: str, epoch: int) -> dict:
 
     In mixing epochs the clean probabilities are fitted to the losses of this epoch's
     evaluation pass, the soft labels corrected with its predictions (when scheduled), and
-    each sample mixed with the neighbours found in its features.
+    each sample mixed with the neighbours found in its features. A model that has diverged
+    (NaN or infinite losses, weights or statistics) raises ``TrainingDiverged``, and no
+    checkpoint is written for the epoch.
     """
     run = RunFiles(run_dir)
     trainer = checkout_trainer(run, epoch)
     neighbors = None
     if trainer.config.phase(epoch) == "mixnn":
         evaluation = pq.read_table(run.features(epoch), columns=["loss", "probs"])
-        fit = trainer.fit_clean_probability(evaluation.column("loss").to_numpy())
+        losses = evaluation.column("loss").to_numpy()
+        if not np.isfinite(losses).all():
+            raise diverged(run, epoch, f"training diverged before epoch {epoch}: the evaluation pass gave "
+                                       f"{int((~np.isfinite(losses)).sum())} non-finite losses; lower "
+                                       f"the learning rate")
+        fit = trainer.fit_clean_probability(losses)
         write_json_atomic({"epoch": epoch, "means": fit.means, "variances": fit.variances,
                            "weights": fit.weights, "mean_p_clean": float(fit.p_clean.mean())},
                           run.mixture(epoch))
         trainer.correct_labels(read_vector_column(evaluation, "probs"))
         neighbors = np.load(run.neighbors(epoch), allow_pickle=False)
-    row = trainer.train_epoch(neighbors)
+    try:
+        row = trainer.train_epoch(neighbors)
+    except TrainingDiverged as error:
+        raise diverged(run, epoch, str(error)) from error
+    broken = non_finite_state(trainer)
+    if broken:
+        raise diverged(run, epoch, f"training diverged in epoch {epoch}: it left non-finite values in "
+                                   f"{', '.join(broken[:3])}{' and more' if len(broken) > 3 else ''}; "
+                                   f"lower the learning rate")
     trainer.save(run.checkpoint(epoch))
     checkin_trainer(run, trainer)
     prune_checkpoints(run)

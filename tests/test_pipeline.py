@@ -45,7 +45,7 @@ def test_run_directory_holds_every_promised_output(finished_run):
     # warm-up is 1 of 6 epochs: epochs 1..5 mix, each with its features and faiss index
     assert [p.name for p in sorted((run_dir / "features").glob("epoch=*.parquet"))] == [
         f"epoch={e:03d}.parquet" for e in range(1, 6)]
-    assert len(list((run_dir / "index").glob("*.faiss"))) == 5
+    assert len(list((run_dir / "index").glob("epoch=*.faiss"))) == 5
     assert result["counts"] == {"n_input": 1797, "n_ingested": 1797, "n_quarantined": 0}
 
 
