@@ -57,5 +57,5 @@ def combine_features(run_dir: str, epoch: int, parts: list[str]) -> str:
     path = run.features(epoch)
     table = pa.concat_tables([pq.read_table(part) for part in parts])
     write_parquet_atomic(table, path)
-    shutil.rmtree(run.feature_part(epoch, "x").parent)
+    shutil.rmtree(run.feature_parts(epoch))
     return str(path)

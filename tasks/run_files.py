@@ -32,9 +32,12 @@ class RunFiles:
     def features(self, epoch: int) -> Path:
         return self.epoch_file("features", epoch, ".parquet")
 
+    def feature_parts(self, epoch: int) -> Path:
+        """Folder of the shards' shares of an epoch's features, until they are combined."""
+        return self.epoch_file("features", epoch, ".parts")
+
     def feature_part(self, epoch: int, shard: str) -> Path:
-        """One shard's share of an epoch's features, before they are combined."""
-        return self.epoch_file("features", epoch, ".parts") / f"{Path(shard).stem}.parquet"
+        return self.feature_parts(epoch) / f"{Path(shard).stem}.parquet"
 
     def index(self, epoch: int) -> Path:
         return self.epoch_file("index", epoch, ".faiss")
