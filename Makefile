@@ -16,11 +16,16 @@ $(BIN)/mixnn: requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
+# Benchmark-only packages (cleanlab), for the suite's quick check in the tests; never a runtime need.
+$(VENV)/.bench-requirements: $(BIN)/mixnn bench/requirements.txt
+	$(BIN)/pip install --quiet -r bench/requirements.txt
+	touch $@
+
 install: $(BIN)/mixnn
 
 demo: install
 	$(BIN)/mixnn clean digits --run-dir data/runs/demo-digits --noise-mode symmetric --noise-rate 0.4
 
-test: install
+test: install $(VENV)/.bench-requirements
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest

@@ -13,7 +13,6 @@ process's peak resident memory.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import resource
@@ -29,25 +28,13 @@ import pyarrow as pa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.datasets import fashion_mnist  # noqa: E402
 from mixnn_core.config import cpu_preset  # noqa: E402
 from mixnn_core.files import vector_column, write_parquet_atomic  # noqa: E402
 from mixnn_core.gmm import fit_mixture, normalize_losses  # noqa: E402
 from mixnn_core.ingest import ingest, load_dataset  # noqa: E402
 from mixnn_core.knn import build_index, query_neighbors  # noqa: E402
 from mixnn_core.trainer import Trainer  # noqa: E402
-
-
-def data_root() -> Path:
-    return Path(os.environ.get("MIXNN_DATA_ROOT", ROOT.parent / "shared" / "data"))
-
-
-def fashion_mnist_train() -> tuple[np.ndarray, np.ndarray]:
-    folder = data_root() / "fashion-mnist"
-    with gzip.open(folder / "train-images-idx3-ubyte.gz") as f:
-        images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
-    with gzip.open(folder / "train-labels-idx1-ubyte.gz") as f:
-        labels = np.frombuffer(f.read(), np.uint8, offset=8).astype(np.int64)
-    return images, labels
 
 
 def timed(fn, *args, **kwargs):
@@ -92,7 +79,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[5000, 10000, 20000, 40000, 60000])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scaling.json")
     args = parser.parse_args()
-    images, labels = fashion_mnist_train()
+    train, _ = fashion_mnist()
+    images, labels = train.images[:, 0], train.labels
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for n in args.sizes:

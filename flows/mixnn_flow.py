@@ -1,6 +1,6 @@
 """The ``mixnn`` flow: raw dataset -> corrected-label manifest, trained model and report.
 
-    ingest -> [ingest test set] -> prepare labels (optional noise) ->
+    ingest (per chunk, per shard) -> [ingest test set] -> prepare labels (optional noise) ->
     per epoch: [extract features -> build index ->] train epoch (mixture fit, correction,
     mixing) -> export -> report
 
@@ -23,6 +23,7 @@ from typing import Any, Literal
 from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
+from flows.ingest_flow import ingest_dataset
 from flows.scale_out import fan_out_runner
 from mixnn_core.config import PRESETS, TrainConfig
 from mixnn_core.files import write_json_atomic
@@ -30,7 +31,6 @@ from mixnn_core.trainer import resolve_device
 from tasks.export import export_results
 from tasks.features import combine_features, extract_shard_features, shard_names
 from tasks.index import build_neighbor_index
-from tasks.ingest import ingest_source
 from tasks.noise import prepare_labels
 from tasks.prepare import prepare_run, release_lock
 from tasks.report import write_run_report
@@ -156,7 +156,8 @@ def mixnn(
         label_column: label column of a manifest source.
         class_names: class names, for sources that only have integer labels.
         train_options: any further TrainConfig field, e.g. {"num_neighbors": 2}.
-        dask: fan the per-shard stages (feature extraction) out over a Dask cluster.
+        dask: fan the per-shard stages (ingestion, feature extraction) out over a Dask
+            cluster.
         dask_address: scheduler address of an existing Dask cluster (default: a local cluster
             of dask_workers processes, started for this run).
         dask_workers: worker processes of the local Dask cluster.
@@ -182,10 +183,11 @@ def mixnn(
         cleanup.callback(release_lock, root)
         fan_out = cleanup.enter_context(fan_out_runner(dask, dask_address, dask_workers))
         run = RunFiles(root)
-        ingested = clock.run("ingest", ingest_source, source, root, ingest_options)
+        ingested = clock.run("ingest", ingest_dataset.with_options(task_runner=fan_out()),
+                             source, root, ingest_options)
         if test_source is not None:
-            clock.run("ingest", ingest_source, test_source, str(run.test_dir),
-                      {"class_names": ingested["class_names"], "npz_split": "test"})
+            clock.run("ingest", ingest_dataset.with_options(task_runner=fan_out()), test_source,
+                      str(run.test_dir), {"class_names": ingested["class_names"], "npz_split": "test"})
         noise = clock.run("noise", prepare_labels, root, noise_mode, noise_rate, seed, noise_dataset)
 
         resumed_from = run.completed_epochs()

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from prefect import flow
 
+from flows.ingest_flow import ingest_dataset
 from mixnn_core.relabel import read_model_card
-from tasks.ingest import ingest_source
 from tasks.prepare import acquire_lock, release_lock
 from tasks.relabel import score_incoming
 
@@ -49,7 +49,7 @@ def relabel(
     acquire_lock(output)
     try:
         staging = output / "staging" / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-        ingest_source(incoming, str(staging), {
+        ingest_dataset(incoming, str(staging), {
             "labels_file": labels_file, "labels_column": labels_column,
             "labels_key_column": labels_key_column, "image_column": image_column,
             "label_column": label_column, "class_names": card["classes"], "min_classes": 1})

@@ -34,11 +34,13 @@ is written last and marks the folder as a complete ingestion.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
 import math
 import os
+import shutil
 import stat
 import tarfile
 import zipfile
@@ -53,7 +55,16 @@ import pyarrow.parquet as pq
 from PIL import Image, UnidentifiedImageError
 
 from mixnn_core.files import write_json_atomic, write_parquet_atomic
-from mixnn_core.shards import SHARD_DIR, ShardSample, read_images, sample_key, write_shards
+from mixnn_core.shards import (
+    SHARD_DIR,
+    SHARD_GLOB,
+    SHARD_PATTERN,
+    ShardSample,
+    read_images,
+    replace_dir,
+    sample_key,
+    write_shard,
+)
 
 DATASET_TABLE = "dataset.parquet"
 QUARANTINE_TABLE = "quarantine.parquet"
@@ -787,14 +798,24 @@ def infer_class_names(labels: RawLabels) -> list[str]:
 
 
 def choose_class_names(given: Sequence | None, source_names: list[str] | None, labels: RawLabels) -> list[str]:
-    """``given`` if any, else the source's own class list, else one inferred from the labels."""
+    """``given`` if any, else the source's own class list, else one inferred from the labels.
+
+    A name holding a NUL character is refused: CSV readers end a field (or fail) at it, so the
+    exported manifest.csv could not carry it.
+    """
     if given is not None:
         names = [str(name) for name in given]
         duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
         if duplicates:
             raise ValueError(f"class_names repeats {duplicates}")
-        return names
-    return source_names if source_names is not None else infer_class_names(labels)
+        origin = "class_names"
+    else:
+        names = source_names if source_names is not None else infer_class_names(labels)
+        origin = "the class names of the source" if source_names is not None else labels.origin
+    with_nul = [name for name in names if "\x00" in name]
+    if with_nul:
+        raise ValueError(f"{origin}: class name {with_nul[0]!r} holds a NUL character; rename the class")
+    return names
 
 
 def label_id(raw, class_index: dict[str, int]) -> int:
@@ -813,53 +834,258 @@ def label_id(raw, class_index: dict[str, int]) -> int:
 # Ingestion
 
 
+WORK_DIR = "ingest-work"  # the stages' intermediate files; gone once the ingestion is complete
+PLAN_FILE = "plan.json"
+INSPECTION_TABLE = "inspection.parquet"
+
+
 @dataclass(frozen=True)
-class Inspection:
-    """The first pass over a source: which inputs are ingested, and how."""
+class IngestPlan:
+    """What every stage of one ingestion needs to know, kept as ``<work>/plan.json``.
 
-    indices: list[int]  # input index of each ingested sample, in sample_id order
-    labels: list[int]
-    sizes: list[tuple[int, int]]  # (H, W) as decoded
-    any_colour: bool
-    quarantine: pd.DataFrame
+    ``chunks`` are the ranges of input indices inspected together (one stage task each).
+    """
+
+    source: str
+    options: dict  # open_labelled_source's keyword arguments
+    class_names: list[str]
+    n_input: int
+    source_kind: str
+    shard_size: int
+    min_classes: int
+    chunks: list[tuple[int, int]]
 
 
-def inspect_source(source: Source, labels: RawLabels, class_names: list[str]) -> Inspection:
-    """Check every input's label, then decode its image; failures go to the quarantine table."""
-    class_index = {name: i for i, name in enumerate(class_names)}
-    indices, label_ids, sizes, any_colour = [], [], [], False
-    rejected = {"sample": [], "source_ref": [], "reason": []}
-    for i in range(len(source.samples)):
+def open_labelled_source(
+    source: str | Path,
+    *,
+    labels_file: str | Path | None = None,
+    labels_column: str | None = None,
+    labels_key_column: str | None = None,
+    image_column: str | None = None,
+    label_column: str | None = None,
+    class_names: Sequence[str] | None = None,
+    npz_split: str = "train",
+) -> tuple[Source, RawLabels, list[str]]:
+    """The source opened, its labels (the source's own or ``labels_file``'s) and the class list."""
+    if labels_file is None and (labels_column is not None or labels_key_column is not None):
+        raise ValueError("labels_column and labels_key_column describe a labels_file, but none was given")
+    opened = open_source(
+        source,
+        image_column=image_column,
+        label_column=label_column,
+        npz_split=npz_split,
+        labels_required=labels_file is None,
+    )
+    labels = (
+        opened.labels
+        if labels_file is None
+        else read_labels_file(labels_file, labels_column, labels_key_column, opened.source_refs)
+    )
+    return opened, labels, choose_class_names(class_names, opened.class_names, labels)
+
+
+def reopen(plan: IngestPlan) -> tuple[Source, RawLabels]:
+    """The plan's source opened again (in another process, say), with its labels."""
+    opened, labels, _ = open_labelled_source(plan.source, **plan.options)
+    if len(opened.samples) != plan.n_input:
+        raise ValueError(f"{plan.source} held {plan.n_input} samples when ingestion began, now {len(opened.samples)}")
+    return opened, labels
+
+
+def work_dir(out_dir: str | Path) -> Path:
+    return Path(out_dir) / WORK_DIR
+
+
+def read_plan(out_dir: str | Path) -> IngestPlan:
+    data = json.loads((work_dir(out_dir) / PLAN_FILE).read_text())
+    return IngestPlan(**{**data, "chunks": [tuple(chunk) for chunk in data["chunks"]]})
+
+
+def plan_ingestion(
+    source: str | Path, out_dir: str | Path, *, shard_size: int = 5000, min_classes: int = 2, **options
+) -> IngestPlan:
+    """Stage 1: open the source, settle its class list and split its inputs into chunks.
+
+    Writes ``<out_dir>/ingest-work/plan.json``. A work folder left by an interrupted ingestion
+    of the same plan is kept, so its finished chunks and shards are not redone; any other is
+    cleared. ``options`` are :func:`open_labelled_source`'s.
+    """
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be at least 1, got {shard_size}")
+    options = {key: str(value) if isinstance(value, Path) else value for key, value in options.items()}
+    opened, _, names = open_labelled_source(source, **options)
+    n_input = len(opened.samples)
+    chunks = [(start, min(start + shard_size, n_input)) for start in range(0, n_input, shard_size)]
+    plan = IngestPlan(str(source), options, names, n_input, opened.kind, shard_size, min_classes, chunks)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / SUMMARY_FILE).unlink(missing_ok=True)  # the folder is incomplete until the end
+    work = work_dir(out_dir)
+    if work.exists() and (not (work / PLAN_FILE).is_file() or read_plan(out_dir) != plan):
+        shutil.rmtree(work)
+    write_json_atomic(asdict(plan), work / PLAN_FILE)
+    return plan
+
+
+def chunk_part(out_dir: str | Path, chunk: int) -> Path:
+    return work_dir(out_dir) / f"inspect-{chunk:06d}.parquet"
+
+
+def inspect_chunk(out_dir: str | Path, chunk: int) -> Path:
+    """Stage 2, per chunk: check each input's label, then decode its image.
+
+    Writes a table with one row per input of the chunk: ``input`` index, ``sample`` and
+    ``source_ref`` (as :class:`Source`), ``label`` id (-1 if quarantined), decoded ``height`` and
+    ``width``, ``colour`` (3 channels) and the quarantine ``reason`` (None if it is ingested).
+    """
+    part = chunk_part(out_dir, chunk)
+    if part.exists():
+        return part
+    plan = read_plan(out_dir)
+    opened, labels = reopen(plan)
+    class_index = {name: i for i, name in enumerate(plan.class_names)}
+    start, stop = plan.chunks[chunk]
+    rows = {name: [] for name in ("input", "label", "height", "width", "colour", "reason")}
+    for i in range(start, stop):
         try:
             label = label_id(labels.values[i], class_index)
-            pixels = source.read_pixels(i)
+            pixels = opened.read_pixels(i)
+            height, width, colour, reason = *pixels.shape[:2], pixels.ndim == 3, None
         except SampleError as error:
-            rejected["sample"].append(source.samples[i])
-            rejected["source_ref"].append(source.source_refs[i])
-            rejected["reason"].append(str(error))
-            continue
-        indices.append(i)
-        label_ids.append(label)
-        sizes.append(pixels.shape[:2])
-        any_colour = any_colour or pixels.ndim == 3
-    quarantine = pd.DataFrame({name: pd.Series(values, dtype="str") for name, values in rejected.items()})
-    return Inspection(indices, label_ids, sizes, any_colour, quarantine)
+            label, height, width, colour, reason = -1, 0, 0, False, str(error)
+        for name, value in zip(rows, (i, label, height, width, colour, reason)):
+            rows[name].append(value)
+    table = pd.DataFrame({
+        "input": np.asarray(rows["input"], dtype=np.int64),
+        "sample": pd.Series(opened.samples[start:stop], dtype="str"),
+        "source_ref": pd.Series(opened.source_refs[start:stop], dtype="str"),
+        "label": np.asarray(rows["label"], dtype=np.int64),
+        "height": np.asarray(rows["height"], dtype=np.int64),
+        "width": np.asarray(rows["width"], dtype=np.int64),
+        "colour": np.asarray(rows["colour"], dtype=bool),
+        "reason": pd.Series(rows["reason"], dtype="object"),
+    })
+    return write_parquet_atomic(table, part)
 
 
-def check_ingestible(inspection: Inspection, class_names: list[str], source, min_classes: int) -> None:
+def check_ingestible(inspection: pd.DataFrame, class_names: list[str], source, min_classes: int) -> None:
     """Refuse a dataset with no ingested samples or fewer than ``min_classes`` classes among them."""
-    n_quarantined = len(inspection.quarantine)
-    if not inspection.indices:
-        top_reasons = inspection.quarantine["reason"].value_counts().head(3)
+    rejected = inspection["reason"].notna()
+    ingested = inspection.loc[~rejected]
+    if ingested.empty:
+        top_reasons = inspection["reason"].value_counts().head(3)
         reasons = "; ".join(f"{count} x {reason}" for reason, count in top_reasons.items())
-        raise ValueError(f"{source}: no samples to ingest, all {n_quarantined} were quarantined ({reasons})")
-    present = sorted(set(inspection.labels))
+        raise ValueError(f"{source}: no samples to ingest, all {len(inspection)} were quarantined ({reasons})")
+    present = sorted(set(ingested["label"]))
     if len(present) < min_classes:
         names = [class_names[i] for i in present]
         raise ValueError(
-            f"{source}: only {len(present)} class present among {len(inspection.indices)} ingested samples "
-            f"({names}, {n_quarantined} quarantined); need at least {min_classes}"
+            f"{source}: only {len(present)} class present among {len(ingested)} ingested samples "
+            f"({names}, {int(rejected.sum())} quarantined); need at least {min_classes}"
         )
+
+
+def lay_out_shards(out_dir: str | Path) -> list[str]:
+    """Stage 3: combine the chunks' inspections and give each ingested input its sample id and shard.
+
+    Sample ids number the ingested inputs in input order; shard k holds ids
+    [k * shard_size, (k + 1) * shard_size). Raises when the dataset cannot be ingested, before any
+    shard is written, leaving no work folder behind. Returns the shard file names.
+    """
+    plan = read_plan(out_dir)
+    inspection = pd.concat([pd.read_parquet(chunk_part(out_dir, chunk)) for chunk in range(len(plan.chunks))],
+                           ignore_index=True)
+    try:
+        check_ingestible(inspection, plan.class_names, plan.source, plan.min_classes)
+    except ValueError:
+        shutil.rmtree(work_dir(out_dir))
+        with contextlib.suppress(OSError):
+            Path(out_dir).rmdir()  # only if the ingestion made it and it is empty
+        raise
+    ingested = inspection["reason"].isna().to_numpy()
+    sample_ids = np.full(len(inspection), -1, dtype=np.int64)
+    sample_ids[ingested] = np.arange(ingested.sum())
+    inspection["sample_id"] = sample_ids
+    inspection["shard"] = pd.Series(
+        [SHARD_PATTERN % (sample_id // plan.shard_size) if sample_id >= 0 else None for sample_id in sample_ids],
+        dtype="object",
+    )
+    write_parquet_atomic(inspection, work_dir(out_dir) / INSPECTION_TABLE)
+    return sorted(inspection["shard"].dropna().unique())
+
+
+def image_layout(ingested: pd.DataFrame) -> tuple[tuple[int, int], int]:
+    """The dataset's (H, W), the most common size (ties: the first met), and its channel count."""
+    sizes = zip(ingested["height"].tolist(), ingested["width"].tolist())
+    size = Counter(sizes).most_common(1)[0][0]
+    return size, 3 if ingested["colour"].any() else 1
+
+
+def write_dataset_shard(out_dir: str | Path, shard: str) -> Path:
+    """Stage 4, per shard: read, fit and write the shard's samples into the work folder's shards."""
+    path = work_dir(out_dir) / SHARD_DIR / shard
+    if path.exists():
+        return path
+    plan = read_plan(out_dir)
+    opened, _ = reopen(plan)
+    inspection = pd.read_parquet(work_dir(out_dir) / INSPECTION_TABLE)
+    ingested = inspection.loc[inspection["reason"].isna()]
+    size, channels = image_layout(ingested)
+
+    def shard_samples():
+        for row in ingested.loc[ingested["shard"] == shard].itertuples():
+            try:
+                pixels = opened.read_pixels(row.input)
+            except SampleError as error:
+                raise ValueError(f"{row.sample} changed while being ingested: {error}") from error
+            yield ShardSample(row.sample_id, fit_pixels(pixels, size, channels), row.label, row.source_ref)
+
+    return write_shard(shard_samples(), path)
+
+
+def finish_ingestion(out_dir: str | Path) -> IngestSummary:
+    """Stage 5: the shards into place, the dataset and quarantine tables, classes and summary."""
+    out_dir = Path(out_dir)
+    plan = read_plan(out_dir)
+    work = work_dir(out_dir)
+    inspection = pd.read_parquet(work / INSPECTION_TABLE)
+    rejected = inspection["reason"].notna()
+    ingested, quarantined = inspection.loc[~rejected], inspection.loc[rejected]
+    size, channels = image_layout(ingested)
+    names = plan.class_names
+    missing = sorted(set(ingested["shard"]) - {path.name for path in (work / SHARD_DIR).glob(SHARD_GLOB)})
+    if missing:
+        raise FileNotFoundError(f"{work / SHARD_DIR}: shards not written yet: {', '.join(missing)}")
+    replace_dir(work / SHARD_DIR, out_dir / SHARD_DIR)
+    table = pd.DataFrame(
+        {
+            "sample_id": ingested["sample_id"].to_numpy(),
+            "key": pd.Series([sample_key(i) for i in ingested["sample_id"]], dtype="str"),
+            "shard": pd.Series(ingested["shard"].to_numpy(), dtype="str"),
+            "given_label": ingested["label"].to_numpy(),
+            "given_label_name": pd.Series([names[label] for label in ingested["label"]], dtype="str"),
+            "source_ref": pd.Series(ingested["source_ref"].to_numpy(), dtype="str"),
+        }
+    )
+    write_parquet_atomic(table, out_dir / DATASET_TABLE)
+    quarantine = pd.DataFrame({name: pd.Series(quarantined[name].to_numpy(), dtype="str")
+                               for name in ("sample", "source_ref", "reason")})
+    write_parquet_atomic(quarantine, out_dir / QUARANTINE_TABLE)
+    write_json_atomic(names, out_dir / CLASSES_FILE)
+    summary = IngestSummary(
+        n_input=plan.n_input,
+        n_ingested=len(ingested),
+        n_quarantined=len(quarantined),
+        num_classes=len(names),
+        class_names=names,
+        image_shape=(channels, *size),
+        source_kind=plan.source_kind,
+        n_resized=int(((ingested["height"] != size[0]) | (ingested["width"] != size[1])).sum()),
+    )
+    write_json_atomic(summary.to_dict(), out_dir / SUMMARY_FILE)
+    shutil.rmtree(work)
+    return summary
 
 
 def ingest(
@@ -882,70 +1108,23 @@ def ingest(
     names its label column or array, ``labels_key_column`` its column of source references.
     ``image_column``/``label_column`` name a manifest's columns. ``npz_split`` picks the split of a
     JPEG-layout npz. ``min_classes`` classes must be present (training needs two; scoring a batch
-    of new data with a trained model needs one). Raises before writing anything when the dataset
+    of new data with a trained model needs one). Raises before writing any shard when the dataset
     cannot be ingested.
+
+    The stages run here one after another; a pipeline can run the per-chunk and per-shard ones
+    in parallel (:func:`plan_ingestion` ... :func:`finish_ingestion`): the files are the same.
     """
-    if shard_size < 1:
-        raise ValueError(f"shard_size must be at least 1, got {shard_size}")
-    if labels_file is None and (labels_column is not None or labels_key_column is not None):
-        raise ValueError("labels_column and labels_key_column describe a labels_file, but none was given")
-    opened = open_source(
-        source,
-        image_column=image_column,
-        label_column=label_column,
+    plan = plan_ingestion(
+        source, out_dir, shard_size=shard_size, min_classes=min_classes, labels_file=labels_file,
+        labels_column=labels_column, labels_key_column=labels_key_column, image_column=image_column,
+        label_column=label_column, class_names=None if class_names is None else list(class_names),
         npz_split=npz_split,
-        labels_required=labels_file is None,
     )
-    labels = (
-        opened.labels
-        if labels_file is None
-        else read_labels_file(labels_file, labels_column, labels_key_column, opened.source_refs)
-    )
-    names = choose_class_names(class_names, opened.class_names, labels)
-    inspection = inspect_source(opened, labels, names)
-    check_ingestible(inspection, names, source, min_classes)
-
-    size = Counter(inspection.sizes).most_common(1)[0][0]
-    channels = 3 if inspection.any_colour else 1
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / SUMMARY_FILE).unlink(missing_ok=True)  # the folder is incomplete until the end
-
-    def shard_samples():
-        for sample_id, (i, label) in enumerate(zip(inspection.indices, inspection.labels)):
-            try:
-                pixels = opened.read_pixels(i)
-            except SampleError as error:
-                raise ValueError(f"{opened.samples[i]} changed while being ingested: {error}") from error
-            yield ShardSample(sample_id, fit_pixels(pixels, size, channels), label, opened.source_refs[i])
-
-    shard_names = write_shards(shard_samples(), out_dir / SHARD_DIR, shard_size)
-    n_ingested = len(inspection.indices)
-    table = pd.DataFrame(
-        {
-            "sample_id": np.arange(n_ingested, dtype=np.int64),
-            "key": pd.Series([sample_key(i) for i in range(n_ingested)], dtype="str"),
-            "shard": pd.Series(shard_names, dtype="str"),
-            "given_label": np.asarray(inspection.labels, dtype=np.int64),
-            "given_label_name": pd.Series([names[label] for label in inspection.labels], dtype="str"),
-            "source_ref": pd.Series([opened.source_refs[i] for i in inspection.indices], dtype="str"),
-        }
-    )
-    write_parquet_atomic(table, out_dir / DATASET_TABLE)
-    write_parquet_atomic(inspection.quarantine, out_dir / QUARANTINE_TABLE)
-    write_json_atomic(names, out_dir / CLASSES_FILE)
-    summary = IngestSummary(
-        n_input=len(opened.samples),
-        n_ingested=n_ingested,
-        n_quarantined=len(inspection.quarantine),
-        num_classes=len(names),
-        class_names=names,
-        image_shape=(channels, *size),
-        source_kind=opened.kind,
-        n_resized=sum(1 for image_size in inspection.sizes if image_size != size),
-    )
-    write_json_atomic(summary.to_dict(), out_dir / SUMMARY_FILE)
-    return summary
+    for chunk in range(len(plan.chunks)):
+        inspect_chunk(out_dir, chunk)
+    for shard in lay_out_shards(out_dir):
+        write_dataset_shard(out_dir, shard)
+    return finish_ingestion(out_dir)
 
 
 def load_dataset(out_dir: str | Path) -> tuple[np.ndarray, pd.DataFrame]:

@@ -25,7 +25,7 @@ import pandas as pd
 import webdataset as wds
 from PIL import Image
 
-from mixnn_core.files import temporary_sibling
+from mixnn_core.files import replace_atomically, temporary_sibling
 
 SHARD_DIR = "shards"
 SHARD_PATTERN = "shard-%06d.tar"
@@ -67,21 +67,11 @@ def decode_png(data: bytes) -> np.ndarray:
     return pixels[np.newaxis] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
 
-def write_shards(samples: Iterable[ShardSample], shard_dir: Path, shard_size: int) -> list[str]:
-    """Write ``samples`` as the shard set ``shard_dir`` and return each sample's shard file name.
+def write_shard(samples: Iterable[ShardSample], path: Path) -> Path:
+    """Write ``samples`` as the one tar shard ``path`` (written aside, then renamed into place)."""
 
-    The shards are written into a temporary sibling folder that then replaces ``shard_dir``, so
-    ``shard_dir`` never holds a partly written set.
-    """
-    shard_dir = Path(shard_dir)
-    staging_dir = temporary_sibling(shard_dir)
-    shutil.rmtree(staging_dir, ignore_errors=True)
-    staging_dir.mkdir(parents=True)
-    try:
-        # ShardWriter formats its pattern with %, so a % in the folder name must be escaped.
-        pattern = os.path.join(str(staging_dir).replace("%", "%%"), SHARD_PATTERN)
-        shard_names = []
-        with wds.ShardWriter(pattern, maxcount=shard_size, verbose=0, mtime=0) as writer:
+    def write(temporary: Path) -> None:
+        with open(temporary, "wb") as file, wds.TarWriter(file, mtime=0) as writer:
             for sample in samples:
                 writer.write(
                     {
@@ -91,12 +81,8 @@ def write_shards(samples: Iterable[ShardSample], shard_dir: Path, shard_size: in
                         "json": {"sample_id": int(sample.sample_id), "source_ref": sample.source_ref},
                     }
                 )
-                shard_names.append(os.path.basename(writer.fname))
-        replace_dir(staging_dir, shard_dir)
-    except BaseException:
-        shutil.rmtree(staging_dir, ignore_errors=True)
-        raise
-    return shard_names
+
+    return replace_atomically(path, write)
 
 
 def replace_dir(new_dir: Path, target_dir: Path) -> None:

@@ -251,6 +251,17 @@ def test_parquet_manifest_with_integer_labels(tmp_path):
     assert reasons(quarantine, by="source_ref") == {"4": "label -1 outside [0, 3)", "5": "label 7 outside [0, 3)"}
 
 
+def test_class_name_with_nul_is_refused(tmp_path):
+    for i in range(2):
+        save_image(tmp_path / f"{i}.png", grey(i))
+    pd.DataFrame({"image": ["0.png", "1.png"], "label": ["cat", "d\x00g"]}).to_parquet(tmp_path / "m.parquet")
+    with pytest.raises(ValueError, match=r"m.parquet: class name 'd\\x00g' holds a NUL character"):
+        ingest(tmp_path / "m.parquet", tmp_path / "out")
+    with pytest.raises(ValueError, match=r"class_names: class name 'x\\x00' holds a NUL"):
+        ingest(tmp_path / "m.parquet", tmp_path / "out", class_names=["cat", "x\x00"])
+    assert not (tmp_path / "out").exists()
+
+
 def test_manifest_without_known_columns_is_refused(tmp_path):
     pd.DataFrame({"foo": ["a.png"], "bar": [1]}).to_csv(tmp_path / "m.csv", index=False)
     with pytest.raises(ValueError, match=r"m.csv: no image path column .*columns are \['foo', 'bar'\]"):

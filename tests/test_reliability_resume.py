@@ -168,11 +168,19 @@ def test_npz_run_killed_during_ingestion_resumes_to_the_same_manifest(npz_source
                                                                      tmp_path):
     run_dir = tmp_path / "run"
     process = start_cli(cli_args(npz_source, run_dir, NPZ_RUN), cli_home, tmp_path / "cli.log")
-    # the shards are written into a staging folder, renamed into place when all are written
-    writing_shards = lambda: any(run_dir.glob(".shards.*.tmp/*.tar"))  # noqa: E731
-    kill_when(process, writing_shards, random.Random(7).uniform(0.0, 0.6), tmp_path / "cli.log")
+    # shards are written one by one into ingest-work/shards, moved into place when all are written
+    work_shards = run_dir / "ingest-work" / "shards"
+    first_shard_written = lambda: (work_shards / "shard-000000.tar").exists()  # noqa: E731
+    kill_when(process, first_shard_written, random.Random(7).uniform(0.0, 0.6), tmp_path / "cli.log")
     assert not (run_dir / "ingest_summary.json").exists(), "the kill came after ingestion"
-    assert not (run_dir / "shards").exists() and temporaries(run_dir)  # half a staging folder
+    assert not (run_dir / "shards").exists()
+    written = {path.name: path.stat().st_mtime_ns for path in work_shards.glob("shard-*.tar")}
+    assert "shard-000000.tar" in written
 
     mixnn(source=npz_source, run_dir=str(run_dir), **NPZ_RUN)
     check_resumed_like(run_dir, npz_reference)
+    # the shards finished before the kill were kept, not written again
+    assert {name: (run_dir / "shards" / name).stat().st_mtime_ns for name in written} == written
+    assert not (run_dir / "ingest-work").exists()
+    for shard in (npz_reference / "shards").iterdir():
+        assert (run_dir / "shards" / shard.name).read_bytes() == shard.read_bytes(), shard.name

@@ -2,17 +2,40 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
+import numpy as np
 import pandas as pd
 import pytest
 from distributed import Client, LocalCluster
+from sklearn.datasets import load_digits
 
+from flows.ingest_flow import ingest_dataset
 from flows.mixnn_flow import mixnn
-from flows.scale_out import restore_environment
+from flows.scale_out import fan_out_runner, restore_environment
+from mixnn_core.ingest import ingest
 from tests.conftest import DIGITS_RUN
 
 pytestmark = pytest.mark.slow
+
+
+@contextlib.contextmanager
+def local_cluster():
+    """A 2-process cluster as one started elsewhere would be (this process's environment kept)."""
+    environment = dict(os.environ)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        restore_environment(environment)
+        yield cluster
+
+
+def tasks_run_on(cluster) -> dict[str, int]:
+    """How many tasks of each name prefix the cluster's scheduler has seen."""
+    with Client(cluster) as client:
+        return client.run_on_scheduler(lambda dask_scheduler: {
+            name: sum(prefix.state_counts.values())
+            for name, prefix in dask_scheduler.task_prefixes.items()})
 
 
 def assert_same_run(run_dir, reference_dir):
@@ -31,17 +54,46 @@ def test_local_two_process_cluster_gives_the_single_process_result(digits_run, t
 
 def test_existing_cluster_by_address(digits_run, tmp_path):
     reference_dir, _ = digits_run
-    environment = dict(os.environ)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster:
-        restore_environment(environment)  # as a cluster started elsewhere would leave it
+    with local_cluster() as cluster:
         mixnn(run_dir=str(tmp_path / "dask"), dask=True, dask_address=cluster.scheduler_address,
               **DIGITS_RUN)
-        with Client(cluster) as client:
-            prefixes = client.run_on_scheduler(lambda dask_scheduler: {
-                name: sum(prefix.state_counts.values())
-                for name, prefix in dask_scheduler.task_prefixes.items()})
+        prefixes = tasks_run_on(cluster)
     print(prefixes)
     # one evaluation task per shard (digits: one shard) for each of the 5 mixing epochs
     assert sum(prefixes.values()) >= 5
     assert_same_run(tmp_path / "dask", reference_dir)
+
+
+@pytest.fixture
+def digits_npz_with_bad_images(tmp_path) -> str:
+    """Digits as a float .npz with NaN pixels in 3 images: 1,794 ingested, 3 quarantined."""
+    digits = load_digits()
+    images = digits.images.astype(np.float64)
+    images[[7, 950, 1796]] = np.nan
+    path = tmp_path / "digits.npz"
+    np.savez(path, images=images / 16.0, labels=digits.target)
+    return str(path)
+
+
+def test_ingestion_fanned_out_over_shards_writes_the_same_bytes(prefect_server, digits_npz_with_bad_images,
+                                                                 tmp_path):
+    shard_size = 400  # 5 chunks to inspect, 5 shards to write
+    local = tmp_path / "local"
+    reference = ingest(digits_npz_with_bad_images, local, shard_size=shard_size)
+    with local_cluster() as cluster:
+        with fan_out_runner(True, cluster.scheduler_address) as runner:
+            summary = ingest_dataset.with_options(task_runner=runner())(
+                digits_npz_with_bad_images, str(tmp_path / "dask"), {"shard_size": shard_size})
+        prefixes = tasks_run_on(cluster)
+    print(prefixes)
+    assert prefixes.get("inspect_chunk", 0) > 0 and prefixes.get("write_shard", 0) > 0  # ran on the cluster
+    assert summary == reference.to_dict()
+    assert (summary["n_ingested"], summary["n_quarantined"]) == (1794, 3)
+    shards = sorted(path.name for path in (local / "shards").iterdir())
+    assert len(shards) == 5
+    assert sorted(path.name for path in (tmp_path / "dask" / "shards").iterdir()) == shards
+    for name in shards:
+        assert (tmp_path / "dask" / "shards" / name).read_bytes() == (local / "shards" / name).read_bytes(), name
+    for table in ("dataset.parquet", "quarantine.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "dask" / table), pd.read_parquet(local / table))
+    assert sorted(path.name for path in (tmp_path / "dask").iterdir()) == sorted(path.name for path in local.iterdir())

@@ -1,0 +1,235 @@
+"""Tables, target checks and plots of the suite's results, written into BENCHMARKS.md.
+
+    .venv/bin/python bench/report.py [--runs bench/results/runs] [--out BENCHMARKS.md]
+
+Replaces the part of ``--out`` between the ``<!-- generated -->`` markers (the rest is written
+by hand) and draws the plots into ``bench/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+START, END = "<!-- generated: start -->", "<!-- generated: end -->"
+METHOD_ORDER = ("ce", "mixup", "cleanlab", "mixnn")
+COLUMNS = [("test_acc_last", "test acc (last)", 100), ("test_acc_best_on_test", "best on test*", 100),
+           ("label_recovery", "label recovery", 100), ("precision", "det. precision", 1),
+           ("recall", "det. recall", 1), ("f1", "det. F1", 1), ("auroc", "AUROC", 1),
+           ("wall_seconds", "wall s", 1)]
+
+
+def load_runs(folder: Path) -> list[dict]:
+    return [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
+
+
+def fmt(value, scale: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    value = value * scale
+    return f"{value:.0f}" if scale == 1 and value > 50 else f"{value:.1f}" if scale == 100 else f"{value:.3f}"
+
+
+def group_key(run: dict) -> tuple:
+    return run["setting"], run["epochs"], run["seed"], run.get("tag", "")
+
+
+def results_table(runs: list[dict]) -> str:
+    lines = []
+    groups = sorted({group_key(run) for run in runs})
+    for setting, epochs, seed, tag in groups:
+        rows = sorted((run for run in runs if group_key(run) == (setting, epochs, seed, tag)),
+                      key=lambda run: METHOD_ORDER.index(run["method"]))
+        noise = rows[0]["noise"]
+        title = f"{setting}, {epochs} epochs, seed {seed}" + (f", {tag} {rows[0]['overrides']}" if tag else "")
+        lines += [f"#### {title}", "",
+                  f"{rows[0]['n_train']} training samples, {100 * noise['wrong_fraction']:.1f} % of the given "
+                  f"labels wrong.", "",
+                  "| method | " + " | ".join(label for _, label, _ in COLUMNS) + " |",
+                  "| --- |" + " ---: |" * len(COLUMNS)]
+        for run in rows:
+            lines.append(f"| {run['method']} | " + " | ".join(fmt(run.get(key), scale) for key, _, scale in COLUMNS)
+                         + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def by(runs: list[dict], setting: str, epochs: int, method: str) -> dict | None:
+    found = [run for run in runs if (run["setting"], run["epochs"], run["method"]) == (setting, epochs, method)
+             and not run.get("tag")]
+    return found[0] if found else None
+
+
+def target_checks(runs: list[dict]) -> str:
+    """The issue's targets, each PASS / MISS / not measured, from untagged runs."""
+    lines = ["| target | setting | measured | verdict |", "| --- | --- | --- | --- |"]
+
+    def verdict(ok: bool | None) -> str:
+        return "not measured" if ok is None else ("PASS" if ok else "**MISS**")
+
+    groups = sorted({(run["setting"], run["epochs"]) for run in runs if not run.get("tag")})
+    for setting, epochs in groups:
+        mixnn, ce, cleanlab = (by(runs, setting, epochs, m) for m in ("mixnn", "ce", "cleanlab"))
+        if mixnn is None or ce is None:
+            continue
+        where = f"{setting} e{epochs}"
+        others = [run for run in (ce, cleanlab) if run is not None]
+        names = "/".join(run["method"] for run in others)
+        best_other = max(run["test_acc_last"] for run in others)
+        lines.append(f"| test acc >= {names} | {where} | {100 * mixnn['test_acc_last']:.1f} vs "
+                     f"{100 * best_other:.1f} | {verdict(mixnn['test_acc_last'] >= best_other)} |")
+        if mixnn["noise"]["wrong_fraction"] == 0:
+            continue
+        for key, label in (("label_recovery", "recovery"), ("f1", "detection F1"), ("auroc", "AUROC")):
+            best = max(run[key] for run in others)
+            lines.append(f"| {label} > {names} | {where} | {mixnn[key]:.3f} vs {best:.3f} | "
+                         f"{verdict(mixnn[key] > best)} |")
+        clean_setting = setting.rsplit("-", 1)[0] + "-clean"
+        clean = by(runs, clean_setting, epochs, "ce")
+        if clean is not None and any(s in setting for s in ("sym80", "asym40")):
+            gap = clean["test_acc_last"] - ce["test_acc_last"]
+            closed = (mixnn["test_acc_last"] - ce["test_acc_last"]) / gap if gap > 0 else math.nan
+            lines.append(f"| closes >= half the ce-to-clean gap | {where} | {closed:.2f} of "
+                         f"{100 * gap:.1f} points | {verdict(closed >= 0.5)} |")
+        if setting.endswith("sym50"):
+            lines.append(f"| recovery >= 95 % | {where} | {100 * mixnn['label_recovery']:.1f} % | "
+                         f"{verdict(mixnn['label_recovery'] >= 0.95)} |")
+        per_epoch_ratio = epoch_cost(mixnn) / epoch_cost(ce)
+        lines.append(f"| mixnn epoch <= 1.5x ce epoch | {where} | {per_epoch_ratio:.2f}x | "
+                     f"{verdict(per_epoch_ratio <= 1.5)} |")
+    return "\n".join(lines)
+
+
+def epoch_cost(run: dict) -> float:
+    """Seconds per mixing epoch (mixnn) or per epoch (others), from the stage clock."""
+    stages = run["stage_seconds"]
+    if run["method"] != "mixnn":
+        return stages["training"] / run["epochs"]
+    mixing = [row for row in run["history"] if row["phase"] == "mixnn"]
+    steps = sum(stages.get(name, 0.0) for name in ("evaluation_pass", "feature_write", "mixture_fit",
+                                                   "neighbor_search", "correction"))
+    return (steps + sum(row["seconds"] for row in mixing)) / len(mixing)
+
+
+def stage_table(runs: list[dict]) -> str:
+    lines = ["| run | epoch s | evaluation pass | feature write | mixture fit | neighbour search | "
+             "correction | training | search+fit+write share |",
+             "| --- |" + " ---: |" * 8]
+    for run in runs:
+        if run["method"] != "mixnn" or run.get("tag"):
+            continue
+        mixing = [row for row in run["history"] if row["phase"] == "mixnn"]
+        stages = run["stage_seconds"]
+        per = {name: stages.get(name, 0.0) / len(mixing) for name in
+               ("evaluation_pass", "feature_write", "mixture_fit", "neighbor_search", "correction")}
+        per["training"] = sum(row["seconds"] for row in mixing) / len(mixing)
+        total = sum(per.values())
+        share = (per["feature_write"] + per["mixture_fit"] + per["neighbor_search"]) / total
+        lines.append(f"| {run['setting']} e{run['epochs']} | {total:.1f} | " +
+                     " | ".join(f"{value:.2f}" for value in per.values()) + f" | {100 * share:.1f} % |")
+    return "\n".join(lines)
+
+
+def plots(runs: list[dict], folder: Path) -> list[str]:
+    """Accuracy vs noise rate, label recovery over epochs and the stage breakdown, as PNG files."""
+    made = []
+    untagged = [run for run in runs if not run.get("tag")]
+    for epochs in sorted({run["epochs"] for run in untagged if run["setting"].startswith("fmnist20k-sym")}):
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for method in METHOD_ORDER:
+            points = sorted((int(run["setting"].rsplit("sym", 1)[1]), 100 * run["test_acc_last"])
+                            for run in untagged if run["method"] == method and run["epochs"] == epochs
+                            and run["setting"].startswith("fmnist20k-sym"))
+            if points:
+                ax.plot(*zip(*points), marker="o", label=method)
+        ax.set(xlabel="symmetric noise rate (%)", ylabel="test accuracy (%), last epoch",
+               title=f"Fashion-MNIST 20k, {epochs} epochs")
+        ax.legend()
+        name = f"accuracy_vs_noise_e{epochs}.png"
+        fig.tight_layout()
+        fig.savefig(folder / name, dpi=110)
+        plt.close(fig)
+        made.append(name)
+    for setting, epochs in sorted({(run["setting"], run["epochs"]) for run in untagged}):
+        chosen = [run for run in untagged if (run["setting"], run["epochs"]) == (setting, epochs)
+                  and any("label_recovery" in row for row in run["history"])]
+        if len(chosen) < 2:
+            continue
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for run in sorted(chosen, key=lambda run: METHOD_ORDER.index(run["method"])):
+            series = [100 * row["label_recovery"] for row in run["history"] if "label_recovery" in row]
+            ax.plot(range(1, len(series) + 1), series, label=run["method"])
+        ax.set(xlabel="epoch", ylabel="label recovery (%)", title=f"{setting}, {epochs} epochs")
+        ax.legend()
+        name = f"recovery_{setting}_e{epochs}.png"
+        fig.tight_layout()
+        fig.savefig(folder / name, dpi=110)
+        plt.close(fig)
+        made.append(name)
+    mixnn_runs = [run for run in untagged if run["method"] == "mixnn"]
+    if mixnn_runs:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        names = ("evaluation_pass", "feature_write", "mixture_fit", "neighbor_search", "correction")
+        labels = [f"{run['setting']} e{run['epochs']}" for run in mixnn_runs]
+        bottom = [0.0] * len(mixnn_runs)
+        for stage in (*names, "training"):
+            values = []
+            for run in mixnn_runs:
+                mixing = [row for row in run["history"] if row["phase"] == "mixnn"]
+                total = (sum(row["seconds"] for row in mixing) if stage == "training"
+                         else run["stage_seconds"].get(stage, 0.0))
+                values.append(total / len(mixing))
+            ax.barh(labels, values, left=bottom, label=stage)
+            bottom = [b + v for b, v in zip(bottom, values)]
+        ax.set(xlabel="seconds per mixing epoch")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(folder / "stage_breakdown.png", dpi=110)
+        plt.close(fig)
+        made.append("stage_breakdown.png")
+    return made
+
+
+def generated_section(runs: list[dict], plot_names: list[str], plot_folder: str) -> str:
+    finished = max(run["finished_at"] for run in runs)
+    machine = runs[0]["machine"]
+    parts = [START, "", f"Generated by `bench/report.py` from {len(runs)} runs (last finished {finished}; "
+             f"{machine['cpus']} CPUs, {machine['platform']}, torch {machine['torch']}).", "",
+             "### Targets", "", target_checks(runs), "",
+             "### Results", "",
+             "\\* best epoch selected on the test set: a ceiling for reference, not a result.", "",
+             results_table(runs), "### Cost of a mixing epoch", "", stage_table(runs), "", "### Plots", ""]
+    parts += [f"![{name}]({plot_folder}/{name})" for name in plot_names]
+    return "\n".join(parts + ["", END])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=Path, default=ROOT / "bench" / "results" / "runs")
+    parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    runs = load_runs(args.runs)
+    if not runs:
+        raise SystemExit(f"no results in {args.runs}; run bench/suite.py first")
+    plot_folder = args.runs.parent
+    names = plots(runs, plot_folder)
+    section = generated_section(runs, names, plot_folder.relative_to(args.out.parent.resolve())
+                                if plot_folder.is_relative_to(args.out.parent.resolve()) else plot_folder)
+    text = args.out.read_text() if args.out.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
+    if START not in text or END not in text:
+        raise SystemExit(f"{args.out} has no {START} ... {END} section to replace")
+    head, rest = text.split(START, 1)
+    args.out.write_text(head + section + rest.split(END, 1)[1])
+    print(f"wrote {args.out} and {len(names)} plots in {plot_folder}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,273 @@
+"""The benchmark suite: ce, mixup, mixnn and the cleanlab route, side by side on real data.
+
+    .venv/bin/python bench/suite.py --settings fmnist20k-sym80 fmnist20k-asym40 --epochs 20
+    .venv/bin/python bench/suite.py --quick --out /tmp/quick      # a few minutes, what CI runs
+    .venv/bin/python bench/report.py                              # results -> BENCHMARKS.md
+
+Every row of a setting uses the same data, model (the cpu preset's), epoch budget, seed and
+noisy labels. Each (setting, method, epochs, seed) is one JSON file under ``--out``
+(``bench/results/runs`` by default); finished ones are skipped, so an interrupted suite resumes.
+
+Per run: test accuracy after the last epoch and at the best epoch (the best is selected ON THE
+TEST SET, so it is a ceiling for reference, never a result), label recovery (suggested label =
+true label), detection precision / recall / F1 of the flags and AUROC of ``label_quality``
+against the known wrong labels, and wall time per stage. Test accuracy and per-epoch label
+recovery are measured outside the timed stages.
+
+The cleanlab route (cleanlab is a benchmark-only dependency, bench/requirements.txt): 2-fold
+cross-validated plain training for out-of-fold probabilities, ``find_label_issues``, then plain
+training again on the samples it keeps; its suggested label is the argmax of the out-of-fold
+probabilities and its label quality cleanlab's ``get_label_quality_scores``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.datasets import Split, cifar10, fashion_mnist, subset  # noqa: E402
+from mixnn_core.config import cpu_preset  # noqa: E402
+from mixnn_core.files import vector_column, write_json_atomic, write_parquet_atomic  # noqa: E402
+from mixnn_core.knn import nearest_neighbors  # noqa: E402
+from mixnn_core.metrics import label_quality_metrics  # noqa: E402
+from mixnn_core.noise import inject_noise  # noqa: E402
+from mixnn_core.trainer import Trainer  # noqa: E402
+
+METHODS = ("ce", "mixup", "mixnn", "cleanlab")
+CLEANLAB_FOLDS = 2
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A dataset, a training subset size and the label noise of one benchmark row group."""
+
+    dataset: str  # "fashion_mnist", "cifar10" or "digits"
+    n_train: int | None  # None: the whole training split
+    noise: tuple[str, float] | str | None  # (mode, rate) injected; "human:<label set>"; None: clean
+    model: str = "auto"
+
+
+SETTINGS = {
+    **{f"fmnist20k-{name}": Setting("fashion_mnist", 20000, noise) for name, noise in {
+        "clean": None, "sym20": ("symmetric", 0.2), "sym50": ("symmetric", 0.5),
+        "sym80": ("symmetric", 0.8), "asym40": ("asymmetric", 0.4), "pairflip45": ("pairflip", 0.45),
+    }.items()},
+    "fmnist60k-clean": Setting("fashion_mnist", None, None),
+    "fmnist60k-sym50": Setting("fashion_mnist", None, ("symmetric", 0.5)),
+    "cifar10-clean": Setting("cifar10", None, None),
+    "cifar10n-worse": Setting("cifar10", None, "human:worse_label"),
+    "cifar10n-aggre": Setting("cifar10", None, "human:aggre_label"),
+    "digits-sym40": Setting("digits", None, ("symmetric", 0.4)),  # the quick mode's data
+}
+
+
+@dataclass(frozen=True)
+class Data:
+    train: Split  # clean labels
+    test: Split
+    noisy_labels: np.ndarray
+    noise_report: dict
+
+
+def digits() -> tuple[Split, Split]:
+    """scikit-learn's digits, 8x8 grey scaled to 0..255; the last 297 images are the test set."""
+    from sklearn.datasets import load_digits
+
+    loaded = load_digits()
+    images = np.rint(loaded.images * (255 / 16)).astype(np.uint8)[:, None]
+    labels = loaded.target.astype(np.int64)
+    return Split(images[:1500], labels[:1500]), Split(images[1500:], labels[1500:])
+
+
+def load(setting: Setting, seed: int) -> Data:
+    """The setting's training subset, test set and noisy training labels (same for every method)."""
+    if setting.dataset == "cifar10":
+        label_set = setting.noise.split(":", 1)[1] if isinstance(setting.noise, str) else "clean_label"
+        train, test, human = cifar10(label_set)
+        noisy = human if isinstance(setting.noise, str) else train.labels
+        report = {"mode": setting.noise or "clean", "wrong_fraction": float((noisy != train.labels).mean())}
+        return Data(train, test, noisy, report)
+    train, test = fashion_mnist() if setting.dataset == "fashion_mnist" else digits()
+    train = subset(train, setting.n_train or len(train.labels), seed=0)
+    if setting.noise is None:
+        return Data(train, test, train.labels, {"mode": "clean", "wrong_fraction": 0.0})
+    mode, rate = setting.noise
+    asymmetric_map = setting.dataset if mode == "asymmetric" else None
+    noisy, report = inject_noise(train.labels, 10, mode, rate, seed, dataset=asymmetric_map)
+    report = {key: report[key] for key in ("mode", "rate", "seed", "dataset")}
+    return Data(train, test, noisy, {**report, "wrong_fraction": float((noisy != train.labels).mean())})
+
+
+class StageClock:
+    """Seconds per named stage, summed over a run."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def run(self, stage: str, fn: Callable, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+
+def train_timed(trainer: Trainer, clock: StageClock, scratch: Path, log: Callable[[dict], None]) -> list[dict]:
+    """Train ``trainer`` to its last epoch, each step of a mixing epoch timed as the pipeline runs
+    it (evaluation pass, feature write to Parquet, mixture fit, neighbour search, correction,
+    training); the reporting metrics of each epoch are left out of the clock."""
+    config = trainer.config
+    while trainer.epoch < config.epochs:
+        neighbors = None
+        if config.phase(trainer.epoch) == "mixnn":
+            evaluation = clock.run("evaluation_pass", trainer.evaluation_pass)
+            table = pa.table({"feature": vector_column(evaluation.features), "loss": evaluation.losses,
+                              "probs": vector_column(evaluation.probs)})
+            clock.run("feature_write", write_parquet_atomic, table, scratch / "features.parquet")
+            clock.run("mixture_fit", trainer.fit_clean_probability, evaluation.losses)
+            neighbors = clock.run("neighbor_search", nearest_neighbors, evaluation.features,
+                                  config.num_neighbors, config.knn_method,
+                                  normalize=config.normalize_features)
+            clock.run("correction", trainer.correct_labels, evaluation.probs)
+        row = trainer.train_epoch(neighbors)
+        clock.add("training", row["seconds"])
+        log(row)
+    return trainer.history
+
+
+def run_trainer_method(method: str, data: Data, epochs: int, seed: int, model: str, scratch: Path,
+                       log: Callable[[dict], None], overrides: dict) -> dict:
+    """ce, mixup or mixnn through mixnn_core's Trainer; suggestions from its outputs."""
+    clock = StageClock()
+    config = cpu_preset(epochs, method, seed=seed, model=model, **overrides)
+    trainer = Trainer(config, data.train.images, data.noisy_labels, 10, test_images=data.test.images,
+                      test_labels=data.test.labels, true_labels=data.train.labels)
+    history = train_timed(trainer, clock, scratch, log)
+    outputs = clock.run("final_outputs", trainer.outputs)
+    return {"config": config.to_dict(), "stage_seconds": clock.seconds, "history": history,
+            "outputs": outputs_of(outputs.suggested_label, outputs.label_quality, outputs.is_label_issue)}
+
+
+def outputs_of(suggested: np.ndarray, quality: np.ndarray, is_issue: np.ndarray) -> dict:
+    return {"suggested_label": suggested, "label_quality": quality, "is_label_issue": is_issue}
+
+
+def run_cleanlab(data: Data, epochs: int, seed: int, model: str, scratch: Path, log: Callable[[dict], None],
+                 overrides: dict) -> dict:
+    """The cleanlab route: out-of-fold probabilities, find_label_issues, retrain on the kept samples."""
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+    from sklearn.model_selection import StratifiedKFold
+
+    clock = StageClock()
+    config = cpu_preset(epochs, "ce", seed=seed, model=model, **overrides)
+    noisy = data.noisy_labels
+    out_of_fold = np.zeros((len(noisy), 10), dtype=np.float64)
+    folds = StratifiedKFold(CLEANLAB_FOLDS, shuffle=True, random_state=seed).split(noisy, noisy)
+    for fold, (fit_rows, held_rows) in enumerate(folds):
+        trainer = Trainer(config, data.train.images[fit_rows], noisy[fit_rows], 10)
+        train_timed(trainer, clock, scratch, lambda row, fold=fold: log({**row, "fold": fold}))
+        held = torch.as_tensor(data.train.images[held_rows]).to(trainer.device)
+        out_of_fold[held_rows] = clock.run("cross_validation_predict", trainer.predict_proba, held)
+    clock.seconds["cross_validation"] = clock.seconds.pop("training") + clock.seconds.pop("cross_validation_predict")
+    is_issue = clock.run("find_label_issues", find_label_issues, noisy, out_of_fold)
+    quality = clock.run("find_label_issues", get_label_quality_scores, noisy, out_of_fold)
+    kept = ~is_issue
+    retrainer = Trainer(config, data.train.images[kept], noisy[kept], 10, test_images=data.test.images,
+                        test_labels=data.test.labels)
+    history = train_timed(retrainer, clock, scratch, log)
+    clock.seconds["retraining"] = clock.seconds.pop("training")
+    return {"config": config.to_dict(), "stage_seconds": clock.seconds, "history": history,
+            "n_removed": int(is_issue.sum()),
+            "outputs": outputs_of(out_of_fold.argmax(axis=1), quality, is_issue)}
+
+
+def summarise(result: dict, data: Data) -> dict:
+    """Headline numbers of a run: test accuracy (last, best-on-test), label metrics, wall time."""
+    outputs = result.pop("outputs")
+    accuracy = [row["test_acc"] for row in result["history"] if "test_acc" in row]
+    best = int(np.argmax(accuracy))
+    metrics = label_quality_metrics(data.noisy_labels, outputs["suggested_label"], outputs["label_quality"],
+                                    outputs["is_label_issue"], data.train.labels)
+    return {"test_acc_last": accuracy[-1], "test_acc_best_on_test": accuracy[best],
+            "best_epoch_on_test": best, **metrics, "wall_seconds": sum(result["stage_seconds"].values()),
+            **result}
+
+
+def run_one(setting_name: str, method: str, epochs: int, seed: int, out: Path, overrides: dict,
+            tag: str) -> Path:
+    """Run one (setting, method, epochs, seed) unless its result file exists; returns the file."""
+    name = f"{setting_name}-{method}-e{epochs}-s{seed}" + (f"-{tag}" if tag else "")
+    path = out / f"{name}.json"
+    if path.exists():
+        print(f"{name}: done before, skipped", flush=True)
+        return path
+    setting = SETTINGS[setting_name]
+    data = load(setting, seed)
+    torch.set_num_threads(os.cpu_count() or 1)
+    started = time.perf_counter()
+
+    def log(row: dict) -> None:
+        shown = {key: round(value, 4) if isinstance(value, float) else value for key, value in row.items()}
+        print(f"{name} {json.dumps(shown)}", flush=True)
+
+    with tempfile.TemporaryDirectory() as scratch:
+        if method == "cleanlab":
+            result = run_cleanlab(data, epochs, seed, setting.model, Path(scratch), log, overrides)
+        else:
+            result = run_trainer_method(method, data, epochs, seed, setting.model, Path(scratch), log, overrides)
+    row = {"setting": setting_name, "method": method, "epochs": epochs, "seed": seed, "tag": tag,
+           "overrides": overrides, "n_train": len(data.noisy_labels), "noise": data.noise_report,
+           **summarise(result, data), "elapsed_seconds": time.perf_counter() - started,
+           "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
+                       "load_average_after": os.getloadavg()},
+           "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(row, path)
+    print(f"{name}: test acc {row['test_acc_last']:.4f}, recovery {row['label_recovery']:.4f}, "
+          f"F1 {row['f1']:.3f}, AUROC {row['auroc']:.4f}, {row['wall_seconds']:.0f} s", flush=True)
+    return path
+
+
+def main(argv: list[str] | None = None) -> list[Path]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--settings", nargs="+", choices=sorted(SETTINGS), default=[])
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--epochs", type=int, nargs="+", default=[20])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "runs")
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="TrainConfig overrides (JSON values), e.g. num_neighbors=2 alpha=0.9")
+    parser.add_argument("--tag", default="", help="suffix of the result names, for ablations")
+    parser.add_argument("--quick", action="store_true",
+                        help="digits with 40%% symmetric noise, 3 epochs, every method: the CI check")
+    args = parser.parse_args(argv)
+    overrides = {field: json.loads(value) for field, value in (item.split("=", 1) for item in args.set)}
+    if args.quick:
+        args.settings, args.epochs = ["digits-sym40"], [3]
+    if not args.settings:
+        parser.error("name at least one setting (or --quick)")
+    return [run_one(setting, method, epochs, args.seed, args.out, overrides, args.tag)
+            for setting in args.settings for epochs in args.epochs for method in args.methods]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""The benchmark suite still works end to end: its quick mode, then the report of its results."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from bench import report, suite
+
+
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "runs"
+    methods = [method for method in suite.METHODS
+               if method != "cleanlab" or importlib.util.find_spec("cleanlab") is not None]
+    paths = suite.main(["--quick", "--out", str(out), "--methods", *methods])
+    return out, methods, [json.loads(path.read_text()) for path in paths]
+
+
+def test_quick_suite_measures_every_method_on_the_same_noisy_labels(quick_results):
+    _, methods, runs = quick_results
+    assert [run["method"] for run in runs] == methods
+    assert len({run["noise"]["wrong_fraction"] for run in runs}) == 1
+    assert 0.3 < runs[0]["noise"]["wrong_fraction"] < 0.4  # 40 % symmetric, true class included
+    for run in runs:
+        assert run["epochs"] == 3 and len(run["history"]) == 3
+        for key in ("test_acc_last", "label_recovery", "precision", "recall", "f1", "auroc"):
+            assert 0.0 <= run[key] <= 1.0, (run["method"], key, run[key])
+        # 3 epochs on digits already learn something: far above chance (10 %)
+        assert run["test_acc_last"] > 0.5 and run["label_recovery"] > 0.5, run["method"]
+        assert run["wall_seconds"] > 0
+    mixnn = next(run for run in runs if run["method"] == "mixnn")
+    assert {"evaluation_pass", "feature_write", "mixture_fit", "neighbor_search", "training"} <= set(
+        mixnn["stage_seconds"])
+
+
+def test_second_call_skips_finished_runs(quick_results):
+    out, methods, runs = quick_results
+    before = {path: path.stat().st_mtime_ns for path in out.glob("*.json")}
+    suite.main(["--quick", "--out", str(out), "--methods", *methods])
+    assert {path: path.stat().st_mtime_ns for path in out.glob("*.json")} == before
+
+
+def test_report_writes_tables_targets_and_plots(quick_results, tmp_path):
+    out, methods, _ = quick_results
+    benchmarks = tmp_path / "BENCHMARKS.md"
+    benchmarks.write_text(f"# Benchmarks\n\nhand-written intro\n\n{report.START}\nold\n{report.END}\n\nafter\n")
+    report.main(["--runs", str(out), "--out", str(benchmarks)])
+    text = benchmarks.read_text()
+    assert "hand-written intro" in text and "after" in text and "\nold\n" not in text
+    assert "#### digits-sym40, 3 epochs, seed 0" in text
+    for method in methods:
+        assert f"| {method} |" in text
+    assert "| recovery > " in text and "mixnn epoch <= 1.5x ce epoch" in text
+    assert (out.parent / "stage_breakdown.png").stat().st_size > 1000
+    assert (out.parent / "recovery_digits-sym40_e3.png").exists()
