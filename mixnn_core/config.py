@@ -25,7 +25,7 @@ class TrainConfig:
     warmup_epochs: int = 6
     mixup_epochs: int = 0  # optional random-mixup phase between warm-up and mixing
     batch_size: int = 128
-    lr: float = 0.05
+    lr: float = 0.02  # chosen on held-out noisy labels (BENCHMARKS.md): 0.05 collapses at 80 % noise
     momentum: float = 0.9
     weight_decay: float = 5e-4
     lr_schedule: str = "cosine"  # one cosine over the run, or "cosine_restarts"
@@ -40,7 +40,7 @@ class TrainConfig:
     loss_window: int = 1  # epochs of normalised losses averaged before the mixture fit
     crop_padding: int = -1  # random-crop padding in pixels; -1: height // 8
     hflip: bool = False  # horizontal flips (right for photos, wrong for digits)
-    eval_batch_size: int = 1024
+    eval_batch_size: int = 256  # small CNN, 2 CPU cores: 4.8 s per 20k-image pass vs 11.3 s at 1024
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:N"
 

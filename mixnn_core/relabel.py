@@ -91,7 +91,7 @@ def conform_images(images: np.ndarray, input_shape: tuple[int, int, int]) -> np.
 
 @torch.no_grad()
 def score_samples(exported: ExportedModel, images: np.ndarray, given_labels: np.ndarray,
-                  num_neighbors: int = 10, batch_size: int = 1024) -> pd.DataFrame:
+                  num_neighbors: int = 10, batch_size: int = 256) -> pd.DataFrame:
     """Prediction, neighbour vote and label verdict for new samples with given labels.
 
     Returns one row per sample: ``predicted_label``, ``predicted_confidence`` (the model's),
