@@ -258,11 +258,11 @@ def main(argv: list[str] | None = None) -> list[Path]:
                         help="TrainConfig overrides (JSON values), e.g. num_neighbors=2 alpha=0.9")
     parser.add_argument("--tag", default="", help="suffix of the result names, for ablations")
     parser.add_argument("--quick", action="store_true",
-                        help="digits with 40%% symmetric noise, 3 epochs, every method: the CI check")
+                        help="digits with 40%% symmetric noise, 6 epochs, every method: the CI check")
     args = parser.parse_args(argv)
     overrides = {field: json.loads(value) for field, value in (item.split("=", 1) for item in args.set)}
     if args.quick:
-        args.settings, args.epochs = ["digits-sym40"], [3]
+        args.settings, args.epochs = ["digits-sym40"], [6]
     if not args.settings:
         parser.error("name at least one setting (or --quick)")
     return [run_one(setting, method, epochs, args.seed, args.out, overrides, args.tag)
