@@ -117,7 +117,8 @@ def test_killed_run_resumes_to_the_same_manifest(finished_run, tmp_path):
     reference_dir, _ = finished_run
     run_dir = tmp_path / "killed"
     command = [sys.executable, "-m", "flows.cli", "clean", "digits", "--run-dir", str(run_dir),
-               "--epochs", "6", "--noise-mode", "symmetric", "--noise-rate", "0.4"]
+               "--epochs", "6", "--noise-mode", "symmetric", "--noise-rate", "0.4",
+               "--train-option", "lr=0.05"]  # as RUN
     process = subprocess.Popen(command, cwd=PROJECT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     try:

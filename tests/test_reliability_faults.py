@@ -30,7 +30,7 @@ from tests.test_reliability_resume import PROJECT, cli_args, start_cli
 
 # cosine schedule from lr 0.05 up to lr_min 100 over 6 epochs: the first epochs train, then the
 # learning rate grows until the loss overflows (on the CPU, deterministically)
-DIVERGING_RUN = dict(source="digits", epochs=6, seed=0, train_options={"lr_min": 100.0})
+DIVERGING_RUN = dict(source="digits", epochs=6, seed=0, train_options={"lr": 0.05, "lr_min": 100.0})
 
 
 # --- training faults -------------------------------------------------------------------------

@@ -39,11 +39,21 @@ def tasks_run_on(cluster) -> dict[str, int]:
 
 
 def assert_same_run(run_dir, reference_dir):
+    """The same manifest, bit for bit; the same features up to float32 rounding.
+
+    A Dask worker runs torch with 1 thread (distributed sets OMP_NUM_THREADS=1) where this
+    process has 2, and for some batch shapes (a short last batch) oneDNN then rounds the last
+    bit of a feature differently; the manifest does not move.
+    """
     pd.testing.assert_frame_equal(pd.read_parquet(run_dir / "manifest.parquet"),
                                   pd.read_parquet(reference_dir / "manifest.parquet"))
     for features in sorted((reference_dir / "features").glob("epoch=*.parquet")):
-        pd.testing.assert_frame_equal(pd.read_parquet(run_dir / "features" / features.name),
-                                      pd.read_parquet(features))
+        ours, theirs = pd.read_parquet(run_dir / "features" / features.name), pd.read_parquet(features)
+        assert ours["sample_id"].tolist() == theirs["sample_id"].tolist()
+        for column in ("feature", "probs"):
+            np.testing.assert_allclose(np.stack(ours[column]), np.stack(theirs[column]), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(ours["loss"], theirs["loss"], rtol=1e-5, atol=1e-6)
+        assert (ours["prediction"] == theirs["prediction"]).all()
 
 
 def test_local_two_process_cluster_gives_the_single_process_result(digits_run, tmp_path):
