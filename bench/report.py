@@ -138,6 +138,13 @@ def stage_table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def save_plot(fig, folder: Path, name: str) -> str:
+    fig.tight_layout()
+    fig.savefig(folder / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
 def plots(runs: list[dict], folder: Path) -> list[str]:
     """Accuracy vs noise rate, label recovery over epochs and the stage breakdown, as PNG files."""
     made = []
@@ -153,11 +160,7 @@ def plots(runs: list[dict], folder: Path) -> list[str]:
         ax.set(xlabel="symmetric noise rate (%)", ylabel="test accuracy (%), last epoch",
                title=f"Fashion-MNIST 20k, {epochs} epochs")
         ax.legend()
-        name = f"accuracy_vs_noise_e{epochs}.png"
-        fig.tight_layout()
-        fig.savefig(folder / name, dpi=110)
-        plt.close(fig)
-        made.append(name)
+        made.append(save_plot(fig, folder, f"accuracy_vs_noise_e{epochs}.png"))
     for setting, epochs in sorted({(run["setting"], run["epochs"]) for run in untagged}):
         chosen = [run for run in untagged if (run["setting"], run["epochs"]) == (setting, epochs)
                   and any("label_recovery" in row for row in run["history"])]
@@ -169,11 +172,7 @@ def plots(runs: list[dict], folder: Path) -> list[str]:
             ax.plot(range(1, len(series) + 1), series, label=run["method"])
         ax.set(xlabel="epoch", ylabel="label recovery (%)", title=f"{setting}, {epochs} epochs")
         ax.legend()
-        name = f"recovery_{setting}_e{epochs}.png"
-        fig.tight_layout()
-        fig.savefig(folder / name, dpi=110)
-        plt.close(fig)
-        made.append(name)
+        made.append(save_plot(fig, folder, f"recovery_{setting}_e{epochs}.png"))
     mixnn_runs = [run for run in untagged if run["method"] == "mixnn"]
     if mixnn_runs:
         fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -191,10 +190,7 @@ def plots(runs: list[dict], folder: Path) -> list[str]:
             bottom = [b + v for b, v in zip(bottom, values)]
         ax.set(xlabel="seconds per mixing epoch")
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(folder / "stage_breakdown.png", dpi=110)
-        plt.close(fig)
-        made.append("stage_breakdown.png")
+        made.append(save_plot(fig, folder, "stage_breakdown.png"))
     return made
 
 
