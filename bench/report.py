@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- generated: start -->", "<!-- generated: end -->"
 METHOD_ORDER = ("ce", "mixup", "cleanlab", "mixnn")
+MIXING_STEPS = ("evaluation_pass", "feature_write", "mixture_fit", "neighbor_search", "correction")
 COLUMNS = [("test_acc_last", "test acc (last)", 100), ("test_acc_best_on_test", "best on test*", 100),
            ("label_recovery", "label recovery", 100), ("precision", "det. precision", 1),
            ("recall", "det. recall", 1), ("f1", "det. F1", 1), ("auroc", "AUROC", 1),
@@ -108,15 +109,19 @@ def target_checks(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def mixing_epoch_stages(run: dict) -> dict[str, float]:
+    """Seconds per mixing epoch of each step of a mixnn run, from its stage clock and history."""
+    mixing = [row for row in run["history"] if row["phase"] == "mixnn"]
+    per = {name: run["stage_seconds"].get(name, 0.0) / len(mixing) for name in MIXING_STEPS}
+    per["training"] = sum(row["seconds"] for row in mixing) / len(mixing)
+    return per
+
+
 def epoch_cost(run: dict) -> float:
     """Seconds per mixing epoch (mixnn) or per epoch (others), from the stage clock."""
-    stages = run["stage_seconds"]
     if run["method"] != "mixnn":
-        return stages["training"] / run["epochs"]
-    mixing = [row for row in run["history"] if row["phase"] == "mixnn"]
-    steps = sum(stages.get(name, 0.0) for name in ("evaluation_pass", "feature_write", "mixture_fit",
-                                                   "neighbor_search", "correction"))
-    return (steps + sum(row["seconds"] for row in mixing)) / len(mixing)
+        return run["stage_seconds"]["training"] / run["epochs"]
+    return sum(mixing_epoch_stages(run).values())
 
 
 def stage_table(runs: list[dict]) -> str:
@@ -126,11 +131,7 @@ def stage_table(runs: list[dict]) -> str:
     for run in runs:
         if run["method"] != "mixnn" or run.get("tag"):
             continue
-        mixing = [row for row in run["history"] if row["phase"] == "mixnn"]
-        stages = run["stage_seconds"]
-        per = {name: stages.get(name, 0.0) / len(mixing) for name in
-               ("evaluation_pass", "feature_write", "mixture_fit", "neighbor_search", "correction")}
-        per["training"] = sum(row["seconds"] for row in mixing) / len(mixing)
+        per = mixing_epoch_stages(run)
         total = sum(per.values())
         share = (per["feature_write"] + per["mixture_fit"] + per["neighbor_search"]) / total
         lines.append(f"| {run['setting']} e{run['epochs']} | {total:.1f} | " +
@@ -176,16 +177,11 @@ def plots(runs: list[dict], folder: Path) -> list[str]:
     mixnn_runs = [run for run in untagged if run["method"] == "mixnn"]
     if mixnn_runs:
         fig, ax = plt.subplots(figsize=(6, 3.5))
-        names = ("evaluation_pass", "feature_write", "mixture_fit", "neighbor_search", "correction")
         labels = [f"{run['setting']} e{run['epochs']}" for run in mixnn_runs]
+        per_run = [mixing_epoch_stages(run) for run in mixnn_runs]
         bottom = [0.0] * len(mixnn_runs)
-        for stage in (*names, "training"):
-            values = []
-            for run in mixnn_runs:
-                mixing = [row for row in run["history"] if row["phase"] == "mixnn"]
-                total = (sum(row["seconds"] for row in mixing) if stage == "training"
-                         else run["stage_seconds"].get(stage, 0.0))
-                values.append(total / len(mixing))
+        for stage in (*MIXING_STEPS, "training"):
+            values = [per[stage] for per in per_run]
             ax.barh(labels, values, left=bottom, label=stage)
             bottom = [b + v for b, v in zip(bottom, values)]
         ax.set(xlabel="seconds per mixing epoch")

@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.datasets import Split, cifar10, fashion_mnist, subset  # noqa: E402
+from flows.mixnn_flow import StageClock  # noqa: E402
 from mixnn_core.config import cpu_preset  # noqa: E402
 from mixnn_core.files import vector_column, write_json_atomic, write_parquet_atomic  # noqa: E402
 from mixnn_core.knn import nearest_neighbors  # noqa: E402
@@ -111,23 +112,6 @@ def load(setting: Setting, seed: int) -> Data:
     noisy, report = inject_noise(train.labels, 10, mode, rate, seed, dataset=asymmetric_map)
     report = {key: report[key] for key in ("mode", "rate", "seed", "dataset")}
     return Data(train, test, noisy, {**report, "wrong_fraction": float((noisy != train.labels).mean())})
-
-
-class StageClock:
-    """Seconds per named stage, summed over a run."""
-
-    def __init__(self):
-        self.seconds: dict[str, float] = {}
-
-    def run(self, stage: str, fn: Callable, *args, **kwargs):
-        started = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
-
-    def add(self, stage: str, seconds: float) -> None:
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
 
 
 def train_timed(trainer: Trainer, clock: StageClock, scratch: Path, log: Callable[[dict], None]) -> list[dict]:

@@ -87,7 +87,10 @@ class StageClock:
         try:
             return task(*args, **kwargs)
         finally:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
+            self.add(stage, time.perf_counter() - started)
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
 
 
 @flow(name="mixnn-extract-features")
