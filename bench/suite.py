@@ -231,6 +231,20 @@ def run_one(setting_name: str, method: str, epochs: int, seed: int, out: Path, o
     return path
 
 
+def config_assignments(parser: argparse.ArgumentParser, items: list[str]) -> dict:
+    """``FIELD=VALUE`` arguments (JSON values) as a dict; a malformed one stops with its text."""
+    values = {}
+    for item in items:
+        field, separator, text = item.partition("=")
+        try:
+            if not separator or not field:
+                raise ValueError("expected FIELD=VALUE")
+            values[field] = json.loads(text)
+        except ValueError as error:
+            parser.error(f"{item!r}: {error}")
+    return values
+
+
 def main(argv: list[str] | None = None) -> list[Path]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", nargs="+", choices=sorted(SETTINGS), default=[])
@@ -244,7 +258,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     parser.add_argument("--quick", action="store_true",
                         help="digits with 40%% symmetric noise, 6 epochs, every method: the CI check")
     args = parser.parse_args(argv)
-    overrides = {field: json.loads(value) for field, value in (item.split("=", 1) for item in args.set)}
+    overrides = config_assignments(parser, args.set)
     if args.quick:
         args.settings, args.epochs = ["digits-sym40"], [6]
     if not args.settings:

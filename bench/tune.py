@@ -13,7 +13,6 @@ choice needs no clean label. Results go to ``bench/results/tune/<setting>-<metho
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.suite import SETTINGS, load  # noqa: E402
+from bench.suite import SETTINGS, config_assignments, load  # noqa: E402
 from mixnn_core.config import cpu_preset  # noqa: E402
 from mixnn_core.files import write_json_atomic  # noqa: E402
 from mixnn_core.trainer import Trainer  # noqa: E402
@@ -47,13 +46,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--grid", required=True, help="FIELD=V1,V2,... (JSON values)")
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE")
     args = parser.parse_args(argv)
-    field, values = args.grid.split("=", 1)
-    fixed = {name: json.loads(value) for name, value in (item.split("=", 1) for item in args.set)}
+    fixed = config_assignments(parser, args.set)
+    field, separator, values = args.grid.partition("=")
+    if not separator or not field:
+        parser.error(f"--grid {args.grid!r}: expected FIELD=V1,V2,...")
+    grid = [config_assignments(parser, [f"{field}={text}"])[field] for text in values.split(",")]
     data = load(SETTINGS[args.setting], seed=0)
     fit_rows, held_rows = held_out_split(data.noisy_labels)
     held_images = torch.as_tensor(data.train.images[held_rows])
     results = {}
-    for value in (json.loads(text) for text in values.split(",")):
+    for value in grid:
         config = cpu_preset(args.epochs, args.method, **{**fixed, field: value})
         trainer = Trainer(config, data.train.images[fit_rows], data.noisy_labels[fit_rows], 10)
         curve = []
