@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 
 METHODS = ("mixnn", "ce", "mixup")
+MIXTURE_LOSSES = ("current", "given")
 LR_SCHEDULES = ("cosine", "cosine_restarts")
 
 
@@ -38,6 +39,9 @@ class TrainConfig:
     correction_start: int = 6
     correction_every: int = 1
     loss_window: int = 1  # epochs of normalised losses averaged before the mixture fit
+    mixture_loss: str = "current"  # loss the mixture sees: vs "current" corrected labels or "given"
+    mixture_per_class: bool = False  # one mixture per label class instead of one over all samples
+    dynamic_weights: bool = True  # mixing weights from clean probabilities; False: equal 1/(K+1)
     crop_padding: int = -1  # random-crop padding in pixels; -1: height // 8
     hflip: bool = False  # horizontal flips (right for photos, wrong for digits)
     eval_batch_size: int = 256  # small CNN, 2 CPU cores: 4.8 s per 20k-image pass vs 11.3 s at 1024
@@ -47,6 +51,8 @@ class TrainConfig:
     def __post_init__(self):
         checks = [
             (self.method in METHODS, f"method must be one of {METHODS}, got {self.method!r}"),
+            (self.mixture_loss in MIXTURE_LOSSES,
+             f"mixture_loss must be one of {MIXTURE_LOSSES}, got {self.mixture_loss!r}"),
             (self.lr_schedule in LR_SCHEDULES,
              f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),

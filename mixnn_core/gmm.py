@@ -80,3 +80,28 @@ def clean_probability(losses: np.ndarray, seed: int = 0) -> np.ndarray:
     ``seed``, and the posterior of the lower-mean component is returned, in [0, 1].
     """
     return fit_mixture(normalize_losses(losses), seed=seed).p_clean
+
+
+def fit_mixture_per_class(normalized_losses: np.ndarray, labels: np.ndarray,
+                          seed: int = 0) -> MixtureFit:
+    """One two-component mixture per class of ``labels`` (the labels the losses were taken against).
+
+    Classes differ in how hard they are: under a single mixture every sample of a hard class
+    (high losses, clean or not) looks noisy. Here each class's losses are min-max normalised
+    and fitted on their own, so ``p_clean`` says how clean a sample looks among its class.
+    The returned means, variances and weights are the class-size-weighted averages of the
+    per-class fits; ``normalized_losses`` are the within-class normalised values.
+    """
+    x = np.asarray(normalized_losses, dtype=np.float64)
+    labels = np.asarray(labels)
+    if labels.shape != x.shape:
+        raise ValueError(f"labels {labels.shape} and losses {x.shape} differ in shape")
+    p_clean = np.ones_like(x)
+    within = np.zeros_like(x)
+    summary = np.zeros((3, 2))
+    for label in np.unique(labels):
+        rows = labels == label
+        fit = fit_mixture(normalize_losses(x[rows]), seed=seed)
+        p_clean[rows], within[rows] = fit.p_clean, fit.normalized_losses
+        summary += rows.mean() * np.array([fit.means, fit.variances, fit.weights])
+    return MixtureFit(p_clean, within, *(tuple(float(v) for v in row) for row in summary))

@@ -30,7 +30,7 @@ from mixnn_core.augment import channel_statistics, normalize, random_crop_flip
 from mixnn_core.config import TrainConfig
 from mixnn_core.correction import ema_update
 from mixnn_core.files import replace_atomically
-from mixnn_core.gmm import MixtureFit, fit_mixture, normalize_losses
+from mixnn_core.gmm import MixtureFit, fit_mixture, fit_mixture_per_class, normalize_losses
 from mixnn_core.knn import nearest_neighbors
 from mixnn_core.mixing import mix_batch, mixing_weights, soft_cross_entropy
 from mixnn_core.models import build_model, resolve_model_name
@@ -50,7 +50,7 @@ class EvalPass:
     """One evaluation pass over the training set (eval mode, no augmentation)."""
 
     features: np.ndarray  # (N, D) float32 penultimate features
-    losses: np.ndarray  # (N,) cross-entropy against the current hard label argmax(soft_labels)
+    losses: np.ndarray  # (N,) cross-entropy against Trainer.loss_labels()
     probs: np.ndarray  # (N, C) float32 softmax predictions
 
 
@@ -128,14 +128,14 @@ class Trainer:
 
     @torch.no_grad()
     def evaluation_pass(self, start: int = 0, stop: int | None = None) -> EvalPass:
-        """Features, per-sample loss against argmax(soft labels), and predictions of samples
+        """Features, per-sample loss against ``loss_labels()``, and predictions of samples
         ``[start, stop)`` (all by default), in batches of ``eval_batch_size`` from ``start``.
 
         A sample's results depend only on the batch it falls in, so evaluating a dataset shard
         by shard gives the same numbers wherever each shard runs.
         """
         stop = self.images.shape[0] if stop is None else stop
-        hard = torch.as_tensor(self.soft_labels.argmax(axis=1), device=self.device)
+        hard = torch.as_tensor(self.loss_labels(), device=self.device)
         features, losses, probs = [], [], []
         self.model.eval()
         for first in range(start, stop, self.config.eval_batch_size):
@@ -148,10 +148,21 @@ class Trainer:
         return EvalPass(torch.cat(features).numpy(), torch.cat(losses).numpy(),
                         torch.cat(probs).numpy())
 
+    def loss_labels(self) -> np.ndarray:
+        """The hard labels the mixture's losses are taken against (``mixture_loss``): the
+        current corrected ones, argmax(soft labels), or the given ones."""
+        if self.config.mixture_loss == "given":
+            return self.given_labels
+        return self.soft_labels.argmax(axis=1)
+
     def fit_clean_probability(self, losses: np.ndarray) -> MixtureFit:
-        """Fit the mixture to this epoch's losses (averaged over ``loss_window`` epochs)."""
+        """Fit the mixture to this epoch's losses (averaged over ``loss_window`` epochs),
+        over all samples or per class of ``loss_labels()`` (``mixture_per_class``)."""
         window = self.recent_losses + [normalize_losses(losses)]
-        fit = fit_mixture(np.mean(window, axis=0), seed=self.config.seed)
+        if self.config.mixture_per_class:
+            fit = fit_mixture_per_class(np.mean(window, axis=0), self.loss_labels(), seed=self.config.seed)
+        else:
+            fit = fit_mixture(np.mean(window, axis=0), seed=self.config.seed)
         self.recent_losses = window[1:] if len(window) == self.config.loss_window else window
         self.p_clean = fit.p_clean
         return fit
@@ -184,8 +195,7 @@ class Trainer:
             if neighbors is None:
                 raise ValueError(f"epoch {self.epoch} mixes with neighbours: pass neighbors=")
             neighbors = torch.as_tensor(np.asarray(neighbors, dtype=np.int64))
-            weights = torch.as_tensor(mixing_weights(self.p_clean, neighbors.numpy()),
-                                      dtype=torch.float32)
+            weights = torch.as_tensor(self.member_weights(neighbors.numpy()), dtype=torch.float32)
         soft_labels = torch.as_tensor(self.soft_labels)
         n = self.images.shape[0]
         order = torch.randperm(n, generator=self.generator)
@@ -219,6 +229,12 @@ class Trainer:
         self.epoch += 1
         self.history.append(row)
         return row
+
+    def member_weights(self, neighbors: np.ndarray) -> np.ndarray:
+        """Weights (N, K + 1) of each sample and its neighbours in its synthetic sample: by
+        clean probability (``dynamic_weights``, the method) or equal, 1 / (K + 1)."""
+        p_clean = self.p_clean if self.config.dynamic_weights else np.ones_like(self.p_clean)
+        return mixing_weights(p_clean, neighbors)
 
     def run_epoch(self) -> dict:
         """One whole epoch: in mixing epochs all five steps, otherwise plain training."""

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mixnn_core.correction import ema_update
-from mixnn_core.gmm import clean_probability, fit_mixture, normalize_losses
+from mixnn_core.gmm import clean_probability, fit_mixture, fit_mixture_per_class, normalize_losses
 from mixnn_core.mixing import SELF_WEIGHT_EPSILON, mix_batch, mixing_weights, soft_cross_entropy
 from mixnn_core.outputs import sample_outputs
 
@@ -49,6 +49,25 @@ def test_mixture_orders_components_clean_first():
 def test_clean_probability_is_reproducible_under_its_seed():
     losses = np.random.default_rng(3).gamma(2.0, 1.0, 2000)
     assert np.array_equal(clean_probability(losses, seed=5), clean_probability(losses, seed=5))
+
+
+def test_per_class_mixture_judges_each_sample_within_its_class():
+    """A hard class's clean samples have higher losses than an easy class's noisy ones: one
+    mixture over all calls the whole hard class noisy, the per-class fit separates both."""
+    rng = np.random.default_rng(4)
+    easy = np.concatenate([rng.normal(0.05, 0.01, 400), rng.normal(0.40, 0.03, 100)])
+    hard = np.concatenate([rng.normal(0.55, 0.03, 400), rng.normal(0.95, 0.02, 100)])
+    losses = np.concatenate([easy, hard])
+    labels = np.repeat([0, 1], 500)
+    truly_clean = np.tile(np.r_[np.ones(400, bool), np.zeros(100, bool)], 2)
+    overall = fit_mixture(losses).p_clean
+    per_class = fit_mixture_per_class(losses, labels)
+    assert overall[500:900].mean() < 0.05  # the hard class's clean samples look noisy
+    assert per_class.p_clean[truly_clean].mean() > 0.95
+    assert per_class.p_clean[~truly_clean].mean() < 0.05
+    assert per_class.means[0] < per_class.means[1] and abs(sum(per_class.weights) - 1) < 1e-9
+    with pytest.raises(ValueError, match="shape"):
+        fit_mixture_per_class(losses, labels[:10])
 
 
 # -- mixing weights ----------------------------------------------------------------------------

@@ -65,6 +65,37 @@ def test_configuration_is_validated():
         TrainConfig(method="dividemix")
     with pytest.raises(ValueError, match="unknown configuration fields"):
         TrainConfig.from_dict({"epochz": 3})
+    with pytest.raises(ValueError, match="mixture_loss"):
+        TrainConfig(mixture_loss="clean")
+
+
+def test_mixture_switches_change_what_the_mixture_sees(digits):
+    """mixture_loss picks the labels the losses are taken against; mixture_per_class fits each
+    class alone; dynamic_weights=False mixes with equal weights whatever the clean probability."""
+    images, labels = digits
+    noisy, _ = inject_noise(labels, 10, "symmetric", 0.4, seed=0)
+    trainer = Trainer(cpu_preset(4, mixture_loss="given"), images, noisy, 10)
+    trainer.soft_labels = np.roll(trainer.soft_labels, 1, axis=1)  # corrected labels all differ
+    assert np.array_equal(trainer.loss_labels(), noisy)
+    current = Trainer(cpu_preset(4), images, noisy, 10)
+    current.soft_labels = trainer.soft_labels
+    assert np.array_equal(current.loss_labels(), (noisy + 1) % 10)
+    given_losses = trainer.evaluation_pass().losses
+    assert not np.allclose(given_losses, current.evaluation_pass().losses)
+
+    per_class = Trainer(cpu_preset(4, mixture_per_class=True), images, noisy, 10)
+    losses = per_class.evaluation_pass().losses
+    fit = per_class.fit_clean_probability(losses)
+    for label in range(10):  # each class's own min-max range
+        rows = noisy == label
+        assert fit.normalized_losses[rows].min() == 0 and fit.normalized_losses[rows].max() == 1
+
+    neighbors = (np.arange(len(noisy)) + 1)[:, None] % len(noisy)
+    dynamic = Trainer(cpu_preset(4), images, noisy, 10)
+    equal = Trainer(cpu_preset(4, dynamic_weights=False), images, noisy, 10)
+    dynamic.p_clean = equal.p_clean = np.r_[0.0, np.ones(len(noisy) - 1)]
+    assert np.allclose(dynamic.member_weights(neighbors)[0], [0, 1], atol=1e-5)
+    assert np.allclose(equal.member_weights(neighbors), 0.5)
 
 
 def parameters(trainer):
