@@ -1,15 +1,16 @@
-"""Where does HNSW become faster than exact all-vs-all neighbour search on this machine?
+"""Where do HNSW and IVF become faster than exact all-vs-all neighbour search on this machine?
 
 Times ``mixnn_core.knn`` end to end (build the index, then find every sample's k nearest
-neighbours, itself excluded) for exact and HNSW search on clustered synthetic features, and
-reports HNSW's recall against the exact neighbours. The crossover sets
-``mixnn_core.knn.AUTO_EXACT_MAX_WORK``.
+neighbours, itself excluded) for exact, HNSW and IVF search on clustered synthetic features (or
+saved real ones), and reports the approximate methods' recall against the exact neighbours.
+The crossover sets ``mixnn_core.knn.AUTO_EXACT_MAX_WORK``.
 
 The features imitate penultimate-layer embeddings: gaussian clusters (one per class) whose
 spread lies mostly in a low-dimensional subspace, plus a little isotropic noise.
 
     python bench/knn_auto_threshold.py                      # full grid (several minutes)
     python bench/knn_auto_threshold.py --sizes 5000 20000 --dims 128 --ks 1
+    python bench/knn_auto_threshold.py --features features.npy   # real (N, D) features
 """
 
 from __future__ import annotations
@@ -50,6 +51,14 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
     return hits / truth.size
 
 
+def feature_sets(args) -> list[tuple[str, np.ndarray]]:
+    """(name, features) to measure: saved real features, or clustered synthetic ones."""
+    if args.features:
+        return [(Path(path).name, np.load(path).astype(np.float32)) for path in args.features]
+    return [(f"clustered {n}x{dim}", clustered_features(n, dim, args.clusters, args.intrinsic_dim, args.seed))
+            for dim in args.dims for n in args.sizes]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[5000, 20000, 60000, 120000])
@@ -57,6 +66,9 @@ def main() -> None:
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--clusters", type=int, default=100)
     parser.add_argument("--intrinsic-dim", type=int, default=16)
+    parser.add_argument("--features", nargs="*", default=[], metavar="FILE.npy",
+                        help="measure these saved (N, D) features instead of synthetic ones")
+    parser.add_argument("--methods", nargs="+", default=["hnsw", "ivf"], choices=["hnsw", "ivf"])
     parser.add_argument("--ef-construction", type=int, default=knn.HNSW_EF_CONSTRUCTION)
     parser.add_argument("--ef-search", type=int, default=knn.HNSW_EF_SEARCH)
     parser.add_argument("--seed", type=int, default=0)
@@ -66,18 +78,17 @@ def main() -> None:
 
     print(f"faiss threads {knn.faiss_thread_count()}, HNSW M={knn.HNSW_M} "
           f"efConstruction={args.ef_construction} efSearch={args.ef_search}, "
-          f"{args.clusters} clusters, intrinsic dim {args.intrinsic_dim}")
-    print(f"{'N':>7} {'D':>4} {'k':>2} {'exact s':>8} {'hnsw s':>8} {'hnsw/exact':>10} "
-          f"{'recall':>6}")
-    for dim in args.dims:
-        for n_samples in args.sizes:
-            features = clustered_features(n_samples, dim, args.clusters, args.intrinsic_dim,
-                                          args.seed)
-            for k in args.ks:
-                exact, exact_s = timed_neighbors(features, k, "exact")
-                approx, hnsw_s = timed_neighbors(features, k, "hnsw")
-                print(f"{n_samples:>7} {dim:>4} {k:>2} {exact_s:>8.2f} {hnsw_s:>8.2f} "
-                      f"{hnsw_s / exact_s:>10.2f} {recall(approx, exact):>6.3f}", flush=True)
+          f"IVF sqrt(N) lists, {knn.IVF_PROBES} probes")
+    print(f"{'features':>32} {'k':>2} {'exact s':>8} " + " ".join(
+        f"{m + ' s':>7} {m + '/exact':>10} {'recall':>6}" for m in args.methods))
+    for name, features in feature_sets(args):
+        for k in args.ks:
+            exact, exact_s = timed_neighbors(features, k, "exact")
+            row = f"{name:>32} {k:>2} {exact_s:>8.2f}"
+            for method in args.methods:
+                approx, seconds = timed_neighbors(features, k, method)
+                row += f" {seconds:>7.2f} {seconds / exact_s:>10.2f} {recall(approx, exact):>6.3f}"
+            print(row, flush=True)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,10 @@ Per run: test accuracy after the last epoch and at the best epoch (the best is s
 TEST SET, so it is a ceiling for reference, never a result), label recovery (suggested label =
 true label), detection precision / recall / F1 of the flags and AUROC of ``label_quality``
 against the known wrong labels, and wall time per stage. Test accuracy and per-epoch label
-recovery are measured outside the timed stages.
+recovery are measured outside the timed stages. Torch and faiss use ``OMP_NUM_THREADS`` threads
+when it is set (e.g. two suites side by side with 1 each), else every CPU; the run records the
+thread count and the process's peak memory so far (``peak_rss_mb``: run one setting per process
+to read it as that run's).
 
 The cleanlab route (cleanlab is a benchmark-only dependency, bench/requirements.txt): 2-fold
 cross-validated plain training for out-of-fold probabilities, ``find_label_issues``, then plain
@@ -26,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import sys
 import tempfile
 import time
@@ -44,7 +48,7 @@ from bench.datasets import Split, cifar10, fashion_mnist, subset  # noqa: E402
 from flows.mixnn_flow import StageClock  # noqa: E402
 from mixnn_core.config import cpu_preset  # noqa: E402
 from mixnn_core.files import vector_column, write_json_atomic, write_parquet_atomic  # noqa: E402
-from mixnn_core.knn import nearest_neighbors  # noqa: E402
+from mixnn_core.knn import faiss_thread_count, nearest_neighbors  # noqa: E402
 from mixnn_core.metrics import label_quality_metrics  # noqa: E402
 from mixnn_core.noise import inject_noise  # noqa: E402
 from mixnn_core.trainer import Trainer  # noqa: E402
@@ -206,7 +210,7 @@ def run_one(setting_name: str, method: str, epochs: int, seed: int, out: Path, o
         return path
     setting = SETTINGS[setting_name]
     data = load(setting, seed)
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(faiss_thread_count())  # OMP_NUM_THREADS when set, else every CPU
     started = time.perf_counter()
 
     def log(row: dict) -> None:
@@ -221,8 +225,9 @@ def run_one(setting_name: str, method: str, epochs: int, seed: int, out: Path, o
     row = {"setting": setting_name, "method": method, "epochs": epochs, "seed": seed, "tag": tag,
            "overrides": overrides, "n_train": len(data.noisy_labels), "noise": data.noise_report,
            **summarise(result, data), "elapsed_seconds": time.perf_counter() - started,
-           "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-                       "load_average_after": os.getloadavg()},
+           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+           "machine": {"cpus": os.cpu_count(), "threads": torch.get_num_threads(), "platform": platform.platform(),
+                       "torch": torch.__version__, "load_average_after": os.getloadavg()},
            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(row, path)

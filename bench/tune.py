@@ -38,13 +38,14 @@ def held_out_split(noisy: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.nda
     return np.sort(fit_rows), np.sort(held_rows)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--setting", choices=sorted(SETTINGS), required=True)
     parser.add_argument("--method", default="ce")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--grid", required=True, help="FIELD=V1,V2,... (JSON values)")
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "tune")
     args = parser.parse_args(argv)
     fixed = config_assignments(parser, args.set)
     field, separator, values = args.grid.partition("=")
@@ -67,9 +68,10 @@ def main(argv: list[str] | None = None) -> None:
         results[str(value)] = {"held_out_noisy_accuracy": curve, "config": config.to_dict()}
     best = max(results, key=lambda key: results[key]["held_out_noisy_accuracy"][-1])
     print(f"best {field} (last epoch): {best}")
-    out = ROOT / "bench" / "results" / "tune" / f"{args.setting}-{args.method}-{field}.json"
+    out = args.out / f"{args.setting}-{args.method}-{field}.json"
     write_json_atomic({"setting": args.setting, "method": args.method, "epochs": args.epochs, "field": field,
                        "fixed": fixed, "best": best, "results": results}, out)
+    return out
 
 
 if __name__ == "__main__":

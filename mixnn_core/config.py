@@ -33,7 +33,7 @@ class TrainConfig:
     restart_period: int = 10  # epochs per cosine cycle for "cosine_restarts"
     lr_min: float = 0.0
     num_neighbors: int = 1  # K, neighbours besides the sample itself (the paper's "K = 2")
-    knn_method: str = "auto"  # "auto", "exact" or "hnsw" (faiss)
+    knn_method: str = "auto"  # "auto", "exact", "hnsw" or "ivf" (faiss)
     normalize_features: bool = True  # cosine neighbours on L2-normalised features
     alpha: float = 0.8  # EMA momentum of label correction
     correction_start: int = 6

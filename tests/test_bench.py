@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from bench import report, suite
+from bench import report, suite, tune
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +56,19 @@ def test_report_writes_tables_targets_and_plots(quick_results, tmp_path):
     assert "| recovery > " in text and "mixnn epoch <= 1.5x ce epoch" in text
     assert (out.parent / "stage_breakdown.png").stat().st_size > 1000
     assert (out.parent / "recovery_digits-sym40_e6.png").exists()
+
+
+def test_tuning_on_held_out_noisy_labels_lands_in_the_report(quick_results, tmp_path):
+    out, _, _ = quick_results
+    tuned = tune.main(["--setting", "digits-sym40", "--method", "mixnn", "--epochs", "3",
+                       "--grid", "lr=0.02,0.05", "--set", "warmup_epochs=1", "--out", str(out.parent / "tune")])
+    result = json.loads(tuned.read_text())
+    assert result["field"] == "lr" and result["fixed"] == {"warmup_epochs": 1}
+    assert set(result["results"]) == {"0.02", "0.05"} and result["best"] in result["results"]
+    for value, row in result["results"].items():
+        curve = row["held_out_noisy_accuracy"]
+        assert len(curve) == 3 and all(0 <= acc <= 1 for acc in curve) and max(curve) > 0.3
+        assert row["config"]["lr"] == float(value) and row["config"]["warmup_epochs"] == 1
+    benchmarks = tmp_path / "BENCHMARKS.md"
+    report.main(["--runs", str(out), "--out", str(benchmarks)])
+    assert "| digits-sym40 e3 | mixnn | lr=0.05 | warmup_epochs=1 |" in benchmarks.read_text()

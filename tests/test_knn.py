@@ -42,17 +42,27 @@ def test_cosine_ignores_scale_and_l2_does_not():
     assert knn.nearest_neighbors(features, 1, "exact", normalize=False)[0, 0] == 2
 
 
-def test_hnsw_recall_on_clustered_data():
+@pytest.mark.parametrize("method", ["hnsw", "ivf"])
+def test_approximate_recall_on_clustered_data(method):
     features = clustered(20_000, 64, 50, seed=1)
     exact = knn.nearest_neighbors(features, 5, "exact")
-    approx = knn.nearest_neighbors(features, 5, "hnsw")
+    approx = knn.nearest_neighbors(features, 5, method)
     assert approx.shape == (20_000, 5)
     assert not np.any(approx == np.arange(20_000)[:, None])
     hits = sum(np.intersect1d(a, e).size for a, e in zip(approx, exact))
     assert hits / exact.size >= 0.95
 
 
-@pytest.mark.parametrize("method", ["exact", "hnsw"])
+def test_ivf_index_is_reproducible_and_sized_by_the_data():
+    features = clustered(5_000, 32, 20, seed=2)
+    index = knn.build_index(features, "ivf")
+    assert isinstance(index, faiss.IndexIVFFlat) and index.nlist == knn.ivf_list_count(5_000) == 141
+    first = knn.query_neighbors(index, features, 3)
+    assert index.nprobe == knn.IVF_PROBES
+    assert all(np.array_equal(first, knn.nearest_neighbors(features, 3, "ivf")) for _ in range(2))
+
+
+@pytest.mark.parametrize("method", ["exact", "hnsw", "ivf"])
 @pytest.mark.parametrize("copies, k", [(3, 2), (6, 2)])
 def test_duplicate_rows(method, copies, k):
     # Each distinct point appears `copies` times; its nearest neighbours are its other copies.
@@ -71,7 +81,7 @@ def test_auto_uses_the_work_threshold(monkeypatch):
     features = np.random.default_rng(3).normal(size=(50, 4))
     assert isinstance(knn.build_index(features, "auto"), faiss.IndexFlat)
     monkeypatch.setattr(knn, "AUTO_EXACT_MAX_WORK", 50 * 50 * 4 - 1)
-    assert isinstance(knn.build_index(features, "auto"), faiss.IndexHNSWFlat)
+    assert isinstance(knn.build_index(features, "auto"), faiss.IndexIVFFlat)
 
 
 def test_hnsw_neighbours_are_reproducible():
@@ -82,9 +92,10 @@ def test_hnsw_neighbours_are_reproducible():
     assert all(np.array_equal(first, knn.nearest_neighbors(features, 3, "hnsw")) for _ in range(3))
 
 
-def test_index_survives_write_and_read(tmp_path):
+@pytest.mark.parametrize("method", ["hnsw", "ivf"])
+def test_index_survives_write_and_read(tmp_path, method):
     features = np.random.default_rng(4).normal(size=(300, 10)).astype(np.float32)
-    index = knn.build_index(features, "hnsw", normalize=False)
+    index = knn.build_index(features, method, normalize=False)
     assert index.metric_type == faiss.METRIC_L2
     faiss.write_index(index, str(tmp_path / "features.faiss"))
     reread = faiss.read_index(str(tmp_path / "features.faiss"))
