@@ -7,7 +7,8 @@ Holds out 10 % of the setting's training set (stratified by the noisy label, see
 the rest with each value of the grid and reports, per epoch, the accuracy on the held-out noisy
 labels. Under class-conditional noise whose given label is still the most likely one, that
 accuracy ranks models as the clean one would (it is a scaled, shifted copy of it), so the
-choice needs no clean label. Results go to ``bench/results/tune/<setting>-<method>.json``.
+choice needs no clean label. Results go to
+``bench/results/tune/<setting>-<method>-<field>[-<held fixed FIELD=VALUE>...].json``.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ def main(argv: list[str] | None = None) -> Path:
         results[str(value)] = {"held_out_noisy_accuracy": curve, "config": config.to_dict()}
     best = max(results, key=lambda key: results[key]["held_out_noisy_accuracy"][-1])
     print(f"best {field} (last epoch): {best}")
-    out = args.out / f"{args.setting}-{args.method}-{field}.json"
+    held_fixed = "".join(f"-{key}={value}" for key, value in fixed.items())
+    out = args.out / f"{args.setting}-{args.method}-{field}{held_fixed}.json"
     write_json_atomic({"setting": args.setting, "method": args.method, "epochs": args.epochs, "field": field,
                        "fixed": fixed, "best": best, "results": results}, out)
     return out

@@ -222,6 +222,8 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
             total_loss += batch_loss.item()
+        if phase in ("mixnn", "mixup"):
+            self.refresh_batchnorm_statistics(order[:self.config.bn_refresh_samples])
         self._share_buffers_of_rank_zero()
         row = {"epoch": self.epoch, "phase": phase, "train_loss": total_loss / steps, "lr": lr,
                "seconds": time.perf_counter() - started}
@@ -235,6 +237,32 @@ class Trainer:
         clean probability (``dynamic_weights``, the method) or equal, 1 / (K + 1)."""
         p_clean = self.p_clean if self.config.dynamic_weights else np.ones_like(self.p_clean)
         return mixing_weights(p_clean, neighbors)
+
+    @torch.no_grad()
+    def refresh_batchnorm_statistics(self, rows: torch.Tensor) -> None:
+        """Re-estimate the BatchNorm running statistics on the un-mixed training images ``rows``.
+
+        A blend of two images has less contrast than either, so statistics gathered while
+        training on mixed inputs misfit the real images the model is evaluated on (the next
+        evaluation pass, whose losses, features and predictions drive the method, and the test
+        set). Measured on Fashion-MNIST asym 40 %: re-estimating them raised the held-out
+        accuracy by 1.0-1.5 points per mixing epoch (BENCHMARKS.md).
+        """
+        norms = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        if not norms or rows.numel() == 0:
+            return
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a plain average over the batches below
+        self.model.train()
+        for first in range(0, rows.numel(), self.config.eval_batch_size):
+            batch = rows[first:first + self.config.eval_batch_size].to(self.device)
+            if batch.numel() < 2:  # batch statistics need two samples
+                break
+            self.model(normalize(self.images[batch], self._mean, self._std))
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
 
     def run_epoch(self) -> dict:
         """One whole epoch: in mixing epochs all five steps, otherwise plain training."""

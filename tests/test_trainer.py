@@ -163,3 +163,28 @@ def test_mixnn_fixes_digits_with_40_percent_symmetric_noise(digits):
     assert metrics["f1"] > 0.85
     # the corrected labels (an average over epochs) beat the final model's own predictions
     assert metrics["label_recovery"] > own_predictions
+
+
+def test_batchnorm_statistics_are_re_estimated_on_unmixed_images(digits):
+    """After an epoch of mixed inputs the BatchNorm statistics come from real images: the first
+    BatchNorm's running mean is the plain mean of its inputs over the refresh images."""
+    images, labels = digits
+    refreshed = Trainer(cpu_preset(4, "mixup", bn_refresh_samples=512), images, labels, 10)
+    stale = Trainer(cpu_preset(4, "mixup", bn_refresh_samples=0), images, labels, 10)
+    for trainer in (refreshed, stale):
+        trainer.run_epoch()
+    assert torch.equal(parameters(refreshed), parameters(stale))  # the refresh trains nothing
+    norms = [m for m in refreshed.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    stale_norm = next(m for m in stale.model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert not torch.allclose(norms[0].running_mean, stale_norm.running_mean)
+    assert all(m.momentum == 0.1 for m in norms)
+
+    inputs = []
+    hook = norms[0].register_forward_hook(lambda module, args, out: inputs.append(args[0]))
+    rows = torch.arange(512)
+    norms[0].running_mean.fill_(1e3)
+    refreshed.refresh_batchnorm_statistics(rows)
+    hook.remove()
+    seen = torch.cat(inputs)
+    assert seen.shape[0] == 512
+    assert torch.allclose(norms[0].running_mean, seen.mean(dim=(0, 2, 3)), atol=1e-4)
