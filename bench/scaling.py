@@ -5,7 +5,7 @@
 Uses Fashion-MNIST train (28x28 grey, from $MIXNN_DATA_ROOT or ../shared/data) subsampled to
 each size, the small CNN (128-d features) of the cpu preset, one thread pool of this machine.
 Measures, per size: ingestion to shards (images/s), loading the shards, one evaluation pass
-(features + losses), feature write to Parquet, exact and HNSW index build + all-vs-all query
+(features + losses), feature write to Parquet, exact, HNSW and IVF index build + all-vs-all query
 (k = 1), the mixture fit, one plain (ce) training epoch and one mixnn training epoch, and the
 process's peak resident memory.
 """
@@ -59,7 +59,7 @@ def measure(n: int, images: np.ndarray, labels: np.ndarray, scratch: Path) -> di
     _, write_s = timed(write_parquet_atomic, pa.table(table), scratch / f"features-{n}.parquet")
     row = {"n": n, "ingest_s": ingest_s, "ingest_images_per_s": n / ingest_s, "load_s": load_s,
            "eval_pass_s": eval_s, "feature_write_s": write_s}
-    for method in ("exact", "hnsw"):
+    for method in ("exact", "hnsw", "ivf"):
         index, build_s = timed(build_index, evaluation.features, method)
         neighbors, query_s = timed(query_neighbors, index, evaluation.features, 1)
         row[f"{method}_build_s"], row[f"{method}_query_s"] = build_s, query_s

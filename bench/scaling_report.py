@@ -23,6 +23,8 @@ STAGES = {
     "exact_query_s": "exact all-vs-all query (k = 1)",
     "hnsw_build_s": "HNSW build (1 thread)",
     "hnsw_query_s": "HNSW all-vs-all query (k = 1)",
+    "ivf_build_s": "IVF build (k-means cells)",
+    "ivf_query_s": "IVF all-vs-all query (k = 1)",
     "mixture_fit_s": "mixture fit",
     "ce_epoch_s": "training epoch, ce",
     "mixnn_train_s": "training epoch, mixnn (mixing only)",
@@ -43,6 +45,8 @@ def markdown(results: dict) -> str:
     header = ["stage"] + [f"N={int(n):,}" for n in sizes] + ["growth N^b", "1 M (proj.)", "100 M (proj.)"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for key, name in STAGES.items():
+        if any(key not in row for row in rows):  # a stage measured only by later versions
+            continue
         values = np.array([row[key] for row in rows], dtype=float)
         a, b = growth(sizes, values)
         projected = [a * n ** b for n in PROJECTED]

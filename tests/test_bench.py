@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from bench import report, suite, tune
+from bench import prefect_overhead, report, suite, tune
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +72,11 @@ def test_tuning_on_held_out_noisy_labels_lands_in_the_report(quick_results, tmp_
     benchmarks = tmp_path / "BENCHMARKS.md"
     report.main(["--runs", str(out), "--out", str(benchmarks)])
     assert "| digits-sym40 e3 | mixnn | lr=0.05 | warmup_epochs=1 |" in benchmarks.read_text()
+
+
+def test_time_inside_tasks_counts_overlapping_task_runs_once():
+    covered = prefect_overhead.covered_seconds
+    assert covered([]) == 0
+    assert covered([(0, 2), (5, 6)]) == 3
+    assert covered([(0, 4), (1, 2), (3, 6)]) == 6  # mapped tasks running side by side
+    assert covered([(3, 6), (0, 4)]) == 6
