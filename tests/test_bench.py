@@ -71,7 +71,7 @@ def test_tuning_on_held_out_noisy_labels_lands_in_the_report(quick_results, tmp_
         assert row["config"]["lr"] == float(value) and row["config"]["warmup_epochs"] == 1
     benchmarks = tmp_path / "BENCHMARKS.md"
     report.main(["--runs", str(out), "--out", str(benchmarks)])
-    assert "| digits-sym40 e3 | mixnn | lr=0.05 | warmup_epochs=1 |" in benchmarks.read_text()
+    assert "| digits-sym40 e3 | mixnn | lr=0.05 | warmup_epochs=1 | 4096 |" in benchmarks.read_text()
 
 
 def test_time_inside_tasks_counts_overlapping_task_runs_once():
