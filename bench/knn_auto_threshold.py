@@ -54,7 +54,7 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
 def feature_sets(args) -> list[tuple[str, np.ndarray]]:
     """(name, features) to measure: saved real features, or clustered synthetic ones."""
     if args.features:
-        return [(Path(path).name, np.load(path).astype(np.float32)) for path in args.features]
+        return [(Path(path).name, np.load(path, allow_pickle=False).astype(np.float32)) for path in args.features]
     return [(f"clustered {n}x{dim}", clustered_features(n, dim, args.clusters, args.intrinsic_dim, args.seed))
             for dim in args.dims for n in args.sizes]
 
