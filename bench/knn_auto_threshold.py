@@ -78,7 +78,7 @@ def main() -> None:
 
     print(f"faiss threads {knn.faiss_thread_count()}, HNSW M={knn.HNSW_M} "
           f"efConstruction={args.ef_construction} efSearch={args.ef_search}, "
-          f"IVF sqrt(N) lists, {knn.IVF_PROBES} probes")
+          f"IVF {knn.ivf_list_count(10_000)} lists at N = 10,000 (2 sqrt(N)), {knn.IVF_PROBES} probes")
     print(f"{'features':>32} {'k':>2} {'exact s':>8} " + " ".join(
         f"{m + ' s':>7} {m + '/exact':>10} {'recall':>6}" for m in args.methods))
     for name, features in feature_sets(args):

@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "prefect_overhead.json")
     args = parser.parse_args(argv)
+    if args.n < 0 or args.epochs < 1:
+        parser.error(f"--n must be >= 0 and --epochs >= 1, got --n {args.n} --epochs {args.epochs}")
     # Embedded mode in a fresh home, so every task run Prefect knows of is this run's.
     os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="mixnn-overhead-prefect-")
     os.environ.pop("PREFECT_API_URL", None)
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
     inside = covered_seconds([(max(start, outcome["started"]), min(end, outcome["finished"]))
                               for start, end in task_intervals()
                               if end > outcome["started"] and start < outcome["finished"]])
-    row = {"n": args.n or 1797, "epochs": args.epochs, "flow_wall_seconds": wall,
+    row = {"n": outcome["result"]["counts"]["n_ingested"], "epochs": args.epochs, "flow_wall_seconds": wall,
            "inside_tasks_seconds": inside, "orchestration_seconds": wall - inside,
            "orchestration_share": (wall - inside) / wall, "load_average_after": os.getloadavg(),
            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

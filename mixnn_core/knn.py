@@ -176,10 +176,11 @@ def build_index(features: np.ndarray, method: str = "exact", *,
     x = _as_features(features, normalize)
     n_samples, dim = x.shape
     metric = faiss.METRIC_INNER_PRODUCT if normalize else faiss.METRIC_L2
-    if _resolve_method(method, n_samples, dim) == "exact":
+    method = _resolve_method(method, n_samples, dim)
+    if method == "exact":
         index = faiss.IndexFlatIP(dim) if normalize else faiss.IndexFlatL2(dim)
         faiss.omp_set_num_threads(faiss_thread_count())
-    elif _resolve_method(method, n_samples, dim) == "ivf":
+    elif method == "ivf":
         index = faiss.index_factory(dim, f"IVF{ivf_list_count(n_samples)},Flat", metric)
         index.cp.seed, index.cp.niter = IVF_KMEANS_SEED, IVF_KMEANS_ITERATIONS
         faiss.omp_set_num_threads(faiss_thread_count())

@@ -159,10 +159,11 @@ class Trainer:
         """Fit the mixture to this epoch's losses (averaged over ``loss_window`` epochs),
         over all samples or per class of ``loss_labels()`` (``mixture_per_class``)."""
         window = self.recent_losses + [normalize_losses(losses)]
+        averaged = np.mean(window, axis=0)
         if self.config.mixture_per_class:
-            fit = fit_mixture_per_class(np.mean(window, axis=0), self.loss_labels(), seed=self.config.seed)
+            fit = fit_mixture_per_class(averaged, self.loss_labels(), seed=self.config.seed)
         else:
-            fit = fit_mixture(np.mean(window, axis=0), seed=self.config.seed)
+            fit = fit_mixture(averaged, seed=self.config.seed)
         self.recent_losses = window[1:] if len(window) == self.config.loss_window else window
         self.p_clean = fit.p_clean
         return fit
