@@ -7,11 +7,20 @@ import torch
 
 
 def channel_statistics(images: np.ndarray) -> tuple[list[float], list[float]]:
-    """Per-channel mean and standard deviation of uint8 images, on the [0, 1] scale."""
-    scaled = images.astype(np.float64) / 255.0
-    mean = scaled.mean(axis=(0, 2, 3))
-    std = np.maximum(scaled.std(axis=(0, 2, 3)), 1e-3)
-    return [float(m) for m in mean], [float(s) for s in std]
+    """Per-channel mean and standard deviation of uint8 images, on the [0, 1] scale.
+
+    Taken from each channel's histogram of the 256 pixel values, so no float copy of the
+    images is made (at 60,000 Fashion-MNIST images that copy cost 750 MB of peak memory).
+    """
+    values = np.arange(256, dtype=np.float64) / 255.0
+    mean, std = [], []
+    for channel in range(images.shape[1]):
+        counts = np.bincount(images[:, channel].ravel(), minlength=256).astype(np.float64)
+        share = counts / counts.sum()
+        channel_mean = float(share @ values)
+        mean.append(channel_mean)
+        std.append(max(float(np.sqrt(share @ (values - channel_mean) ** 2)), 1e-3))
+    return mean, std
 
 
 def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

@@ -103,14 +103,15 @@ def score_samples(exported: ExportedModel, images: np.ndarray, given_labels: np.
     images = conform_images(images, tuple(card["input_shape"]))
     mean = torch.tensor(card["normalization"]["mean"])
     std = torch.tensor(card["normalization"]["std"])
-    features, probs = [], []
+    # Filled in place, as in Trainer.evaluation_pass (collecting per-batch results fragments
+    # the heap between the large activations).
+    features = np.empty((len(images), exported.model.feature_dim), dtype=np.float32)
+    probs = np.empty((len(images), card["num_classes"]), dtype=np.float64)
     for start in range(0, len(images), batch_size):
-        batch = normalize(torch.from_numpy(images[start:start + batch_size]), mean, std)
-        h = exported.model.features(batch)
-        features.append(h)
-        probs.append(F.softmax(exported.model.classifier(h), dim=1))
-    features = torch.cat(features).numpy()
-    probs = torch.cat(probs).numpy().astype(np.float64)
+        rows = slice(start, start + batch_size)
+        h = exported.model.features(normalize(torch.from_numpy(images[rows]), mean, std))
+        features[rows] = h.numpy()
+        probs[rows] = F.softmax(exported.model.classifier(h), dim=1).numpy()
     k = min(num_neighbors, exported.train_index.ntotal)
     neighbors = search_index(exported.train_index, features, k,
                              normalize=exported.normalize_features)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from mixnn_core.augment import channel_statistics
 from mixnn_core.correction import ema_update
 from mixnn_core.gmm import clean_probability, fit_mixture, fit_mixture_per_class, normalize_losses
 from mixnn_core.mixing import SELF_WEIGHT_EPSILON, mix_batch, mixing_weights, soft_cross_entropy
@@ -162,3 +163,13 @@ def test_outputs_score_the_given_label_not_the_corrected_one():
     assert np.allclose(out.label_quality, [0.7, 0.1, 0.4])
     # flagged when the given label's mass is below the best class's (a tie is not flagged)
     assert out.is_label_issue.tolist() == [False, True, False]
+
+
+def test_channel_statistics_equal_the_float_computation_per_channel():
+    images = np.random.default_rng(3).integers(0, 256, (40, 3, 6, 5), dtype=np.uint8)
+    images[:, 1] //= 4  # channels with different statistics
+    mean, std = channel_statistics(images)
+    scaled = images / 255.0
+    np.testing.assert_allclose(mean, scaled.mean(axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(std, scaled.std(axis=(0, 2, 3)), rtol=1e-12)
+    assert channel_statistics(np.full((2, 1, 3, 3), 7, dtype=np.uint8))[1] == [1e-3]  # flat: floored
