@@ -8,7 +8,9 @@ it) on a Fashion-MNIST subset of ``--n`` images saved as .npz (``--n 0``: scikit
 then reads every task run of that flow run and of its subflows from Prefect's API and takes the
 union of their [start, end] intervals: the wall time during which some task body was running.
 The rest of the flow's wall time is orchestration: flow and task state changes, parameter and
-result handling, subflow starts, and the flow's own lines between tasks. Writes
+result handling, subflow starts, and the flow's own lines between tasks. Also records the
+flow process's peak resident memory (every task runs in it: ingestion, training, export;
+Prefect's embedded server is a separate process). Writes
 ``bench/results/prefect_overhead.json``.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -87,7 +90,9 @@ def main(argv: list[str] | None = None) -> dict:
                               if end > outcome["started"] and start < outcome["finished"]])
     row = {"n": outcome["result"]["counts"]["n_ingested"], "epochs": args.epochs, "flow_wall_seconds": wall,
            "inside_tasks_seconds": inside, "orchestration_seconds": wall - inside,
-           "orchestration_share": (wall - inside) / wall, "load_average_after": os.getloadavg(),
+           "orchestration_share": (wall - inside) / wall,
+           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+           "load_average_after": os.getloadavg(),
            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(row, indent=2))

@@ -54,6 +54,8 @@ def test_report_writes_tables_targets_and_plots(quick_results, tmp_path):
     for method in methods:
         assert f"| {method} |" in text
     assert "| recovery > " in text and "mixnn epoch <= 1.5x ce epoch" in text
+    if "cleanlab" in methods:
+        assert "| time to corrected labels vs cleanlab route | digits-sym40 e6 |" in text
     assert (out.parent / "stage_breakdown.png").stat().st_size > 1000
     assert (out.parent / "recovery_digits-sym40_e6.png").exists()
 
