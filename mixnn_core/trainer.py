@@ -142,12 +142,12 @@ class Trainer:
         features = np.empty((n, self.model.feature_dim), dtype=np.float32)
         losses = np.empty(n, dtype=np.float64)
         probs = np.empty((n, self.num_classes), dtype=np.float32)
-        self.model.eval()
+        model = self.model.for_inference()
         for first in range(start, stop, self.config.eval_batch_size):
             batch = slice(first, min(first + self.config.eval_batch_size, stop))
             rows = slice(batch.start - start, batch.stop - start)
-            h = self.model.features(normalize(self.images[batch], self._mean, self._std))
-            logits = self.model.classifier(h)
+            h = model.features(normalize(self.images[batch], self._mean, self._std))
+            logits = model.classifier(h)
             features[rows] = h.float().cpu().numpy()
             losses[rows] = F.cross_entropy(logits, hard[batch], reduction="none").double().cpu().numpy()
             probs[rows] = F.softmax(logits, dim=1).float().cpu().numpy()
@@ -307,12 +307,12 @@ class Trainer:
     @torch.no_grad()
     def predict_proba(self, images: torch.Tensor) -> np.ndarray:
         """Softmax predictions (N, C) for uint8 images already on the device."""
-        self.model.eval()
-        probs = []
+        model = self.model.for_inference()
+        probs = np.empty((images.shape[0], self.num_classes), dtype=np.float32)
         for start in range(0, images.shape[0], self.config.eval_batch_size):
-            batch = normalize(images[start:start + self.config.eval_batch_size], self._mean, self._std)
-            probs.append(F.softmax(self.model(batch), dim=1).float().cpu())
-        return torch.cat(probs).numpy()
+            rows = slice(start, start + self.config.eval_batch_size)
+            probs[rows] = F.softmax(model(normalize(images[rows], self._mean, self._std)), dim=1).float().cpu().numpy()
+        return probs
 
     def test_accuracy(self) -> float | None:
         if self.test_images is None:

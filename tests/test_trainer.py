@@ -35,6 +35,27 @@ def test_models_give_logits_and_penultimate_features(name, shape):
     assert model(x).shape == (2, 7)
 
 
+@pytest.mark.parametrize("name,shape", [("small_cnn", (1, 28, 28)), ("preact_resnet18", (3, 32, 32)),
+                                        ("resnet18", (3, 64, 64))])
+def test_inference_copy_computes_the_same_function_and_leaves_the_model_alone(name, shape):
+    torch.manual_seed(0)
+    model = build_model(name, shape, 5)
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):  # BatchNorm statistics away from their initial 0 / 1
+            model(torch.randn(16, *shape) * 2 + 1)
+    model.eval()
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    folded = model.for_inference()
+    x = torch.randn(4, *shape)
+    with torch.no_grad():
+        assert torch.allclose(folded.features(x), model.features(x), atol=1e-4, rtol=1e-4)
+        assert torch.allclose(folded(x), model(x), atol=1e-4, rtol=1e-4)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules()) < sum(
+        isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # some were folded
+    assert all(torch.equal(before[key], value) for key, value in model.state_dict().items())
+
+
 def test_unknown_model_and_bad_shapes_are_refused():
     with pytest.raises(ValueError, match="unknown model"):
         build_model("vgg", (1, 8, 8), 3)
