@@ -95,6 +95,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1,
                         help="time the evaluation pass and the epochs this often; keep the fastest")
     args = parser.parse_args()
+    if args.repeats < 1 or min(args.sizes) < 2:
+        parser.error(f"--repeats must be >= 1 and every --sizes >= 2, got {args.repeats} and {args.sizes}")
     train, _ = fashion_mnist()
     images, labels = train.images[:, 0], train.labels
     rows = []
