@@ -65,6 +65,11 @@ class Setting:
     n_train: int | None  # None: the whole training split
     noise: tuple[str, float] | str | None  # (mode, rate) injected; "human:<label set>"; None: clean
     model: str = "auto"
+    hflip: bool = False  # horizontal flips: right for photos (CIFAR), wrong for clothes and digits
+
+    def train_options(self) -> dict:
+        """The TrainConfig fields this setting fixes for every method."""
+        return {"model": self.model, "hflip": self.hflip}
 
 
 SETTINGS = {
@@ -74,9 +79,9 @@ SETTINGS = {
     }.items()},
     "fmnist60k-clean": Setting("fashion_mnist", None, None),
     "fmnist60k-sym50": Setting("fashion_mnist", None, ("symmetric", 0.5)),
-    "cifar10-clean": Setting("cifar10", None, None),
-    "cifar10n-worse": Setting("cifar10", None, "human:worse_label"),
-    "cifar10n-aggre": Setting("cifar10", None, "human:aggre_label"),
+    "cifar10-clean": Setting("cifar10", None, None, hflip=True),
+    "cifar10n-worse": Setting("cifar10", None, "human:worse_label", hflip=True),
+    "cifar10n-aggre": Setting("cifar10", None, "human:aggre_label", hflip=True),
     "digits-sym40": Setting("digits", None, ("symmetric", 0.4)),  # the quick mode's data
 }
 
@@ -141,11 +146,11 @@ def train_timed(trainer: Trainer, clock: StageClock, scratch: Path, log: Callabl
     return trainer.history
 
 
-def run_trainer_method(method: str, data: Data, epochs: int, seed: int, model: str, scratch: Path,
-                       log: Callable[[dict], None], overrides: dict) -> dict:
+def run_trainer_method(method: str, data: Data, epochs: int, seed: int, scratch: Path,
+                       log: Callable[[dict], None], options: dict) -> dict:
     """ce, mixup or mixnn through mixnn_core's Trainer; suggestions from its outputs."""
     clock = StageClock()
-    config = cpu_preset(epochs, method, seed=seed, model=model, **overrides)
+    config = cpu_preset(epochs, method, seed=seed, **options)
     trainer = Trainer(config, data.train.images, data.noisy_labels, 10, test_images=data.test.images,
                       test_labels=data.test.labels, true_labels=data.train.labels)
     history = train_timed(trainer, clock, scratch, log)
@@ -158,15 +163,15 @@ def outputs_of(suggested: np.ndarray, quality: np.ndarray, is_issue: np.ndarray)
     return {"suggested_label": suggested, "label_quality": quality, "is_label_issue": is_issue}
 
 
-def run_cleanlab(data: Data, epochs: int, seed: int, model: str, scratch: Path, log: Callable[[dict], None],
-                 overrides: dict) -> dict:
+def run_cleanlab(data: Data, epochs: int, seed: int, scratch: Path, log: Callable[[dict], None],
+                 options: dict) -> dict:
     """The cleanlab route: out-of-fold probabilities, find_label_issues, retrain on the kept samples."""
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
     from sklearn.model_selection import StratifiedKFold
 
     clock = StageClock()
-    config = cpu_preset(epochs, "ce", seed=seed, model=model, **overrides)
+    config = cpu_preset(epochs, "ce", seed=seed, **options)
     noisy = data.noisy_labels
     out_of_fold = np.zeros((len(noisy), 10), dtype=np.float64)
     folds = StratifiedKFold(CLEANLAB_FOLDS, shuffle=True, random_state=seed).split(noisy, noisy)
@@ -217,11 +222,12 @@ def run_one(setting_name: str, method: str, epochs: int, seed: int, out: Path, o
         shown = {key: round(value, 4) if isinstance(value, float) else value for key, value in row.items()}
         print(f"{name} {json.dumps(shown)}", flush=True)
 
+    options = {**setting.train_options(), **overrides}
     with tempfile.TemporaryDirectory() as scratch:
         if method == "cleanlab":
-            result = run_cleanlab(data, epochs, seed, setting.model, Path(scratch), log, overrides)
+            result = run_cleanlab(data, epochs, seed, Path(scratch), log, options)
         else:
-            result = run_trainer_method(method, data, epochs, seed, setting.model, Path(scratch), log, overrides)
+            result = run_trainer_method(method, data, epochs, seed, Path(scratch), log, options)
     row = {"setting": setting_name, "method": method, "epochs": epochs, "seed": seed, "tag": tag,
            "overrides": overrides, "n_train": len(data.noisy_labels), "noise": data.noise_report,
            **summarise(result, data), "elapsed_seconds": time.perf_counter() - started,

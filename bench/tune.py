@@ -53,12 +53,13 @@ def main(argv: list[str] | None = None) -> Path:
     if not separator or not field:
         parser.error(f"--grid {args.grid!r}: expected FIELD=V1,V2,...")
     grid = [config_assignments(parser, [f"{field}={text}"])[field] for text in values.split(",")]
-    data = load(SETTINGS[args.setting], seed=0)
+    setting = SETTINGS[args.setting]
+    data = load(setting, seed=0)
     fit_rows, held_rows = held_out_split(data.noisy_labels)
     held_images = torch.as_tensor(data.train.images[held_rows])
     results = {}
     for value in grid:
-        config = cpu_preset(args.epochs, args.method, **{**fixed, field: value})
+        config = cpu_preset(args.epochs, args.method, **{**setting.train_options(), **fixed, field: value})
         trainer = Trainer(config, data.train.images[fit_rows], data.noisy_labels[fit_rows], 10)
         curve = []
         while trainer.epoch < config.epochs:

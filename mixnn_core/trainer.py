@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from mixnn_core.augment import channel_statistics, normalize, random_crop_flip
-from mixnn_core.config import TrainConfig
-from mixnn_core.correction import ema_update
+from mixnn_core.config import SUGGESTION_GIVEN_LABEL_WEIGHT, TrainConfig
+from mixnn_core.correction import ema_update, suggestion_soft_labels
 from mixnn_core.files import replace_atomically
 from mixnn_core.gmm import MixtureFit, fit_mixture, fit_mixture_per_class, normalize_losses
 from mixnn_core.knn import nearest_neighbors
@@ -233,8 +233,8 @@ class Trainer:
         self._share_buffers_of_rank_zero()
         row = {"epoch": self.epoch, "phase": phase, "train_loss": total_loss / steps, "lr": lr,
                "seconds": time.perf_counter() - started}
-        row.update(self._label_metrics())
         self.epoch += 1
+        row.update(self._label_metrics())  # after the count: outputs() counts completed epochs
         self.history.append(row)
         return row
 
@@ -320,9 +320,13 @@ class Trainer:
         return float((self.predict_proba(self.test_images).argmax(1) == self.test_labels).mean())
 
     def outputs(self, final_probs: np.ndarray | None = None) -> SampleOutputs:
-        """Per-sample outputs: the corrected soft labels for ``mixnn``, else the predictions."""
+        """Per-sample outputs: for ``mixnn`` from the corrected soft labels with the given label's
+        share cut to ``SUGGESTION_GIVEN_LABEL_WEIGHT`` (``suggestion_soft_labels``), else from
+        the predictions."""
         if self.config.method == "mixnn":
-            soft = self.soft_labels
+            corrections = sum(self.config.corrects_labels(epoch) for epoch in range(self.epoch))
+            soft = suggestion_soft_labels(self.soft_labels, self.given_labels, self.config.alpha ** corrections,
+                                          SUGGESTION_GIVEN_LABEL_WEIGHT)
         else:
             soft = final_probs if final_probs is not None else self.evaluation_pass().probs
         return sample_outputs(self.given_labels, soft, self.p_clean)
@@ -451,13 +455,13 @@ class Trainer:
     def _label_metrics(self) -> dict:
         """Reporting-only figures after an epoch: test accuracy, label changes and recovery."""
         metrics = {"mean_p_clean": float(np.mean(self.p_clean))}
+        # ce / mixup suggestions need an evaluation pass: made only when recovery is measured
+        suggested = self.outputs().suggested_label if self.config.method == "mixnn" or self.true_labels is not None else None
         if self.config.method == "mixnn":
-            corrected = self.soft_labels.argmax(axis=1)
-            metrics["n_label_changes"] = int((corrected != self.given_labels).sum())
+            metrics["n_label_changes"] = int((suggested != self.given_labels).sum())
         accuracy = self.test_accuracy()
         if accuracy is not None:
             metrics["test_acc"] = accuracy
         if self.true_labels is not None:
-            suggested = self.outputs().suggested_label
             metrics["label_recovery"] = float((suggested == self.true_labels).mean())
         return metrics

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mixnn_core.augment import channel_statistics
-from mixnn_core.correction import ema_update
+from mixnn_core.correction import ema_update, suggestion_soft_labels
 from mixnn_core.gmm import clean_probability, fit_mixture, fit_mixture_per_class, normalize_losses
 from mixnn_core.mixing import SELF_WEIGHT_EPSILON, mix_batch, mixing_weights, soft_cross_entropy
 from mixnn_core.outputs import sample_outputs
@@ -151,6 +151,31 @@ def test_ema_keeps_rows_in_the_simplex_and_checks_input():
         ema_update(t, q, 1.5)
     with pytest.raises(ValueError, match="shape"):
         ema_update(t, q[:, :4])
+
+
+def test_suggestion_keeps_the_predictions_and_cuts_the_given_labels_share():
+    rng = np.random.default_rng(0)
+    given = rng.integers(0, 4, 50)
+    one_hot = np.eye(4)[given]
+    predictions = [rng.dirichlet(np.ones(4), 50) for _ in range(6)]
+    soft, alpha = one_hot, 0.9
+    for q in predictions:
+        soft = ema_update(soft, q, alpha)
+    # the corrections' own average: weights (1 - alpha) alpha^(n - k), rescaled to sum to 1
+    weights = np.array([(1 - alpha) * alpha ** (len(predictions) - 1 - k) for k in range(len(predictions))])
+    averaged = sum(w * q for w, q in zip(weights, predictions)) / weights.sum()
+    given_share = alpha ** len(predictions)
+
+    suggestion = suggestion_soft_labels(soft, given, given_share, 0.05)
+    np.testing.assert_allclose(suggestion, 0.05 * one_hot + 0.95 * averaged, atol=1e-6)
+    np.testing.assert_allclose(suggestion.sum(axis=1), 1.0, atol=1e-6)
+    # a wrong given label the predictions disagree with is overturned only in the suggestion
+    soft_wrong = ema_update(np.array([[1.0, 0.0]]), np.array([[0.3, 0.7]]), 0.6)  # [0.72, 0.28]
+    assert soft_wrong.argmax() == 0
+    assert suggestion_soft_labels(soft_wrong, np.array([0]), 0.6, 0.05).argmax() == 1
+    # no correction yet, or a share already below the suggestion's: unchanged
+    np.testing.assert_array_equal(suggestion_soft_labels(one_hot, given, 1.0, 0.05), one_hot.astype(np.float32))
+    np.testing.assert_allclose(suggestion_soft_labels(soft, given, given_share, 0.9), soft, atol=1e-7)
 
 
 # -- per-sample outputs ------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from mixnn_core.config import TrainConfig, cpu_preset, paper_preset
+from mixnn_core.config import RESIDUAL_GIVEN_LABEL_WEIGHT, TrainConfig, cpu_preset, paper_preset
 from mixnn_core.metrics import label_quality_metrics
 from mixnn_core.models import build_model
 from mixnn_core.noise import inject_noise
@@ -69,7 +69,7 @@ def test_cpu_preset_scales_the_schedule_to_the_budget():
     for config in (short, long):
         corrections = sum(config.corrects_labels(e) for e in range(config.epochs))
         assert corrections == config.epochs - config.warmup_epochs
-        assert config.alpha ** corrections == pytest.approx(0.05, rel=0.01)
+        assert config.alpha ** corrections == pytest.approx(RESIDUAL_GIVEN_LABEL_WEIGHT, rel=0.01)
 
 
 def test_paper_preset_keeps_the_reference_schedule():
