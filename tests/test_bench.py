@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from bench import prefect_overhead, report, suite, tune
+from bench import prefect_overhead, report, suggestion_share, suite, tune
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +82,14 @@ def test_time_inside_tasks_counts_overlapping_task_runs_once():
     assert covered([(0, 2), (5, 6)]) == 3
     assert covered([(0, 4), (1, 2), (3, 6)]) == 6  # mapped tasks running side by side
     assert covered([(3, 6), (0, 4)]) == 6
+
+
+def test_suggestion_share_diagnostic_reads_one_run_several_ways():
+    results = suggestion_share.main(["--setting", "digits-sym40", "--epochs", "6", "--shares", "0", "0.05"])
+    names = list(results)
+    assert len(names) == 4 and names[0].startswith("training soft labels")
+    given_accuracy = results[names[0]]["given_label_accuracy"]
+    for name in names[1:]:  # the model's reading beats the given labels (64 % right)
+        assert results[name]["label_recovery"] > given_accuracy, name
+    with pytest.raises(SystemExit):
+        suggestion_share.main(["--setting", "digits-sym40", "--shares", "1.5"])
