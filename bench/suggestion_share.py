@@ -39,8 +39,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     config = cpu_preset(args.epochs, "mixnn", **setting.train_options())
     trainer = Trainer(config, data.train.images, data.noisy_labels, 10)
     trainer.fit()
-    corrections = sum(config.corrects_labels(epoch) for epoch in range(config.epochs))
-    given_share = config.alpha ** corrections
+    given_share = config.given_label_share(config.epochs)
     readings = {f"training soft labels ({given_share:.2f} given)": trainer.soft_labels,
                 "final model's predictions": trainer.evaluation_pass().probs}
     for share in args.shares:

@@ -91,6 +91,11 @@ class TrainConfig:
         return (self.phase(epoch) == "mixnn" and epoch >= self.correction_start
                 and (epoch - self.correction_start) % self.correction_every == 0)
 
+    def given_label_share(self, epochs_done: int) -> float:
+        """Share of the one-hot given label left in the training soft labels after epochs
+        ``[0, epochs_done)``: alpha to the number of corrections among them."""
+        return self.alpha ** sum(self.corrects_labels(epoch) for epoch in range(epochs_done))
+
     def learning_rate(self, progress: float) -> float:
         """Learning rate at ``progress`` epochs into the run (fractional within an epoch)."""
         if self.lr_schedule == "cosine":

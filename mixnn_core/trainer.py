@@ -324,9 +324,8 @@ class Trainer:
         share cut to ``SUGGESTION_GIVEN_LABEL_WEIGHT`` (``suggestion_soft_labels``), else from
         the predictions."""
         if self.config.method == "mixnn":
-            corrections = sum(self.config.corrects_labels(epoch) for epoch in range(self.epoch))
-            soft = suggestion_soft_labels(self.soft_labels, self.given_labels, self.config.alpha ** corrections,
-                                          SUGGESTION_GIVEN_LABEL_WEIGHT)
+            soft = suggestion_soft_labels(self.soft_labels, self.given_labels,
+                                          self.config.given_label_share(self.epoch), SUGGESTION_GIVEN_LABEL_WEIGHT)
         else:
             soft = final_probs if final_probs is not None else self.evaluation_pass().probs
         return sample_outputs(self.given_labels, soft, self.p_clean)

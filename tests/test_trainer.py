@@ -70,6 +70,8 @@ def test_cpu_preset_scales_the_schedule_to_the_budget():
         corrections = sum(config.corrects_labels(e) for e in range(config.epochs))
         assert corrections == config.epochs - config.warmup_epochs
         assert config.alpha ** corrections == pytest.approx(RESIDUAL_GIVEN_LABEL_WEIGHT, rel=0.01)
+        assert config.given_label_share(config.epochs) == config.alpha ** corrections
+        assert config.given_label_share(config.warmup_epochs) == 1.0  # no correction in warm-up
 
 
 def test_paper_preset_keeps_the_reference_schedule():
