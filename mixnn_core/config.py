@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 METHODS = ("mixnn", "ce", "mixup")
 MIXTURE_LOSSES = ("current", "given")
+OWN_WEIGHTS = ("proportional", "clean_probability")
 LR_SCHEDULES = ("cosine", "cosine_restarts")
 
 
@@ -42,6 +43,9 @@ class TrainConfig:
     mixture_loss: str = "current"  # loss the mixture sees: vs "current" corrected labels or "given"
     mixture_per_class: bool = False  # one mixture per label class instead of one over all samples
     dynamic_weights: bool = True  # mixing weights from clean probabilities; False: equal 1/(K+1)
+    # a sample's own weight in its synthetic sample: p_i / sum of its set's p ("proportional",
+    # the method) or p_i itself ("clean_probability", mixing.replacement_weights)
+    own_weight: str = "proportional"
     bn_refresh_samples: int = 4096  # BatchNorm statistics re-estimated on this many un-mixed images
     crop_padding: int = -1  # random-crop padding in pixels; -1: height // 8
     hflip: bool = False  # horizontal flips (right for photos, wrong for digits)
@@ -54,6 +58,8 @@ class TrainConfig:
             (self.method in METHODS, f"method must be one of {METHODS}, got {self.method!r}"),
             (self.mixture_loss in MIXTURE_LOSSES,
              f"mixture_loss must be one of {MIXTURE_LOSSES}, got {self.mixture_loss!r}"),
+            (self.own_weight in OWN_WEIGHTS,
+             f"own_weight must be one of {OWN_WEIGHTS}, got {self.own_weight!r}"),
             (self.lr_schedule in LR_SCHEDULES,
              f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),

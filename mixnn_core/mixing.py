@@ -2,7 +2,9 @@
 
 A sample i and its K neighbours form the set S_i = {i} + neighbours. Each member j gets a
 weight proportional to its clean probability p_j, so a noisy sample hands its weight to clean
-neighbours, and a clean sample keeps most of it. The synthetic sample is the weighted sum of the
+neighbours (``mixing_weights``, the method); or the sample keeps the share p_i of its own
+synthetic sample and its neighbours split the rest by their clean probabilities
+(``replacement_weights``), so a clean sample stays itself and only noisy ones are replaced. The synthetic sample is the weighted sum of the
 members' inputs, its soft label the weighted sum of their soft labels, and the loss is the
 soft-label cross-entropy on the synthetic samples only.
 """
@@ -37,6 +39,25 @@ def mixing_weights(p_clean: np.ndarray, neighbors: np.ndarray) -> np.ndarray:
         raise ValueError("p_clean must be finite and within [0, 1]")
     members = np.concatenate([p_clean[:, None] + SELF_WEIGHT_EPSILON, p_clean[neighbors]], axis=1)
     return members / members.sum(axis=1, keepdims=True)
+
+
+def replacement_weights(p_clean: np.ndarray, neighbors: np.ndarray) -> np.ndarray:
+    """Weights (N, K + 1) in which sample i keeps the share p_i of its synthetic sample.
+
+    Column 0 is p_i; the neighbours (columns 1..K) share 1 - p_i in proportion to their clean
+    probabilities (equally when all of theirs are 0). Two clean samples: about (1, 0), the clean
+    sample trains almost un-mixed, where ``mixing_weights`` blends it evenly with its
+    neighbour; a noisy sample with a clean neighbour: about (0, 1), as in ``mixing_weights``.
+    Inputs as in ``mixing_weights``; each row sums to 1.
+    """
+    proportional = mixing_weights(p_clean, neighbors)  # validates the inputs
+    p_clean = np.asarray(p_clean, dtype=np.float64)
+    shares = p_clean[neighbors] + SELF_WEIGHT_EPSILON
+    shares /= shares.sum(axis=1, keepdims=True)
+    weights = np.empty_like(proportional)
+    weights[:, 0] = p_clean
+    weights[:, 1:] = (1.0 - p_clean)[:, None] * shares
+    return weights
 
 
 def mix_batch(inputs: torch.Tensor, soft_labels: torch.Tensor,

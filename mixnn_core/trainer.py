@@ -32,7 +32,7 @@ from mixnn_core.correction import ema_update, suggestion_soft_labels
 from mixnn_core.files import replace_atomically
 from mixnn_core.gmm import MixtureFit, fit_mixture, fit_mixture_per_class, normalize_losses
 from mixnn_core.knn import nearest_neighbors
-from mixnn_core.mixing import mix_batch, mixing_weights, soft_cross_entropy
+from mixnn_core.mixing import mix_batch, mixing_weights, replacement_weights, soft_cross_entropy
 from mixnn_core.models import build_model, resolve_model_name
 from mixnn_core.outputs import SampleOutputs, sample_outputs
 
@@ -240,9 +240,13 @@ class Trainer:
 
     def member_weights(self, neighbors: np.ndarray) -> np.ndarray:
         """Weights (N, K + 1) of each sample and its neighbours in its synthetic sample: by
-        clean probability (``dynamic_weights``, the method) or equal, 1 / (K + 1)."""
-        p_clean = self.p_clean if self.config.dynamic_weights else np.ones_like(self.p_clean)
-        return mixing_weights(p_clean, neighbors)
+        clean probability (``dynamic_weights``, the method; ``own_weight`` says how) or equal,
+        1 / (K + 1)."""
+        if not self.config.dynamic_weights:
+            return mixing_weights(np.ones_like(self.p_clean), neighbors)
+        if self.config.own_weight == "clean_probability":
+            return replacement_weights(self.p_clean, neighbors)
+        return mixing_weights(self.p_clean, neighbors)
 
     @torch.no_grad()
     def refresh_batchnorm_statistics(self, rows: torch.Tensor) -> None:

@@ -7,7 +7,8 @@ import torch
 from mixnn_core.augment import channel_statistics
 from mixnn_core.correction import ema_update, suggestion_soft_labels
 from mixnn_core.gmm import clean_probability, fit_mixture, fit_mixture_per_class, normalize_losses
-from mixnn_core.mixing import SELF_WEIGHT_EPSILON, mix_batch, mixing_weights, soft_cross_entropy
+from mixnn_core.mixing import (SELF_WEIGHT_EPSILON, mix_batch, mixing_weights, replacement_weights,
+                                soft_cross_entropy)
 from mixnn_core.outputs import sample_outputs
 
 # -- clean probability -------------------------------------------------------------------------
@@ -103,11 +104,33 @@ def test_all_noisy_set_keeps_its_own_weight():
     assert np.allclose(w[:, 0], 1.0) and np.allclose(w.sum(axis=1), 1.0)
 
 
-def test_weights_reject_bad_input():
+@pytest.mark.parametrize("weights", [mixing_weights, replacement_weights])
+def test_weights_reject_bad_input(weights):
     with pytest.raises(ValueError, match="outside"):
-        mixing_weights(np.ones(2), np.array([[1], [2]]))
+        weights(np.ones(2), np.array([[1], [2]]))
     with pytest.raises(ValueError, match="within"):
-        mixing_weights(np.array([0.5, 1.5]), np.array([[1], [0]]))
+        weights(np.array([0.5, 1.5]), np.array([[1], [0]]))
+
+
+def test_replacement_weights_by_hand():
+    p = np.array([0.9, 0.8, 0.1, 0.0, 0.0])
+    w = replacement_weights(p, np.array([[1, 2], [0, 3], [0, 1], [1, 4], [1, 3]]))
+    e = SELF_WEIGHT_EPSILON
+    assert np.allclose(w[0], [0.9, 0.1 * (0.8 + e) / (0.9 + 2 * e), 0.1 * (0.1 + e) / (0.9 + 2 * e)])
+    assert np.allclose(w[1], [0.8, 0.2 * (0.9 + e) / (0.9 + 2 * e), 0.2 * e / (0.9 + 2 * e)])
+    assert np.allclose(w[3], [0.0, 0.8 / 0.8, 0.0], atol=1e-5)
+    assert np.allclose(w[4, 1:], [1.0, 0.0], atol=1e-5)
+    assert np.allclose(replacement_weights(np.zeros(3), np.array([[1, 2], [0, 2], [0, 1]])),
+                       [0.0, 0.5, 0.5])  # nobody clean: the neighbours share equally
+    assert np.allclose(w.sum(axis=1), 1.0)
+
+
+def test_replacement_keeps_clean_samples_whole_and_replaces_noisy_ones():
+    p = np.array([0.95, 0.95, 0.02])
+    w = replacement_weights(p, np.array([[1], [0], [0]]))
+    assert np.isclose(w[0, 0], 0.95)  # the method's weights blend two clean samples evenly:
+    assert np.isclose(mixing_weights(p, np.array([[1], [0], [0]]))[0, 0], 0.5)
+    assert np.isclose(w[2, 1], 0.98)  # noisy sample, clean neighbour
 
 
 # -- synthetic batch and loss ------------------------------------------------------------------

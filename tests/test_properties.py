@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from mixnn_core.correction import ema_update
 from mixnn_core.export import MANIFEST_SCHEMA_VERSION, build_manifest, write_manifest
-from mixnn_core.mixing import SELF_WEIGHT_EPSILON, mixing_weights
+from mixnn_core.mixing import SELF_WEIGHT_EPSILON, mixing_weights, replacement_weights
 from mixnn_core.noise import ASYMMETRIC_MAPS, inject_noise
 from mixnn_core.outputs import sample_outputs
 
@@ -124,6 +124,22 @@ def test_mixing_weights_are_proportional_to_clean_probability(n, k, seed, share_
     # the cleaner member never gets the smaller weight
     order = np.argsort(members, axis=1, kind="stable")
     assert (np.diff(np.take_along_axis(weights, order, axis=1), axis=1) >= -1e-15).all()
+
+
+@PROPERTIES
+@given(st.integers(1, 60), st.integers(1, 5), seeds, st.floats(0.0, 1.0))
+def test_replacement_weights_give_the_sample_its_clean_probability(n, k, seed, share_zero):
+    rng = np.random.default_rng(seed)
+    p_clean = rng.random(n)
+    p_clean[rng.random(n) < share_zero] = 0.0
+    neighbors = rng.integers(0, n, size=(n, k))
+    weights = replacement_weights(p_clean, neighbors)
+    assert weights.shape == (n, k + 1) and (weights >= 0).all()
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(weights[:, 0], p_clean)
+    # among the neighbours, the cleaner never gets the smaller weight
+    order = np.argsort(p_clean[neighbors], axis=1, kind="stable")
+    assert (np.diff(np.take_along_axis(weights[:, 1:], order, axis=1), axis=1) >= -1e-15).all()
 
 
 # --- EMA label correction --------------------------------------------------------------------

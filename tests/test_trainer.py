@@ -94,7 +94,8 @@ def test_configuration_is_validated():
 
 def test_mixture_switches_change_what_the_mixture_sees(digits):
     """mixture_loss picks the labels the losses are taken against; mixture_per_class fits each
-    class alone; dynamic_weights=False mixes with equal weights whatever the clean probability."""
+    class alone; dynamic_weights=False mixes with equal weights whatever the clean probability;
+    own_weight="clean_probability" lets a sample keep the share p_clean of itself."""
     images, labels = digits
     noisy, _ = inject_noise(labels, 10, "symmetric", 0.4, seed=0)
     trainer = Trainer(cpu_preset(4, mixture_loss="given"), images, noisy, 10)
@@ -119,6 +120,10 @@ def test_mixture_switches_change_what_the_mixture_sees(digits):
     dynamic.p_clean = equal.p_clean = np.r_[0.0, np.ones(len(noisy) - 1)]
     assert np.allclose(dynamic.member_weights(neighbors)[0], [0, 1], atol=1e-5)
     assert np.allclose(equal.member_weights(neighbors), 0.5)
+    assert np.allclose(dynamic.member_weights(neighbors)[1:], 0.5)
+    replacing = Trainer(cpu_preset(4, own_weight="clean_probability"), images, noisy, 10)
+    replacing.p_clean = dynamic.p_clean
+    assert np.allclose(replacing.member_weights(neighbors), [[0, 1]] + [[1, 0]] * (len(noisy) - 1))
 
 
 def parameters(trainer):

@@ -1,0 +1,95 @@
+"""What the mixing trains on, epoch by epoch: a diagnostic that reads the TRUE labels.
+
+    .venv/bin/python bench/mixing_diagnostics.py --setting cifar10n-worse --epochs 20
+
+Trains one ``mixnn`` run (the cpu preset, ``--set FIELD=VALUE`` to change it) through the same
+steps as ``Trainer.run_epoch`` and, in every mixing epoch, scores them against the true labels:
+
+- ``p_clean_auroc``: how well the clean probability ranks correct given labels above wrong ones;
+- ``p_clean_correct`` / ``p_clean_wrong``: its mean over samples whose given label is correct /
+  wrong;
+- ``neighbor_agreement``: share of (sample, neighbour) pairs of the same true class;
+- ``target_wrong_mass``: mass the synthetic samples' soft labels put on classes other than their
+  members' true ones, sum_j w_ij (1 - t_j[true_j]) averaged over samples (plain training on the
+  given labels: the wrong-label share);
+- ``own_weight_correct``: mean weight a correctly labelled sample keeps in its own synthetic
+  sample (1 = not mixed; 1 / (K + 1) = blended evenly);
+- ``soft_label_wrong_mass``: 1 - t_i[true_i] averaged over samples (the training soft labels).
+
+Its numbers explain what a default does; they must not choose one (choices use held-out noisy
+labels, bench/tune.py). Results go to ``bench/results/diagnostics/<setting>-e<epochs>[-FIELD=VALUE...].json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.suite import SETTINGS, config_assignments, load  # noqa: E402
+from mixnn_core.config import cpu_preset  # noqa: E402
+from mixnn_core.files import write_json_atomic  # noqa: E402
+from mixnn_core.knn import nearest_neighbors  # noqa: E402
+from mixnn_core.metrics import detection_auroc  # noqa: E402
+from mixnn_core.trainer import Trainer  # noqa: E402
+
+
+def mixing_scores(p_clean: np.ndarray, neighbors: np.ndarray, weights: np.ndarray, soft_labels: np.ndarray,
+                  given: np.ndarray, true: np.ndarray) -> dict:
+    """The scores listed in the module docstring for one mixing epoch (arrays as in the Trainer)."""
+    correct = given == true
+    members = np.concatenate([np.arange(len(true))[:, None], neighbors], axis=1)
+    own_true_mass = soft_labels[np.arange(len(true)), true]
+    return {
+        "p_clean_auroc": detection_auroc(p_clean, ~correct),
+        "p_clean_correct": float(p_clean[correct].mean()),
+        "p_clean_wrong": float(p_clean[~correct].mean()) if (~correct).any() else None,
+        "neighbor_agreement": float((true[neighbors] == true[:, None]).mean()),
+        "target_wrong_mass": float((weights * (1.0 - own_true_mass[members])).sum(axis=1).mean()),
+        "own_weight_correct": float(weights[correct, 0].mean()),
+        "soft_label_wrong_mass": float(1.0 - own_true_mass.mean()),
+    }
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--setting", choices=sorted(SETTINGS), required=True)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "diagnostics")
+    args = parser.parse_args(argv)
+    overrides = config_assignments(parser, args.set)
+    setting = SETTINGS[args.setting]
+    data = load(setting, seed=0)
+    config = cpu_preset(args.epochs, "mixnn", **{**setting.train_options(), **overrides})
+    trainer = Trainer(config, data.train.images, data.noisy_labels, 10,
+                      test_images=data.test.images, test_labels=data.test.labels)
+    rows = []
+    while trainer.epoch < config.epochs:
+        scores = {}
+        if config.phase(trainer.epoch) == "mixnn":
+            evaluation = trainer.evaluation_pass()
+            trainer.fit_clean_probability(evaluation.losses)
+            neighbors = nearest_neighbors(evaluation.features, config.num_neighbors, config.knn_method,
+                                          normalize=config.normalize_features)
+            trainer.correct_labels(evaluation.probs)
+            scores = mixing_scores(trainer.p_clean, neighbors, trainer.member_weights(neighbors),
+                                   trainer.soft_labels, data.noisy_labels, data.train.labels)
+            row = trainer.train_epoch(neighbors)
+        else:
+            row = trainer.train_epoch()
+        rows.append({"epoch": row["epoch"], "phase": row["phase"], "test_acc": row["test_acc"], **scores})
+        print(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in rows[-1].items()), flush=True)
+    suffix = "".join(f"-{key}={value}" for key, value in overrides.items())
+    out = args.out / f"{args.setting}-e{args.epochs}{suffix}.json"
+    write_json_atomic({"setting": args.setting, "config": config.to_dict(), "epochs": rows}, out)
+    return out
+
+
+if __name__ == "__main__":
+    main()
