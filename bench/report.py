@@ -229,7 +229,8 @@ def tuning_table(folder: Path) -> str:
         for value, result in tuning["results"].items():
             curve = result["held_out_noisy_accuracy"]
             best = max(range(len(curve)), key=curve.__getitem__)
-            lines.append(f"| {tuning['setting']} e{tuning['epochs']} | {tuning['method']} | "
+            seed = f" s{tuning['seed']}" if tuning.get("seed") else ""
+            lines.append(f"| {tuning['setting']} e{tuning['epochs']}{seed} | {tuning['method']} | "
                          f"{tuning['field']}={value} | {fixed} | {result['config'].get('bn_refresh_samples', 0)} | "
                          f"{curve[-1]:.4f} | {best + 1} ({curve[best]:.4f}) |")
     return "\n".join(lines)

@@ -7,8 +7,10 @@ Holds out 10 % of the setting's training set (stratified by the noisy label, see
 the rest with each value of the grid and reports, per epoch, the accuracy on the held-out noisy
 labels. Under class-conditional noise whose given label is still the most likely one, that
 accuracy ranks models as the clean one would (it is a scaled, shifted copy of it), so the
-choice needs no clean label. Results go to
-``bench/results/tune/<setting>-<method>-<field>[-<held fixed FIELD=VALUE>...].json``.
+choice needs no clean label. ``--seed`` changes the noisy labels, the held-out split and the
+training seed together. Results go to
+``bench/results/tune/<setting>-<method>-<field>[-<held fixed FIELD=VALUE>...][-s<seed>][-<tag>].json``;
+``--tag`` keeps a rerun under changed code defaults from overwriting the earlier file.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from mixnn_core.trainer import Trainer  # noqa: E402
 HELD_OUT_SHARE = 0.1
 
 
-def held_out_split(noisy: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def held_out_split(noisy: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.model_selection import train_test_split
 
     rows = np.arange(len(noisy))
@@ -46,6 +48,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--grid", required=True, help="FIELD=V1,V2,... (JSON values)")
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tag", default="", help="appended to the result file's name")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "tune")
     args = parser.parse_args(argv)
     fixed = config_assignments(parser, args.set)
@@ -54,12 +58,12 @@ def main(argv: list[str] | None = None) -> Path:
         parser.error(f"--grid {args.grid!r}: expected FIELD=V1,V2,...")
     grid = [config_assignments(parser, [f"{field}={text}"])[field] for text in values.split(",")]
     setting = SETTINGS[args.setting]
-    data = load(setting, seed=0)
-    fit_rows, held_rows = held_out_split(data.noisy_labels)
+    data = load(setting, seed=args.seed)
+    fit_rows, held_rows = held_out_split(data.noisy_labels, args.seed)
     held_images = torch.as_tensor(data.train.images[held_rows])
     results = {}
     for value in grid:
-        config = cpu_preset(args.epochs, args.method, **{**setting.train_options(), **fixed, field: value})
+        config = cpu_preset(args.epochs, args.method, **{**setting.train_options(), "seed": args.seed, **fixed, field: value})
         trainer = Trainer(config, data.train.images[fit_rows], data.noisy_labels[fit_rows], 10)
         curve = []
         while trainer.epoch < config.epochs:
@@ -71,9 +75,11 @@ def main(argv: list[str] | None = None) -> Path:
     best = max(results, key=lambda key: results[key]["held_out_noisy_accuracy"][-1])
     print(f"best {field} (last epoch): {best}")
     held_fixed = "".join(f"-{key}={value}" for key, value in fixed.items())
-    out = args.out / f"{args.setting}-{args.method}-{field}{held_fixed}.json"
+    seed = f"-s{args.seed}" if args.seed else ""
+    tag = f"-{args.tag}" if args.tag else ""
+    out = args.out / f"{args.setting}-{args.method}-{field}{held_fixed}{seed}{tag}.json"
     write_json_atomic({"setting": args.setting, "method": args.method, "epochs": args.epochs, "field": field,
-                       "fixed": fixed, "best": best, "results": results}, out)
+                       "fixed": fixed, "seed": args.seed, "best": best, "results": results}, out)
     return out
 
 

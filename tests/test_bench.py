@@ -5,9 +5,11 @@ from __future__ import annotations
 import importlib.util
 import json
 
+import numpy as np
+
 import pytest
 
-from bench import prefect_overhead, report, suggestion_share, suite, tune
+from bench import mixing_diagnostics, prefect_overhead, report, suggestion_share, suite, tune
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +78,16 @@ def test_tuning_on_held_out_noisy_labels_lands_in_the_report(quick_results, tmp_
     assert "| digits-sym40 e3 | mixnn | lr=0.05 | warmup_epochs=1 | 4096 |" in benchmarks.read_text()
 
 
+def test_tuning_seed_changes_the_noisy_labels_and_names_the_file(tmp_path):
+    tuned = tune.main(["--setting", "digits-sym40", "--method", "ce", "--epochs", "1", "--grid", "lr=0.02",
+                       "--seed", "1", "--tag", "rerun", "--out", str(tmp_path)])
+    assert tuned.name == "digits-sym40-ce-lr-s1-rerun.json"
+    result = json.loads(tuned.read_text())
+    assert result["seed"] == 1 and result["results"]["0.02"]["config"]["seed"] == 1
+    assert not np.array_equal(suite.load(suite.SETTINGS["digits-sym40"], 1).noisy_labels,
+                              suite.load(suite.SETTINGS["digits-sym40"], 0).noisy_labels)
+
+
 def test_time_inside_tasks_counts_overlapping_task_runs_once():
     covered = prefect_overhead.covered_seconds
     assert covered([]) == 0
@@ -93,3 +105,28 @@ def test_suggestion_share_diagnostic_reads_one_run_several_ways():
         assert results[name]["label_recovery"] > given_accuracy, name
     with pytest.raises(SystemExit):
         suggestion_share.main(["--setting", "digits-sym40", "--shares", "1.5"])
+
+
+def test_mixing_scores_by_hand():
+    """Sample 0 clean, sample 1 wrong (given 0, true 1), sample 2 clean; neighbours 0<->1, 2->1."""
+    given, true = np.array([0, 0, 1]), np.array([0, 1, 1])
+    soft = np.eye(2)[given]
+    weights = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
+    scores = mixing_diagnostics.mixing_scores(np.array([0.9, 0.2, 0.5]), np.array([[1], [0], [1]]), weights,
+                                              soft, given, true)
+    assert scores["p_clean_auroc"] == 1.0 and scores["p_clean_wrong"] == 0.2
+    assert np.isclose(scores["p_clean_correct"], 0.7) and np.isclose(scores["own_weight_correct"], 0.7)
+    assert np.isclose(scores["neighbor_agreement"], 1 / 3)
+    assert np.isclose(scores["target_wrong_mass"], (0.1 * 1 + 0.2 * 1 + 0.5 * 1) / 3)
+    assert np.isclose(scores["soft_label_wrong_mass"], 1 / 3)
+
+
+def test_mixing_diagnostics_score_every_mixing_epoch(tmp_path):
+    out = mixing_diagnostics.main(["--setting", "digits-sym40", "--epochs", "3", "--set", "warmup_epochs=1",
+                                   "--out", str(tmp_path)])
+    assert out.name == "digits-sym40-e3-warmup_epochs=1.json"
+    rows = json.loads(out.read_text())["epochs"]
+    assert [row["phase"] for row in rows] == ["warmup", "mixnn", "mixnn"] and "p_clean_auroc" not in rows[0]
+    for row in rows[1:]:
+        assert 0.5 < row["p_clean_auroc"] <= 1 and 0.5 < row["neighbor_agreement"] <= 1
+        assert 0 <= row["target_wrong_mass"] < row["soft_label_wrong_mass"] + 0.2
