@@ -6,7 +6,6 @@ import importlib.util
 import json
 
 import numpy as np
-
 import pytest
 
 from bench import mixing_diagnostics, prefect_overhead, report, suggestion_share, suite, tune

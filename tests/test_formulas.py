@@ -7,8 +7,13 @@ import torch
 from mixnn_core.augment import channel_statistics
 from mixnn_core.correction import ema_update, suggestion_soft_labels
 from mixnn_core.gmm import clean_probability, fit_mixture, fit_mixture_per_class, normalize_losses
-from mixnn_core.mixing import (SELF_WEIGHT_EPSILON, mix_batch, mixing_weights, replacement_weights,
-                                soft_cross_entropy)
+from mixnn_core.mixing import (
+    SELF_WEIGHT_EPSILON,
+    mix_batch,
+    mixing_weights,
+    replacement_weights,
+    soft_cross_entropy,
+)
 from mixnn_core.outputs import sample_outputs
 
 # -- clean probability -------------------------------------------------------------------------
