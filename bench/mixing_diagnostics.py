@@ -17,7 +17,9 @@ steps as ``Trainer.run_epoch`` and, in every mixing epoch, scores them against t
 - ``soft_label_wrong_mass``: 1 - t_i[true_i] averaged over samples (the training soft labels).
 
 Its numbers explain what a default does; they must not choose one (choices use held-out noisy
-labels, bench/tune.py). Results go to ``bench/results/diagnostics/<setting>-e<epochs>[-FIELD=VALUE...].json``.
+labels, bench/tune.py). Results go to ``bench/results/diagnostics/<setting>-e<epochs>[-FIELD=VALUE...].json``;
+with ``--samples FILE.npz`` the final per-sample arrays too (given and true labels, suggestion
+soft labels, clean probabilities, the final model's predictions), to study suggestion rules.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "diagnostics")
+    parser.add_argument("--samples", type=Path, help="write the final per-sample arrays here (.npz)")
     args = parser.parse_args(argv)
     overrides = config_assignments(parser, args.set)
     setting = SETTINGS[args.setting]
@@ -85,6 +88,11 @@ def main(argv: list[str] | None = None) -> Path:
             row = trainer.train_epoch()
         rows.append({"epoch": row["epoch"], "phase": row["phase"], "test_acc": row["test_acc"], **scores})
         print(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in rows[-1].items()), flush=True)
+    if args.samples:
+        args.samples.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(args.samples, given=data.noisy_labels, true=data.train.labels,
+                            suggestion=trainer.outputs().soft_label, p_clean=trainer.p_clean,
+                            probs=trainer.evaluation_pass().probs)
     suffix = "".join(f"-{key}={value}" for key, value in overrides.items())
     out = args.out / f"{args.setting}-e{args.epochs}{suffix}.json"
     write_json_atomic({"setting": args.setting, "config": config.to_dict(), "epochs": rows}, out)

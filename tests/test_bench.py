@@ -8,7 +8,15 @@ import json
 import numpy as np
 import pytest
 
-from bench import mixing_diagnostics, prefect_overhead, report, suggestion_share, suite, tune
+from bench import (
+    mixing_diagnostics,
+    prefect_overhead,
+    report,
+    suggestion_rules,
+    suggestion_share,
+    suite,
+    tune,
+)
 
 
 @pytest.fixture(scope="module")
@@ -122,10 +130,28 @@ def test_mixing_scores_by_hand():
 
 def test_mixing_diagnostics_score_every_mixing_epoch(tmp_path):
     out = mixing_diagnostics.main(["--setting", "digits-sym40", "--epochs", "3", "--set", "warmup_epochs=1",
-                                   "--out", str(tmp_path)])
+                                   "--out", str(tmp_path), "--samples", str(tmp_path / "digits.npz")])
     assert out.name == "digits-sym40-e3-warmup_epochs=1.json"
     rows = json.loads(out.read_text())["epochs"]
     assert [row["phase"] for row in rows] == ["warmup", "mixnn", "mixnn"] and "p_clean_auroc" not in rows[0]
     for row in rows[1:]:
         assert 0.5 < row["p_clean_auroc"] <= 1 and 0.5 < row["neighbor_agreement"] <= 1
         assert 0 <= row["target_wrong_mass"] < row["soft_label_wrong_mass"] + 0.2
+    arrays = np.load(tmp_path / "digits.npz")
+    assert arrays["suggestion"].shape == arrays["probs"].shape == (len(arrays["given"]), 10)
+    assert (arrays["given"] != arrays["true"]).mean() > 0.3  # digits-sym40: 40 % redrawn
+    rows = suggestion_rules.main([str(tmp_path / "digits.npz")])
+    current = rows[("digits.npz", "argmax differs (current)")]
+    assert current["changed"] == int((arrays["suggestion"].argmax(axis=1) != arrays["given"]).sum())
+    for row in rows.values():
+        assert row["fixed"] + row["broken"] <= row["changed"] <= current["changed"]
+
+
+def test_confident_joint_issue_count_by_hand():
+    """Thresholds 0.6 (class 0) and 0.8 (class 1); sample 2 (given 0) is confidently class 1,
+    sample 5 is confident in nothing; row 1 of the joint, [0, 2], is rescaled to its 3 samples."""
+    given = np.array([0, 0, 0, 1, 1, 1])
+    soft = np.array([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9], [0.1, 0.9], [0.2, 0.8], [0.3, 0.7]])
+    assert suggestion_rules.confident_joint_issue_count(given, soft) == 1
+    soft[0] = [0.3, 0.7]  # confident in nothing now: row 0, [1, 1], rescaled to 3 samples, 1.5 off
+    assert suggestion_rules.confident_joint_issue_count(given, soft) == 2

@@ -1,0 +1,91 @@
+"""Which labels should a run change? Scores rules on saved per-sample arrays, with TRUE labels.
+
+    .venv/bin/python bench/suggestion_rules.py /work/samples/cifar10n-aggre.npz ...
+
+Reads the ``--samples`` files of ``bench/mixing_diagnostics.py`` and, for every rule, counts
+the labels it changes, how many of those it fixes and breaks, and the recovery of the manifest
+it would write (a label not changed keeps the given one). The rules have no tuned threshold;
+this script measures them, it must not tune one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mixnn_core.gmm import clean_probability  # noqa: E402
+
+
+def confident_joint_issue_count(given: np.ndarray, soft: np.ndarray) -> int:
+    """Estimated number of wrong given labels: the off-diagonal mass of cleanlab's confident
+    joint, each row rescaled to its class's size (Northcutt et al., "Confident Learning")."""
+    classes = soft.shape[1]
+    thresholds = np.array([soft[given == c, c].mean() if (given == c).any() else 1.0 for c in range(classes)])
+    above = soft >= thresholds
+    confident = np.where(above.any(axis=1), np.where(above, soft, -1.0).argmax(axis=1), -1)
+    joint = np.zeros((classes, classes))
+    np.add.at(joint, (given[confident >= 0], confident[confident >= 0]), 1)
+    sizes = np.bincount(given, minlength=classes)
+    rows = joint.sum(axis=1, keepdims=True)
+    calibrated = np.divide(joint * sizes[:, None], rows, out=np.zeros_like(joint), where=rows > 0)
+    return int(round(calibrated.sum() - np.trace(calibrated)))
+
+
+def given_label_clean_probability(given: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Probability that each given label is clean: the method's two-component mixture, fitted to
+    the final model's cross-entropy on the GIVEN labels instead of the corrected ones."""
+    return clean_probability(-np.log(np.clip(probs[np.arange(len(given)), given], 1e-12, None)))
+
+
+def changes_by_rule(given: np.ndarray, soft: np.ndarray, probs: np.ndarray) -> dict:
+    """Boolean masks of the labels each rule would change to argmax(soft)."""
+    rows = np.arange(len(given))
+    suggested = soft.argmax(axis=1)
+    differs = suggested != given
+    margin = soft[rows, suggested] - soft[rows, given]  # 0 where the suggestion is the given label
+
+    def top(count: int) -> np.ndarray:
+        chosen = np.zeros(len(given), bool)
+        order = np.argsort(-margin, kind="stable")[:max(0, count)]
+        chosen[order] = True
+        return chosen & differs
+
+    p_given = given_label_clean_probability(given, probs)
+    return {
+        "argmax differs (current)": differs,
+        "differs and given-label mixture p < 0.5": differs & (p_given < 0.5),
+        "top n, n = confident-joint estimate": top(confident_joint_issue_count(given, soft)),
+        "top n, n = given-label mixture estimate": top(int(round((1 - p_given).sum()))),
+        "top n, n = sum of (1 - label quality)": top(int(round((1 - soft[rows, given]).sum()))),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("samples", type=Path, nargs="+")
+    args = parser.parse_args(argv)
+    results = {}
+    for path in args.samples:
+        arrays = np.load(path)
+        given, true, soft = arrays["given"], arrays["true"], arrays["suggestion"]
+        suggested = soft.argmax(axis=1)
+        print(f"{path.name}: {len(given)} samples, {int((given != true).sum())} wrong, given labels "
+              f"{(given == true).mean():.4f} right")
+        for name, change in changes_by_rule(given, soft, arrays["probs"]).items():
+            manifest = np.where(change, suggested, given)
+            row = {"changed": int(change.sum()), "fixed": int((change & (given != true) & (suggested == true)).sum()),
+                   "broken": int((change & (given == true)).sum()), "recovery": float((manifest == true).mean())}
+            results[(path.name, name)] = row
+            print(f"  {name:42s} changed {row['changed']:6d} fixed {row['fixed']:6d} broken {row['broken']:6d} "
+                  f"recovery {row['recovery']:.4f}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
