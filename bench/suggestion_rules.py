@@ -19,7 +19,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mixnn_core.gmm import clean_probability  # noqa: E402
+from mixnn_core.gmm import clean_probability, fit_mixture_per_class, normalize_losses  # noqa: E402
 
 
 def confident_joint_issue_count(given: np.ndarray, soft: np.ndarray) -> int:
@@ -37,10 +37,14 @@ def confident_joint_issue_count(given: np.ndarray, soft: np.ndarray) -> int:
     return int(round(calibrated.sum() - np.trace(calibrated)))
 
 
-def given_label_clean_probability(given: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """Probability that each given label is clean: the method's two-component mixture, fitted to
-    the final model's cross-entropy on the GIVEN labels instead of the corrected ones."""
-    return clean_probability(-np.log(np.clip(probs[np.arange(len(given)), given], 1e-12, None)))
+def given_label_clean_probability(given: np.ndarray, probs: np.ndarray, per_class: bool = False) -> np.ndarray:
+    """Probability that each given label is clean: the method's two-component mixture (one over
+    all samples, or one per given class), fitted to the final model's cross-entropy on the GIVEN
+    labels instead of the corrected ones."""
+    losses = -np.log(np.clip(probs[np.arange(len(given)), given], 1e-12, None))
+    if per_class:
+        return fit_mixture_per_class(normalize_losses(losses), given).p_clean
+    return clean_probability(losses)
 
 
 def changes_by_rule(given: np.ndarray, soft: np.ndarray, probs: np.ndarray) -> dict:
@@ -57,12 +61,13 @@ def changes_by_rule(given: np.ndarray, soft: np.ndarray, probs: np.ndarray) -> d
         return chosen & differs
 
     p_given = given_label_clean_probability(given, probs)
+    p_given_per_class = given_label_clean_probability(given, probs, per_class=True)
     return {
         "argmax differs (current)": differs,
         "differs and given-label mixture p < 0.5": differs & (p_given < 0.5),
+        "same, one mixture per given class": differs & (p_given_per_class < 0.5),
         "top n, n = confident-joint estimate": top(confident_joint_issue_count(given, soft)),
         "top n, n = given-label mixture estimate": top(int(round((1 - p_given).sum()))),
-        "top n, n = sum of (1 - label quality)": top(int(round((1 - soft[rows, given]).sum()))),
     }
 
 
