@@ -4,8 +4,8 @@ Each new sample gets two opinions about its label: the trained model's predictio
 suggested labels of its K nearest training samples in the model's feature space (their share
 per class, h). Their average ``s = (q + h) / 2`` plays the role of the soft label of a training
 sample: ``suggested_label = argmax s``, ``label_quality = s[given]`` (the estimated probability
-that the given label is correct) and ``is_label_issue = label_quality < s[suggested]``, the same
-rule as the training manifest's.
+that the given label is correct) and ``is_label_issue = label_quality < s[suggested]``, the
+training manifest's rule without its confident-learning count (``Trainer.outputs``).
 """
 
 from __future__ import annotations

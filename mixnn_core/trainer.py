@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from mixnn_core.augment import channel_statistics, normalize, random_crop_flip
+from mixnn_core.confident_learning import label_issues
 from mixnn_core.config import SUGGESTION_GIVEN_LABEL_WEIGHT, TrainConfig
 from mixnn_core.correction import ema_update, suggestion_soft_labels
 from mixnn_core.files import replace_atomically
@@ -324,15 +325,16 @@ class Trainer:
         return float((self.predict_proba(self.test_images).argmax(1) == self.test_labels).mean())
 
     def outputs(self, final_probs: np.ndarray | None = None) -> SampleOutputs:
-        """Per-sample outputs: for ``mixnn`` from the corrected soft labels with the given label's
-        share cut to ``SUGGESTION_GIVEN_LABEL_WEIGHT`` (``suggestion_soft_labels``), else from
-        the predictions."""
-        if self.config.method == "mixnn":
-            soft = suggestion_soft_labels(self.soft_labels, self.given_labels,
-                                          self.config.given_label_share(self.epoch), SUGGESTION_GIVEN_LABEL_WEIGHT)
-        else:
+        """Per-sample outputs. For ``mixnn``: from the corrected soft labels with the given
+        label's share cut to ``SUGGESTION_GIVEN_LABEL_WEIGHT`` (``suggestion_soft_labels``),
+        changing only the labels confident learning counts as wrong (``label_issues``). For
+        ``ce`` / ``mixup``: the predictions' argmax, the baselines of BENCHMARKS.md."""
+        if self.config.method != "mixnn":
             soft = final_probs if final_probs is not None else self.evaluation_pass().probs
-        return sample_outputs(self.given_labels, soft, self.p_clean)
+            return sample_outputs(self.given_labels, soft, self.p_clean)
+        soft = suggestion_soft_labels(self.soft_labels, self.given_labels,
+                                      self.config.given_label_share(self.epoch), SUGGESTION_GIVEN_LABEL_WEIGHT)
+        return sample_outputs(self.given_labels, soft, self.p_clean, label_issues(self.given_labels, soft))
 
     # -- checkpoints -----------------------------------------------------------------------
 

@@ -218,6 +218,19 @@ def test_outputs_score_the_given_label_not_the_corrected_one():
     assert out.is_label_issue.tolist() == [False, True, False]
 
 
+def test_labels_that_may_not_change_keep_the_given_one_unflagged():
+    soft = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.1, 0.7, 0.2]], dtype=np.float32)
+    given = np.array([0, 0, 0])
+    out = sample_outputs(given, soft, np.ones(3), may_change=np.array([True, True, False]))
+    assert out.suggested_label.tolist() == [0, 2, 0]
+    assert out.is_label_issue.tolist() == [False, True, False]
+    assert np.allclose(out.suggested_confidence, [0.7, 0.6, 0.1])
+    assert np.allclose(out.label_quality, [0.7, 0.1, 0.1])  # the soft label's own figure
+    assert sample_outputs(given, soft, np.ones(3)).suggested_label.tolist() == [0, 2, 1]
+    with pytest.raises(ValueError, match="may_change"):
+        sample_outputs(given, soft, np.ones(3), may_change=np.ones(2, dtype=bool))
+
+
 def test_channel_statistics_equal_the_float_computation_per_channel():
     images = np.random.default_rng(3).integers(0, 256, (40, 3, 6, 5), dtype=np.uint8)
     images[:, 1] //= 4  # channels with different statistics
