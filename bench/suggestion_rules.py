@@ -19,6 +19,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from mixnn_core.confident_learning import label_issues  # noqa: E402
 from mixnn_core.gmm import clean_probability, fit_mixture_per_class, normalize_losses  # noqa: E402
 
 
@@ -63,7 +64,8 @@ def changes_by_rule(given: np.ndarray, soft: np.ndarray, probs: np.ndarray) -> d
     p_given = given_label_clean_probability(given, probs)
     p_given_per_class = given_label_clean_probability(given, probs, per_class=True)
     return {
-        "argmax differs (current)": differs,
+        "argmax differs (the rule before 2026-11-30)": differs,
+        "confident learning (the product's rule)": label_issues(given, soft),
         "differs and given-label mixture p < 0.5": differs & (p_given < 0.5),
         "same, one mixture per given class": differs & (p_given_per_class < 0.5),
         "top n, n = confident-joint estimate": top(confident_joint_issue_count(given, soft)),
