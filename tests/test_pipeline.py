@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from flows.mixnn_flow import mixnn
+from mixnn_core.confident_learning import label_issues
 
 PROJECT = Path(__file__).resolve().parents[1]
 from tests.conftest import DIGITS_RUN as RUN  # noqa: E402
@@ -58,7 +59,12 @@ def test_manifest_schema_and_contents(finished_run):
     assert manifest["sample_id"].tolist() == list(range(1797))
     soft = np.stack(manifest["soft_label"].to_numpy())
     assert soft.shape == (1797, 10) and np.allclose(soft.sum(axis=1), 1, atol=1e-4)
-    assert (manifest["suggested_label"] == soft.argmax(axis=1)).all()
+    # the labels confident learning counts as wrong get the soft label's argmax, the rest keep theirs
+    changed = label_issues(manifest["given_label"].to_numpy(), soft)
+    assert changed.sum() > 300  # of about 720 injected wrong labels
+    np.testing.assert_array_equal(manifest["is_label_issue"], changed)
+    assert (manifest["suggested_label"][changed] == soft.argmax(axis=1)[changed]).all()
+    assert (manifest["suggested_label"][~changed] == manifest["given_label"][~changed]).all()
     rows = np.arange(1797)
     assert np.allclose(manifest["label_quality"], soft[rows, manifest["given_label"]], atol=1e-6)
     labels = pd.read_parquet(run_dir / "labels.parquet")
