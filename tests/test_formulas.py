@@ -218,12 +218,12 @@ def test_outputs_score_the_given_label_not_the_corrected_one():
     assert out.is_label_issue.tolist() == [False, True, False]
 
 
-def test_labels_that_may_not_change_keep_the_given_one_unflagged():
+def test_labels_that_may_not_change_keep_the_given_one_but_stay_flagged():
     soft = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.1, 0.7, 0.2]], dtype=np.float32)
     given = np.array([0, 0, 0])
     out = sample_outputs(given, soft, np.ones(3), may_change=np.array([True, True, False]))
     assert out.suggested_label.tolist() == [0, 2, 0]
-    assert out.is_label_issue.tolist() == [False, True, False]
+    assert out.is_label_issue.tolist() == [False, True, True]  # sample 2: for review, not changed
     assert np.allclose(out.suggested_confidence, [0.7, 0.6, 0.1])
     assert np.allclose(out.label_quality, [0.7, 0.1, 0.1])  # the soft label's own figure
     assert sample_outputs(given, soft, np.ones(3)).suggested_label.tolist() == [0, 2, 1]

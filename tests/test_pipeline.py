@@ -59,10 +59,13 @@ def test_manifest_schema_and_contents(finished_run):
     assert manifest["sample_id"].tolist() == list(range(1797))
     soft = np.stack(manifest["soft_label"].to_numpy())
     assert soft.shape == (1797, 10) and np.allclose(soft.sum(axis=1), 1, atol=1e-4)
-    # the labels confident learning counts as wrong get the soft label's argmax, the rest keep theirs
+    # the labels confident learning counts as wrong get the soft label's argmax, the rest keep
+    # theirs; every label another class is likelier for is flagged for review
     changed = label_issues(manifest["given_label"].to_numpy(), soft)
     assert changed.sum() > 300  # of about 720 injected wrong labels
-    np.testing.assert_array_equal(manifest["is_label_issue"], changed)
+    flagged = manifest["is_label_issue"].to_numpy()
+    np.testing.assert_array_equal(flagged, soft.argmax(axis=1) != manifest["given_label"].to_numpy())
+    assert flagged[changed].all()
     assert (manifest["suggested_label"][changed] == soft.argmax(axis=1)[changed]).all()
     assert (manifest["suggested_label"][~changed] == manifest["given_label"][~changed]).all()
     rows = np.arange(1797)
