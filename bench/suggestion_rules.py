@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     results = {}
     for path in args.samples:
-        arrays = np.load(path)
+        arrays = np.load(path, allow_pickle=False)
         given, true, soft = arrays["given"], arrays["true"], arrays["suggestion"]
         suggested = soft.argmax(axis=1)
         print(f"{path.name}: {len(given)} samples, {int((given != true).sum())} wrong, given labels "
