@@ -4,9 +4,10 @@ A sample i and its K neighbours form the set S_i = {i} + neighbours. Each member
 weight proportional to its clean probability p_j, so a noisy sample hands its weight to clean
 neighbours (``mixing_weights``, the method); or the sample keeps the share p_i of its own
 synthetic sample and its neighbours split the rest by their clean probabilities
-(``replacement_weights``), so a clean sample stays itself and only noisy ones are replaced. The synthetic sample is the weighted sum of the
-members' inputs, its soft label the weighted sum of their soft labels, and the loss is the
-soft-label cross-entropy on the synthetic samples only.
+(``replacement_weights``), so a clean sample stays itself and only noisy ones are replaced.
+The synthetic sample is the weighted sum of the members' inputs, its soft label the weighted
+sum of their soft labels, and the loss is the soft-label cross-entropy on the synthetic samples
+only.
 """
 
 from __future__ import annotations
@@ -28,15 +29,7 @@ def mixing_weights(p_clean: np.ndarray, neighbors: np.ndarray) -> np.ndarray:
     members' clean probabilities: w_ij = p_j / sum_{k in S_i} p_k, with ``SELF_WEIGHT_EPSILON``
     added to the sample's own p so that rows of all-zero probabilities give the sample weight 1.
     """
-    p_clean = np.asarray(p_clean, dtype=np.float64)
-    neighbors = np.asarray(neighbors)
-    if neighbors.ndim != 2 or neighbors.shape[0] != p_clean.shape[0]:
-        raise ValueError(f"neighbors must be (N, K) with N = {p_clean.shape[0]}, "
-                         f"got {neighbors.shape}")
-    if neighbors.size and (neighbors.min() < 0 or neighbors.max() >= p_clean.shape[0]):
-        raise ValueError("neighbors hold indices outside [0, N)")
-    if np.any((p_clean < 0) | (p_clean > 1)) or not np.all(np.isfinite(p_clean)):
-        raise ValueError("p_clean must be finite and within [0, 1]")
+    p_clean, neighbors = _checked(p_clean, neighbors)
     members = np.concatenate([p_clean[:, None] + SELF_WEIGHT_EPSILON, p_clean[neighbors]], axis=1)
     return members / members.sum(axis=1, keepdims=True)
 
@@ -50,14 +43,24 @@ def replacement_weights(p_clean: np.ndarray, neighbors: np.ndarray) -> np.ndarra
     neighbour; a noisy sample with a clean neighbour: about (0, 1), as in ``mixing_weights``.
     Inputs as in ``mixing_weights``; each row sums to 1.
     """
-    proportional = mixing_weights(p_clean, neighbors)  # validates the inputs
-    p_clean = np.asarray(p_clean, dtype=np.float64)
+    p_clean, neighbors = _checked(p_clean, neighbors)
     shares = p_clean[neighbors] + SELF_WEIGHT_EPSILON
     shares /= shares.sum(axis=1, keepdims=True)
-    weights = np.empty_like(proportional)
-    weights[:, 0] = p_clean
-    weights[:, 1:] = (1.0 - p_clean)[:, None] * shares
-    return weights
+    return np.concatenate([p_clean[:, None], (1.0 - p_clean)[:, None] * shares], axis=1)
+
+
+def _checked(p_clean: np.ndarray, neighbors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``p_clean`` as float64 and ``neighbors`` as an array, after the checks both weightings need."""
+    p_clean = np.asarray(p_clean, dtype=np.float64)
+    neighbors = np.asarray(neighbors)
+    if neighbors.ndim != 2 or neighbors.shape[0] != p_clean.shape[0]:
+        raise ValueError(f"neighbors must be (N, K) with N = {p_clean.shape[0]}, "
+                         f"got {neighbors.shape}")
+    if neighbors.size and (neighbors.min() < 0 or neighbors.max() >= p_clean.shape[0]):
+        raise ValueError("neighbors hold indices outside [0, N)")
+    if np.any((p_clean < 0) | (p_clean > 1)) or not np.all(np.isfinite(p_clean)):
+        raise ValueError("p_clean must be finite and within [0, 1]")
+    return p_clean, neighbors
 
 
 def mix_batch(inputs: torch.Tensor, soft_labels: torch.Tensor,

@@ -15,15 +15,15 @@ import numpy as np
 
 # The one threshold of ``is_label_issue``: a given label is flagged when its estimated
 # probability is below that of the best class, i.e. the soft label's argmax differs from it
-# (cleanlab's "predicted_neq_given" rule). With two classes this is ``label_quality < 0.5``. Measured on
-# digits with 40 % symmetric noise, it gave detection F1 0.98 where a fixed 0.5 gave 0.80:
-# corrected soft labels of clean samples often keep only 0.3-0.6 on their class.
+# (cleanlab's "predicted_neq_given" rule). With two classes this is ``label_quality < 0.5``.
+# Measured on digits with 40 % symmetric noise, it gave detection F1 0.98 where a fixed 0.5 gave
+# 0.80: corrected soft labels of clean samples often keep only 0.3-0.6 on their class.
 LABEL_ISSUE_RULE = "label_quality < max(soft_label)"
 # mixnn's outputs change only the labels confident learning counts as wrong
 # (``mixnn_core.confident_learning.label_issues`` on the suggestion soft labels); everywhere else
 # the suggestion is the given label. The flag is not narrowed: a flagged label whose suggestion
-# is the given one is left for a person to review rather than changed. Measured on the final soft labels of
-# the default 20-epoch runs (BENCHMARKS.md), recovery: Fashion-MNIST sym 50 % 88.4 -> 89.5,
+# is the given one is left for a person to review rather than changed. Measured on the final
+# soft labels of the default 20-epoch runs (BENCHMARKS.md), recovery: Fashion-MNIST sym 50 % 88.4 -> 89.5,
 # asym 40 % 87.5 -> 87.7, pair-flip 45 % 82.0 -> 83.4, CIFAR-10N worse 60.8 -> 67.7, aggre
 # 66.0 -> 81.3 (the given labels: 91.0).
 
