@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/mixing_diagnostics.py --setting cifar10n-worse --epochs 20
 
-Trains one ``mixnn`` run (the cpu preset, ``--set FIELD=VALUE`` to change it) through the same
-steps as ``Trainer.run_epoch`` and, in every mixing epoch, scores them against the true labels:
+Trains one ``mixnn`` run (the cpu preset, ``--set FIELD=VALUE`` to change it) epoch by epoch as
+``Trainer.run_epoch`` does and, in every mixing epoch, scores against the true labels what
+``Trainer.mixing_neighbors`` left for the training step:
 
 - ``p_clean_auroc``: how well the clean probability ranks correct given labels above wrong ones;
 - ``p_clean_correct`` / ``p_clean_wrong``: its mean over samples whose given label is correct /
@@ -36,7 +37,6 @@ sys.path.insert(0, str(ROOT))
 from bench.suite import SETTINGS, config_assignments, load  # noqa: E402
 from mixnn_core.config import cpu_preset  # noqa: E402
 from mixnn_core.files import write_json_atomic  # noqa: E402
-from mixnn_core.knn import nearest_neighbors  # noqa: E402
 from mixnn_core.metrics import detection_auroc  # noqa: E402
 from mixnn_core.trainer import Trainer  # noqa: E402
 
@@ -76,11 +76,7 @@ def main(argv: list[str] | None = None) -> Path:
     while trainer.epoch < config.epochs:
         scores = {}
         if config.phase(trainer.epoch) == "mixnn":
-            evaluation = trainer.evaluation_pass()
-            trainer.fit_clean_probability(evaluation.losses)
-            neighbors = nearest_neighbors(evaluation.features, config.num_neighbors, config.knn_method,
-                                          normalize=config.normalize_features)
-            trainer.correct_labels(evaluation.probs)
+            neighbors = trainer.mixing_neighbors()
             scores = mixing_scores(trainer.p_clean, neighbors, trainer.member_weights(neighbors),
                                    trainer.soft_labels, data.noisy_labels, data.train.labels)
             row = trainer.train_epoch(neighbors)

@@ -19,23 +19,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mixnn_core.confident_learning import label_issues  # noqa: E402
+from mixnn_core.confident_learning import confident_joint, label_issues  # noqa: E402
 from mixnn_core.gmm import clean_probability, fit_mixture_per_class, normalize_losses  # noqa: E402
-
-
-def confident_joint_issue_count(given: np.ndarray, soft: np.ndarray) -> int:
-    """Estimated number of wrong given labels: the off-diagonal mass of cleanlab's confident
-    joint, each row rescaled to its class's size (Northcutt et al., "Confident Learning")."""
-    classes = soft.shape[1]
-    thresholds = np.array([soft[given == c, c].mean() if (given == c).any() else 1.0 for c in range(classes)])
-    above = soft >= thresholds
-    confident = np.where(above.any(axis=1), np.where(above, soft, -1.0).argmax(axis=1), -1)
-    joint = np.zeros((classes, classes))
-    np.add.at(joint, (given[confident >= 0], confident[confident >= 0]), 1)
-    sizes = np.bincount(given, minlength=classes)
-    rows = joint.sum(axis=1, keepdims=True)
-    calibrated = np.divide(joint * sizes[:, None], rows, out=np.zeros_like(joint), where=rows > 0)
-    return int(round(calibrated.sum() - np.trace(calibrated)))
 
 
 def given_label_clean_probability(given: np.ndarray, probs: np.ndarray, per_class: bool = False) -> np.ndarray:
@@ -63,12 +48,13 @@ def changes_by_rule(given: np.ndarray, soft: np.ndarray, probs: np.ndarray) -> d
 
     p_given = given_label_clean_probability(given, probs)
     p_given_per_class = given_label_clean_probability(given, probs, per_class=True)
+    joint = confident_joint(given, soft)
     return {
         "argmax differs (the rule before 2026-11-30)": differs,
         "confident learning (the product's rule)": label_issues(given, soft),
         "differs and given-label mixture p < 0.5": differs & (p_given < 0.5),
         "same, one mixture per given class": differs & (p_given_per_class < 0.5),
-        "top n, n = confident-joint estimate": top(confident_joint_issue_count(given, soft)),
+        "top n, n = confident-joint estimate": top(int(joint.sum() - np.trace(joint))),
         "top n, n = given-label mixture estimate": top(int(round((1 - p_given).sum()))),
     }
 

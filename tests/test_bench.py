@@ -145,13 +145,3 @@ def test_mixing_diagnostics_score_every_mixing_epoch(tmp_path):
     assert current["changed"] == int((arrays["suggestion"].argmax(axis=1) != arrays["given"]).sum())
     for row in rows.values():
         assert row["fixed"] + row["broken"] <= row["changed"] <= current["changed"]
-
-
-def test_confident_joint_issue_count_by_hand():
-    """Thresholds 0.6 (class 0) and 0.8 (class 1); sample 2 (given 0) is confidently class 1,
-    sample 5 is confident in nothing; row 1 of the joint, [0, 2], is rescaled to its 3 samples."""
-    given = np.array([0, 0, 0, 1, 1, 1])
-    soft = np.array([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9], [0.1, 0.9], [0.2, 0.8], [0.3, 0.7]])
-    assert suggestion_rules.confident_joint_issue_count(given, soft) == 1
-    soft[0] = [0.3, 0.7]  # confident in nothing now: row 0, [1, 1], rescaled to 3 samples, 1.5 off
-    assert suggestion_rules.confident_joint_issue_count(given, soft) == 2
