@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, fields, replace
 METHODS = ("mixnn", "ce", "mixup")
 MIXTURE_LOSSES = ("current", "given")
 OWN_WEIGHTS = ("proportional", "clean_probability")
+CORRECTION_RATES = ("uniform", "noisy_probability")
 LR_SCHEDULES = ("cosine", "cosine_restarts")
 
 
@@ -39,6 +40,9 @@ class TrainConfig:
     alpha: float = 0.8  # EMA momentum of label correction
     correction_start: int = 6
     correction_every: int = 1
+    # step of a soft label toward the prediction: 1 - alpha for every sample ("uniform", the
+    # method) or (1 - alpha)(1 - p_clean) ("noisy_probability", correction.correction_momentum)
+    correction_rate: str = "uniform"
     loss_window: int = 1  # epochs of normalised losses averaged before the mixture fit
     mixture_loss: str = "current"  # loss the mixture sees: vs "current" corrected labels or "given"
     mixture_per_class: bool = False  # one mixture per label class instead of one over all samples
@@ -58,6 +62,8 @@ class TrainConfig:
             (self.method in METHODS, f"method must be one of {METHODS}, got {self.method!r}"),
             (self.mixture_loss in MIXTURE_LOSSES,
              f"mixture_loss must be one of {MIXTURE_LOSSES}, got {self.mixture_loss!r}"),
+            (self.correction_rate in CORRECTION_RATES,
+             f"correction_rate must be one of {CORRECTION_RATES}, got {self.correction_rate!r}"),
             (self.own_weight in OWN_WEIGHTS,
              f"own_weight must be one of {OWN_WEIGHTS}, got {self.own_weight!r}"),
             (self.lr_schedule in LR_SCHEDULES,
@@ -99,7 +105,8 @@ class TrainConfig:
 
     def given_label_share(self, epochs_done: int) -> float:
         """Share of the one-hot given label left in the training soft labels after epochs
-        ``[0, epochs_done)``: alpha to the number of corrections among them."""
+        ``[0, epochs_done)``: alpha to the number of corrections among them (with
+        ``correction_rate="uniform"``; otherwise the least any sample keeps)."""
         return self.alpha ** sum(self.corrects_labels(epoch) for epoch in range(epochs_done))
 
     def learning_rate(self, progress: float) -> float:

@@ -5,40 +5,62 @@ from __future__ import annotations
 import numpy as np
 
 
-def ema_update(soft_labels: np.ndarray, probs: np.ndarray, alpha: float = 0.9) -> np.ndarray:
+def ema_update(soft_labels: np.ndarray, probs: np.ndarray, alpha: float | np.ndarray = 0.9) -> np.ndarray:
     """New soft labels ``alpha * soft_labels + (1 - alpha) * probs``.
 
     ``soft_labels`` (N, C) are the running label estimates t_i (rows in the simplex),
     ``probs`` (N, C) the model's softmax predictions q_i. ``alpha`` is the momentum: at 0.9 each
-    update moves a soft label 10 % of the way toward the prediction. Rows stay in the simplex.
+    update moves a soft label 10 % of the way toward the prediction; an (N,) array gives each
+    sample its own (``correction_momentum``). Rows stay in the simplex.
     """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     soft_labels = np.asarray(soft_labels)
     probs = np.asarray(probs)
     if soft_labels.shape != probs.shape:
         raise ValueError(f"soft_labels {soft_labels.shape} and probs {probs.shape} differ in shape")
+    alpha = np.asarray(alpha, dtype=np.float64)
+    if alpha.ndim not in (0, 1) or (alpha.ndim == 1 and alpha.shape[0] != soft_labels.shape[0]):
+        raise ValueError(f"alpha must be a number or one per sample ({soft_labels.shape[0]},), got shape {alpha.shape}")
+    if not ((0.0 <= alpha) & (alpha <= 1.0)).all():
+        raise ValueError(f"alpha must be in [0, 1], got {alpha.min()}..{alpha.max()}")
+    # a number stays a Python float: float32 soft labels are then updated in float32, as before
+    # per-sample momenta existed (bit for bit the same runs)
+    alpha = alpha[:, None] if alpha.ndim == 1 else float(alpha)
     return alpha * soft_labels + (1.0 - alpha) * probs
 
 
-def suggestion_soft_labels(soft_labels: np.ndarray, given_labels: np.ndarray, given_share: float,
-                           suggestion_share: float) -> np.ndarray:
+def correction_momentum(alpha: float, p_clean: np.ndarray) -> np.ndarray:
+    """Per-sample momentum ``1 - (1 - alpha) (1 - p_clean)``: a sample's soft label moves toward
+    the prediction by the method's step ``1 - alpha`` times the probability that its label is
+    noisy, so a label that looks clean is kept and a label that looks wrong is corrected at the
+    full rate (the label refinement of DivideMix, Li et al. 2020, on the method's EMA)."""
+    p_clean = np.asarray(p_clean, dtype=np.float64)
+    if p_clean.ndim != 1 or not ((0.0 <= p_clean) & (p_clean <= 1.0)).all():
+        raise ValueError(f"p_clean must be (N,) values in [0, 1], got shape {p_clean.shape}")
+    return 1.0 - (1.0 - alpha) * (1.0 - p_clean)
+
+
+def suggestion_soft_labels(soft_labels: np.ndarray, given_labels: np.ndarray,
+                           given_share: float | np.ndarray, suggestion_share: float) -> np.ndarray:
     """Soft labels to suggest from: the training soft labels with the given label's share cut
     from ``given_share`` to ``suggestion_share``.
 
-    After n corrections with momentum alpha from a one-hot given label y, a soft label is
-    ``t = alpha^n y + (1 - alpha^n) qbar`` where qbar is the weighted average of the predictions
-    the corrections used (weights summing to 1). Training keeps a large share of y (``given_share``
-    = alpha^n) so the model does not learn its own early mistakes; the suggestion needs only a
-    tie-breaker's share of it, so this returns ``s y + (1 - s) qbar`` with
-    s = min(given_share, suggestion_share). Rows stay in the simplex; with no correction yet
-    (``given_share`` 1) the soft labels come back unchanged.
+    After n corrections with momenta alpha_1 .. alpha_n from a one-hot given label y, a soft
+    label is ``t = g y + (1 - g) qbar`` with g = alpha_1 ... alpha_n and qbar the weighted average
+    of the predictions the corrections used (weights summing to 1). Training keeps a large share
+    of y (``given_share`` = g, a number or one per sample) so the model does not learn its own
+    early mistakes; the suggestion needs only a tie-breaker's share of it, so this returns
+    ``s y + (1 - s) qbar`` with s = min(g, ``suggestion_share``). Rows stay in the simplex; rows
+    with no correction yet (g = 1) come back unchanged.
     """
     soft_labels = np.asarray(soft_labels, dtype=np.float64)
-    share = min(given_share, suggestion_share)
-    if given_share >= 1.0 or share == given_share:
-        return soft_labels.astype(np.float32)
-    given = np.eye(soft_labels.shape[1])[np.asarray(given_labels, dtype=np.int64)]
-    averaged = np.clip((soft_labels - given_share * given) / (1.0 - given_share), 0.0, None)
-    averaged /= averaged.sum(axis=1, keepdims=True)
-    return (share * given + (1.0 - share) * averaged).astype(np.float32)
+    given_share = np.broadcast_to(np.asarray(given_share, dtype=np.float64), soft_labels.shape[:1])
+    share = np.minimum(given_share, suggestion_share)
+    rows = (given_share < 1.0) & (share < given_share)
+    suggestion = soft_labels.copy()
+    if rows.any():
+        g, s = given_share[rows, None], share[rows, None]
+        given = np.eye(soft_labels.shape[1])[np.asarray(given_labels, dtype=np.int64)[rows]]
+        averaged = np.clip((soft_labels[rows] - g * given) / (1.0 - g), 0.0, None)
+        averaged /= averaged.sum(axis=1, keepdims=True)
+        suggestion[rows] = s * given + (1.0 - s) * averaged
+    return suggestion.astype(np.float32)

@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from mixnn_core.augment import channel_statistics, normalize, random_crop_flip
 from mixnn_core.confident_learning import label_issues
 from mixnn_core.config import SUGGESTION_GIVEN_LABEL_WEIGHT, TrainConfig
-from mixnn_core.correction import ema_update, suggestion_soft_labels
+from mixnn_core.correction import correction_momentum, ema_update, suggestion_soft_labels
 from mixnn_core.files import replace_atomically
 from mixnn_core.gmm import MixtureFit, fit_mixture, fit_mixture_per_class, normalize_losses
 from mixnn_core.knn import nearest_neighbors
@@ -37,7 +37,7 @@ from mixnn_core.mixing import mix_batch, mixing_weights, replacement_weights, so
 from mixnn_core.models import build_model, resolve_model_name
 from mixnn_core.outputs import SampleOutputs, sample_outputs
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: per-sample given_share
 # Fields that may differ between a checkpoint and the configuration resuming it.
 RESUMABLE_CHANGES = {"device", "eval_batch_size"}
 
@@ -119,6 +119,7 @@ class Trainer:
                                          momentum=config.momentum, weight_decay=config.weight_decay)
         self.soft_labels = np.eye(num_classes, dtype=np.float32)[labels]
         self.p_clean = np.ones(labels.shape[0])
+        self.given_share = np.ones(labels.shape[0])  # share of the given label in each soft label
         self.recent_losses: list[np.ndarray] = []
         self.epoch = 0  # completed epochs
         self.history: list[dict] = []
@@ -175,10 +176,16 @@ class Trainer:
         return fit
 
     def correct_labels(self, probs: np.ndarray) -> bool:
-        """EMA label correction with predictions ``probs``, when scheduled for this epoch."""
+        """EMA label correction with predictions ``probs``, when scheduled for this epoch; with
+        ``correction_rate="noisy_probability"`` each sample's step is scaled by 1 - p_clean of
+        the last mixture fit."""
         if not self.config.corrects_labels(self.epoch):
             return False
-        self.soft_labels = ema_update(self.soft_labels, probs, self.config.alpha).astype(np.float32)
+        momentum = self.config.alpha
+        if self.config.correction_rate == "noisy_probability":
+            momentum = correction_momentum(self.config.alpha, self.p_clean)
+        self.soft_labels = ema_update(self.soft_labels, probs, momentum).astype(np.float32)
+        self.given_share = self.given_share * momentum
         return True
 
     def train_epoch(self, neighbors: np.ndarray | None = None) -> dict:
@@ -286,8 +293,8 @@ class Trainer:
 
         Updates ``p_clean`` (and the soft labels, when the schedule corrects them). Under
         torch.distributed, rank 0 alone runs the evaluation pass, the mixture fit, the
-        neighbour search and the correction, then broadcasts the neighbours, ``p_clean`` and the
-        soft labels; rank 0 alone keeps the ``loss_window`` history the fit needs.
+        neighbour search and the correction, then broadcasts the neighbours, ``p_clean``, the
+        soft labels and their given-label shares; rank 0 alone keeps the ``loss_window`` history the fit needs.
         """
         neighbors = None
         if self.rank == 0:
@@ -332,8 +339,8 @@ class Trainer:
         if self.config.method != "mixnn":
             soft = final_probs if final_probs is not None else self.evaluation_pass().probs
             return sample_outputs(self.given_labels, soft, self.p_clean)
-        soft = suggestion_soft_labels(self.soft_labels, self.given_labels,
-                                      self.config.given_label_share(self.epoch), SUGGESTION_GIVEN_LABEL_WEIGHT)
+        soft = suggestion_soft_labels(self.soft_labels, self.given_labels, self.given_share,
+                                      SUGGESTION_GIVEN_LABEL_WEIGHT)
         return sample_outputs(self.given_labels, soft, self.p_clean, label_issues(self.given_labels, soft))
 
     # -- checkpoints -----------------------------------------------------------------------
@@ -352,6 +359,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "soft_labels": torch.from_numpy(self.soft_labels),
             "p_clean": torch.from_numpy(np.asarray(self.p_clean, dtype=np.float64)),
+            "given_share": torch.from_numpy(np.asarray(self.given_share, dtype=np.float64)),
             "recent_losses": [torch.from_numpy(x) for x in self.recent_losses],
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
@@ -372,7 +380,7 @@ class Trainer:
     def load(self, path: str | Path) -> None:
         """Continue from a checkpoint written by ``save`` for the same data and configuration."""
         state = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("format") != CHECKPOINT_FORMAT:
+        if state.get("format") not in (1, CHECKPOINT_FORMAT):
             raise ValueError(f"{path}: unknown checkpoint format {state.get('format')!r}")
         saved = TrainConfig.from_dict(state["config"])
         differing = [k for k, v in self.config.to_dict().items()
@@ -387,6 +395,10 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.soft_labels = state["soft_labels"].numpy().copy()
         self.p_clean = state["p_clean"].numpy().copy()
+        if "given_share" in state:
+            self.given_share = state["given_share"].numpy().copy()
+        else:  # format 1 knew only the uniform correction: every sample kept the same share
+            self.given_share = np.full(len(self.given_labels), saved.given_label_share(int(state["epoch"])))
         self.recent_losses = [x.numpy().copy() for x in state["recent_losses"]]
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
@@ -434,9 +446,9 @@ class Trainer:
         """Rank 0's ``neighbors``, clean probabilities and soft labels, in every process."""
         if self.world_size == 1:
             return neighbors
-        shared = [neighbors, self.p_clean, self.soft_labels]
+        shared = [neighbors, self.p_clean, self.soft_labels, self.given_share]
         dist.broadcast_object_list(shared, src=0)
-        neighbors, self.p_clean, self.soft_labels = shared
+        neighbors, self.p_clean, self.soft_labels, self.given_share = shared
         return neighbors
 
     def _batch_members(self, phase, index, neighbors, weights):

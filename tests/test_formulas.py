@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mixnn_core.augment import channel_statistics
-from mixnn_core.correction import ema_update, suggestion_soft_labels
+from mixnn_core.correction import correction_momentum, ema_update, suggestion_soft_labels
 from mixnn_core.gmm import clean_probability, fit_mixture, fit_mixture_per_class, normalize_losses
 from mixnn_core.mixing import (
     SELF_WEIGHT_EPSILON,
@@ -205,6 +205,47 @@ def test_suggestion_keeps_the_predictions_and_cuts_the_given_labels_share():
     np.testing.assert_array_equal(suggestion_soft_labels(one_hot, given, 1.0, 0.05), one_hot.astype(np.float32))
     np.testing.assert_allclose(suggestion_soft_labels(soft, given, given_share, 0.9), soft, atol=1e-7)
 
+
+
+def test_per_sample_momenta_correct_each_row_as_its_own_scalar_would():
+    rng = np.random.default_rng(1)
+    t, q = rng.dirichlet(np.ones(3), 5), rng.dirichlet(np.ones(3), 5)
+    momenta = np.array([1.0, 0.0, 0.9, 0.5, 0.97])
+    rows = np.stack([ema_update(t[i:i + 1], q[i:i + 1], momenta[i])[0] for i in range(5)])
+    np.testing.assert_allclose(ema_update(t, q, momenta), rows)
+    with pytest.raises(ValueError, match="one per sample"):
+        ema_update(t, q, momenta[:4])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        ema_update(t, q, np.array([0.5, 0.5, 1.2, 0.5, 0.5]))
+
+
+def test_correction_momentum_keeps_clean_looking_labels_and_corrects_noisy_ones_fully():
+    momentum = correction_momentum(0.9, np.array([1.0, 0.0, 0.5]))
+    np.testing.assert_allclose(momentum, [1.0, 0.9, 0.95])  # kept, the method's step, half of it
+    with pytest.raises(ValueError, match="p_clean"):
+        correction_momentum(0.9, np.array([0.5, 1.5]))
+
+
+def test_suggestion_undoes_each_samples_own_given_share():
+    rng = np.random.default_rng(2)
+    given = rng.integers(0, 4, 40)
+    one_hot = np.eye(4)[given]
+    soft, given_share, weighted_sum = one_hot, np.ones(40), np.zeros((40, 4))
+    for _ in range(5):
+        q = rng.dirichlet(np.ones(4), 40)
+        momentum = correction_momentum(0.8, rng.uniform(0, 1, 40))
+        soft = ema_update(soft, q, momentum)
+        # qbar's weights: each correction's step, shrunk by every later correction's momentum
+        weighted_sum = momentum[:, None] * weighted_sum + (1 - momentum)[:, None] * q
+        given_share = given_share * momentum
+    averaged = weighted_sum / (1 - given_share)[:, None]
+    suggestion = suggestion_soft_labels(soft, given, given_share, 0.05)
+    np.testing.assert_allclose(suggestion, 0.05 * one_hot + 0.95 * averaged, atol=1e-5)
+    # a sample never corrected (share 1) is left as it is
+    share = given_share.copy()
+    share[0] = 1.0
+    np.testing.assert_allclose(suggestion_soft_labels(np.where(np.arange(40)[:, None] == 0, one_hot, soft),
+                                                      given, share, 0.05)[0], one_hot[0])
 
 # -- per-sample outputs ------------------------------------------------------------------------
 
