@@ -105,8 +105,8 @@ class TrainConfig:
 
     def given_label_share(self, epochs_done: int) -> float:
         """Share of the one-hot given label left in the training soft labels after epochs
-        ``[0, epochs_done)``: alpha to the number of corrections among them (with
-        ``correction_rate="uniform"``; otherwise the least any sample keeps)."""
+        ``[0, epochs_done)`` by the method's uniform correction: alpha to the number of
+        corrections among them (``Trainer.uniform_soft_labels``)."""
         return self.alpha ** sum(self.corrects_labels(epoch) for epoch in range(epochs_done))
 
     def learning_rate(self, progress: float) -> float:

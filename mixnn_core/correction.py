@@ -39,28 +39,24 @@ def correction_momentum(alpha: float, p_clean: np.ndarray) -> np.ndarray:
     return 1.0 - (1.0 - alpha) * (1.0 - p_clean)
 
 
-def suggestion_soft_labels(soft_labels: np.ndarray, given_labels: np.ndarray,
-                           given_share: float | np.ndarray, suggestion_share: float) -> np.ndarray:
+def suggestion_soft_labels(soft_labels: np.ndarray, given_labels: np.ndarray, given_share: float,
+                           suggestion_share: float) -> np.ndarray:
     """Soft labels to suggest from: the training soft labels with the given label's share cut
     from ``given_share`` to ``suggestion_share``.
 
-    After n corrections with momenta alpha_1 .. alpha_n from a one-hot given label y, a soft
-    label is ``t = g y + (1 - g) qbar`` with g = alpha_1 ... alpha_n and qbar the weighted average
-    of the predictions the corrections used (weights summing to 1). Training keeps a large share
-    of y (``given_share`` = g, a number or one per sample) so the model does not learn its own
-    early mistakes; the suggestion needs only a tie-breaker's share of it, so this returns
-    ``s y + (1 - s) qbar`` with s = min(g, ``suggestion_share``). Rows stay in the simplex; rows
-    with no correction yet (g = 1) come back unchanged.
+    After n corrections with momentum alpha from a one-hot given label y, a soft label is
+    ``t = alpha^n y + (1 - alpha^n) qbar`` where qbar is the weighted average of the predictions
+    the corrections used (weights summing to 1). Training keeps a large share of y (``given_share``
+    = alpha^n) so the model does not learn its own early mistakes; the suggestion needs only a
+    tie-breaker's share of it, so this returns ``s y + (1 - s) qbar`` with
+    s = min(given_share, suggestion_share). Rows stay in the simplex; with no correction yet
+    (``given_share`` 1) the soft labels come back unchanged.
     """
     soft_labels = np.asarray(soft_labels, dtype=np.float64)
-    given_share = np.broadcast_to(np.asarray(given_share, dtype=np.float64), soft_labels.shape[:1])
-    share = np.minimum(given_share, suggestion_share)
-    rows = (given_share < 1.0) & (share < given_share)
-    suggestion = soft_labels.copy()
-    if rows.any():
-        g, s = given_share[rows, None], share[rows, None]
-        given = np.eye(soft_labels.shape[1])[np.asarray(given_labels, dtype=np.int64)[rows]]
-        averaged = np.clip((soft_labels[rows] - g * given) / (1.0 - g), 0.0, None)
-        averaged /= averaged.sum(axis=1, keepdims=True)
-        suggestion[rows] = s * given + (1.0 - s) * averaged
-    return suggestion.astype(np.float32)
+    share = min(given_share, suggestion_share)
+    if given_share >= 1.0 or share == given_share:
+        return soft_labels.astype(np.float32)
+    given = np.eye(soft_labels.shape[1])[np.asarray(given_labels, dtype=np.int64)]
+    averaged = np.clip((soft_labels - given_share * given) / (1.0 - given_share), 0.0, None)
+    averaged /= averaged.sum(axis=1, keepdims=True)
+    return (share * given + (1.0 - share) * averaged).astype(np.float32)

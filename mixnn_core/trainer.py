@@ -37,7 +37,7 @@ from mixnn_core.mixing import mix_batch, mixing_weights, replacement_weights, so
 from mixnn_core.models import build_model, resolve_model_name
 from mixnn_core.outputs import SampleOutputs, sample_outputs
 
-CHECKPOINT_FORMAT = 2  # 2: per-sample given_share
+CHECKPOINT_FORMAT = 2  # 2: uniform_soft_labels
 # Fields that may differ between a checkpoint and the configuration resuming it.
 RESUMABLE_CHANGES = {"device", "eval_batch_size"}
 
@@ -119,7 +119,9 @@ class Trainer:
                                          momentum=config.momentum, weight_decay=config.weight_decay)
         self.soft_labels = np.eye(num_classes, dtype=np.float32)[labels]
         self.p_clean = np.ones(labels.shape[0])
-        self.given_share = np.ones(labels.shape[0])  # share of the given label in each soft label
+        # the soft labels the method's uniform correction gives, which suggestions are read from;
+        # the training soft labels themselves unless correction_rate scales each sample's step
+        self.uniform_soft_labels = self.soft_labels
         self.recent_losses: list[np.ndarray] = []
         self.epoch = 0  # completed epochs
         self.history: list[dict] = []
@@ -176,16 +178,21 @@ class Trainer:
         return fit
 
     def correct_labels(self, probs: np.ndarray) -> bool:
-        """EMA label correction with predictions ``probs``, when scheduled for this epoch; with
-        ``correction_rate="noisy_probability"`` each sample's step is scaled by 1 - p_clean of
-        the last mixture fit."""
+        """EMA label correction with predictions ``probs``, when scheduled for this epoch.
+
+        With ``correction_rate="noisy_probability"`` each training soft label's step is scaled
+        by 1 - p_clean of the last mixture fit, and ``uniform_soft_labels`` keeps the method's
+        own correction for the suggestions, so the rate changes what the model trains on, not
+        how a suggestion is read.
+        """
         if not self.config.corrects_labels(self.epoch):
             return False
-        momentum = self.config.alpha
-        if self.config.correction_rate == "noisy_probability":
+        self.uniform_soft_labels = ema_update(self.uniform_soft_labels, probs, self.config.alpha).astype(np.float32)
+        if self.config.correction_rate == "uniform":
+            self.soft_labels = self.uniform_soft_labels
+        else:
             momentum = correction_momentum(self.config.alpha, self.p_clean)
-        self.soft_labels = ema_update(self.soft_labels, probs, momentum).astype(np.float32)
-        self.given_share = self.given_share * momentum
+            self.soft_labels = ema_update(self.soft_labels, probs, momentum).astype(np.float32)
         return True
 
     def train_epoch(self, neighbors: np.ndarray | None = None) -> dict:
@@ -293,8 +300,8 @@ class Trainer:
 
         Updates ``p_clean`` (and the soft labels, when the schedule corrects them). Under
         torch.distributed, rank 0 alone runs the evaluation pass, the mixture fit, the
-        neighbour search and the correction, then broadcasts the neighbours, ``p_clean``, the
-        soft labels and their given-label shares; rank 0 alone keeps the ``loss_window`` history the fit needs.
+        neighbour search and the correction, then broadcasts the neighbours, ``p_clean`` and the
+        soft labels (both kinds); rank 0 alone keeps the ``loss_window`` history the fit needs.
         """
         neighbors = None
         if self.rank == 0:
@@ -339,8 +346,8 @@ class Trainer:
         if self.config.method != "mixnn":
             soft = final_probs if final_probs is not None else self.evaluation_pass().probs
             return sample_outputs(self.given_labels, soft, self.p_clean)
-        soft = suggestion_soft_labels(self.soft_labels, self.given_labels, self.given_share,
-                                      SUGGESTION_GIVEN_LABEL_WEIGHT)
+        soft = suggestion_soft_labels(self.uniform_soft_labels, self.given_labels,
+                                      self.config.given_label_share(self.epoch), SUGGESTION_GIVEN_LABEL_WEIGHT)
         return sample_outputs(self.given_labels, soft, self.p_clean, label_issues(self.given_labels, soft))
 
     # -- checkpoints -----------------------------------------------------------------------
@@ -359,7 +366,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "soft_labels": torch.from_numpy(self.soft_labels),
             "p_clean": torch.from_numpy(np.asarray(self.p_clean, dtype=np.float64)),
-            "given_share": torch.from_numpy(np.asarray(self.given_share, dtype=np.float64)),
+            "uniform_soft_labels": torch.from_numpy(self.uniform_soft_labels),
             "recent_losses": [torch.from_numpy(x) for x in self.recent_losses],
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
@@ -395,10 +402,9 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.soft_labels = state["soft_labels"].numpy().copy()
         self.p_clean = state["p_clean"].numpy().copy()
-        if "given_share" in state:
-            self.given_share = state["given_share"].numpy().copy()
-        else:  # format 1 knew only the uniform correction: every sample kept the same share
-            self.given_share = np.full(len(self.given_labels), saved.given_label_share(int(state["epoch"])))
+        self.uniform_soft_labels = self.soft_labels
+        if self.config.correction_rate != "uniform":  # format 1 knew only the uniform correction
+            self.uniform_soft_labels = state["uniform_soft_labels"].numpy().copy()
         self.recent_losses = [x.numpy().copy() for x in state["recent_losses"]]
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
@@ -446,9 +452,9 @@ class Trainer:
         """Rank 0's ``neighbors``, clean probabilities and soft labels, in every process."""
         if self.world_size == 1:
             return neighbors
-        shared = [neighbors, self.p_clean, self.soft_labels, self.given_share]
+        shared = [neighbors, self.p_clean, self.soft_labels, self.uniform_soft_labels]
         dist.broadcast_object_list(shared, src=0)
-        neighbors, self.p_clean, self.soft_labels, self.given_share = shared
+        neighbors, self.p_clean, self.soft_labels, self.uniform_soft_labels = shared
         return neighbors
 
     def _batch_members(self, phase, index, neighbors, weights):

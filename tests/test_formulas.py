@@ -226,27 +226,6 @@ def test_correction_momentum_keeps_clean_looking_labels_and_corrects_noisy_ones_
         correction_momentum(0.9, np.array([0.5, 1.5]))
 
 
-def test_suggestion_undoes_each_samples_own_given_share():
-    rng = np.random.default_rng(2)
-    given = rng.integers(0, 4, 40)
-    one_hot = np.eye(4)[given]
-    soft, given_share, weighted_sum = one_hot, np.ones(40), np.zeros((40, 4))
-    for _ in range(5):
-        q = rng.dirichlet(np.ones(4), 40)
-        momentum = correction_momentum(0.8, rng.uniform(0, 1, 40))
-        soft = ema_update(soft, q, momentum)
-        # qbar's weights: each correction's step, shrunk by every later correction's momentum
-        weighted_sum = momentum[:, None] * weighted_sum + (1 - momentum)[:, None] * q
-        given_share = given_share * momentum
-    averaged = weighted_sum / (1 - given_share)[:, None]
-    suggestion = suggestion_soft_labels(soft, given, given_share, 0.05)
-    np.testing.assert_allclose(suggestion, 0.05 * one_hot + 0.95 * averaged, atol=1e-5)
-    # a sample never corrected (share 1) is left as it is
-    share = given_share.copy()
-    share[0] = 1.0
-    np.testing.assert_allclose(suggestion_soft_labels(np.where(np.arange(40)[:, None] == 0, one_hot, soft),
-                                                      given, share, 0.05)[0], one_hot[0])
-
 # -- per-sample outputs ------------------------------------------------------------------------
 
 def test_outputs_score_the_given_label_not_the_corrected_one():

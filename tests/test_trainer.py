@@ -96,26 +96,26 @@ def test_configuration_is_validated():
 
 
 def test_noisy_probability_correction_keeps_clean_looking_labels(digits):
-    """correction_rate="noisy_probability": a label with p_clean 1 is not moved, one with p_clean
-    0 moves by the method's step 1 - alpha; each sample's given share follows, and the
-    suggestion reads the prediction wherever the label was corrected at all."""
+    """correction_rate="noisy_probability": a training label with p_clean 1 is not moved, one
+    with p_clean 0 moves by the method's step 1 - alpha; the suggestions are read from the
+    method's uniform correction whatever the rate."""
     images, labels = digits
     config = cpu_preset(10, correction_rate="noisy_probability")
     trainer = Trainer(config, images, labels, 10)
-    trainer.epoch = config.correction_start
-    trainer.p_clean = np.r_[1.0, 0.0, 0.5, np.ones(len(labels) - 3)]
-    probs = np.eye(10, dtype=np.float32)[(labels + 1) % 10]  # every prediction another class
-    assert trainer.correct_labels(probs)
-    one_hot = np.eye(10)[labels]
-    np.testing.assert_allclose(trainer.soft_labels[0], one_hot[0])
-    np.testing.assert_allclose(trainer.soft_labels[1], config.alpha * one_hot[1] + (1 - config.alpha) * probs[1], atol=1e-6)
-    np.testing.assert_allclose(trainer.given_share[:3], [1.0, config.alpha, (1 + config.alpha) / 2])
-    suggested = trainer.outputs().soft_label.argmax(axis=1)
-    assert suggested[0] == labels[0] and (suggested[1:3] == (labels[1:3] + 1) % 10).all()
     uniform = Trainer(cpu_preset(10), images, labels, 10)
-    uniform.epoch, uniform.p_clean = trainer.epoch, trainer.p_clean
-    uniform.correct_labels(probs)
-    np.testing.assert_allclose(uniform.given_share, config.alpha)  # every sample the same
+    p_clean = np.r_[1.0, 0.0, 0.5, np.ones(len(labels) - 3)]
+    probs = np.eye(10, dtype=np.float32)[(labels + 1) % 10]  # every prediction another class
+    for each in (trainer, uniform):
+        each.epoch, each.p_clean = config.correction_start, p_clean
+        assert each.correct_labels(probs)
+        each.epoch += 1  # the epoch completes: its correction counts in the outputs
+    one_hot = np.eye(10)[labels]
+    step = np.array([0.0, 1.0, 0.5])[:, None] * (1 - config.alpha)
+    np.testing.assert_allclose(trainer.soft_labels[:3], (1 - step) * one_hot[:3] + step * probs[:3], atol=1e-6)
+    np.testing.assert_allclose(uniform.soft_labels, config.alpha * one_hot + (1 - config.alpha) * probs, atol=1e-6)
+    np.testing.assert_array_equal(trainer.uniform_soft_labels, uniform.soft_labels)
+    np.testing.assert_array_equal(trainer.outputs().soft_label, uniform.outputs().soft_label)
+    assert (trainer.outputs().soft_label.argmax(axis=1) == (labels + 1) % 10).all()
 
 
 def test_mixture_switches_change_what_the_mixture_sees(digits):
@@ -176,25 +176,26 @@ def test_checkpoint_round_trip_continues_bit_for_bit(digits, tmp_path, method, o
     assert torch.equal(parameters(straight), parameters(resumed))
     assert np.array_equal(straight.soft_labels, resumed.soft_labels)
     assert np.array_equal(straight.p_clean, resumed.p_clean)
-    assert np.array_equal(straight.given_share, resumed.given_share)
+    assert np.array_equal(straight.uniform_soft_labels, resumed.uniform_soft_labels)
     assert [r["train_loss"] for r in straight.history] == [r["train_loss"] for r in resumed.history]
 
 
-def test_checkpoint_of_format_1_resumes_with_the_uniform_given_share(digits, tmp_path):
-    """Format 1 (before per-sample shares) knew only the uniform correction: alpha ** corrections."""
+def test_checkpoint_of_format_1_still_resumes(digits, tmp_path):
+    """Format 1 (before correction_rate) had only the uniform correction: its soft labels are
+    the uniform ones too."""
     images, labels = digits
     config = cpu_preset(6, seed=3)
     trainer = Trainer(config, images, labels, 10)
     for _ in range(3):
         trainer.run_epoch()
     state = trainer.state_dict()
-    del state["given_share"]
+    del state["uniform_soft_labels"]
     state["format"] = 1
     torch.save(state, tmp_path / "old.pt")
     resumed = Trainer(config, images, labels, 10)
     resumed.load(tmp_path / "old.pt")
-    np.testing.assert_allclose(resumed.given_share, config.alpha ** 2)  # epochs 1 and 2 corrected
-    np.testing.assert_allclose(resumed.given_share, trainer.given_share)
+    np.testing.assert_array_equal(resumed.uniform_soft_labels, trainer.uniform_soft_labels)
+    np.testing.assert_array_equal(resumed.outputs().suggested_label, trainer.outputs().suggested_label)
     state["format"] = 7
     torch.save(state, tmp_path / "future.pt")
     with pytest.raises(ValueError, match="format 7"):
