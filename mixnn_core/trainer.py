@@ -389,7 +389,10 @@ class Trainer:
         state = torch.load(path, map_location="cpu", weights_only=True)
         if state.get("format") not in (1, CHECKPOINT_FORMAT):
             raise ValueError(f"{path}: unknown checkpoint format {state.get('format')!r}")
-        saved = TrainConfig.from_dict(state["config"])
+        recorded = dict(state["config"])
+        if state["format"] == 1:  # written before correction_rate existed: the uniform correction
+            recorded.setdefault("correction_rate", "uniform")
+        saved = TrainConfig.from_dict(recorded)
         differing = [k for k, v in self.config.to_dict().items()
                      if k not in RESUMABLE_CHANGES and saved.to_dict()[k] != v]
         if differing:
@@ -403,7 +406,7 @@ class Trainer:
         self.soft_labels = state["soft_labels"].numpy().copy()
         self.p_clean = state["p_clean"].numpy().copy()
         self.uniform_soft_labels = self.soft_labels
-        if self.config.correction_rate != "uniform":  # format 1 knew only the uniform correction
+        if self.config.correction_rate != "uniform":  # never a format 1 checkpoint (above)
             self.uniform_soft_labels = state["uniform_soft_labels"].numpy().copy()
         self.recent_losses = [x.numpy().copy() for x in state["recent_losses"]]
         self.generator.set_state(state["generator"])

@@ -78,6 +78,7 @@ def test_cpu_preset_scales_the_schedule_to_the_budget():
 def test_paper_preset_keeps_the_reference_schedule():
     config = paper_preset()
     assert (config.epochs, config.warmup_epochs, config.alpha, config.num_neighbors) == (300, 10, 0.9, 1)
+    assert config.correction_rate == "uniform"  # the method as published
     assert [e for e in range(config.epochs) if config.corrects_labels(e)][:3] == [60, 70, 80]
     assert config.learning_rate(0) == pytest.approx(0.02)
     assert config.learning_rate(10) == pytest.approx(0.02)  # warm restart every 10 epochs
@@ -100,9 +101,10 @@ def test_noisy_probability_correction_keeps_clean_looking_labels(digits):
     with p_clean 0 moves by the method's step 1 - alpha; the suggestions are read from the
     method's uniform correction whatever the rate."""
     images, labels = digits
-    config = cpu_preset(10, correction_rate="noisy_probability")
+    config = cpu_preset(10)  # correction_rate="noisy_probability", the default
+    assert config.correction_rate == "noisy_probability"
     trainer = Trainer(config, images, labels, 10)
-    uniform = Trainer(cpu_preset(10), images, labels, 10)
+    uniform = Trainer(cpu_preset(10, correction_rate="uniform"), images, labels, 10)
     p_clean = np.r_[1.0, 0.0, 0.5, np.ones(len(labels) - 3)]
     probs = np.eye(10, dtype=np.float32)[(labels + 1) % 10]  # every prediction another class
     for each in (trainer, uniform):
@@ -157,7 +159,7 @@ def parameters(trainer):
 
 
 @pytest.mark.parametrize("method, options", [("mixnn", {}), ("mixup", {}),
-                                             ("mixnn", {"correction_rate": "noisy_probability"})])
+                                             ("mixnn", {"correction_rate": "uniform"})])
 def test_checkpoint_round_trip_continues_bit_for_bit(digits, tmp_path, method, options):
     images, labels = digits
     noisy, _ = inject_noise(labels, 10, "symmetric", 0.4, seed=0)
@@ -181,17 +183,20 @@ def test_checkpoint_round_trip_continues_bit_for_bit(digits, tmp_path, method, o
 
 
 def test_checkpoint_of_format_1_still_resumes(digits, tmp_path):
-    """Format 1 (before correction_rate) had only the uniform correction: its soft labels are
-    the uniform ones too."""
+    """Format 1 (before correction_rate) had only the uniform correction: it resumes a uniform
+    run, and a run with another rate is refused by name."""
     images, labels = digits
-    config = cpu_preset(6, seed=3)
+    config = cpu_preset(6, seed=3, correction_rate="uniform")
     trainer = Trainer(config, images, labels, 10)
     for _ in range(3):
         trainer.run_epoch()
     state = trainer.state_dict()
     del state["uniform_soft_labels"]
+    del state["config"]["correction_rate"]
     state["format"] = 1
     torch.save(state, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="correction_rate"):
+        Trainer(config.with_changes(correction_rate="noisy_probability"), images, labels, 10).load(tmp_path / "old.pt")
     resumed = Trainer(config, images, labels, 10)
     resumed.load(tmp_path / "old.pt")
     np.testing.assert_array_equal(resumed.uniform_soft_labels, trainer.uniform_soft_labels)
