@@ -25,7 +25,13 @@ CLEAN_PROBABILITY_PNG = "clean_probability.png"
 CONFUSION_PNG = "confusion_given_vs_suggested.png"
 TRAINING_CURVES_PNG = "training_curves.png"
 SUSPECTS_PNG = "suspects.png"
-PLOT_FILES = (LOSS_MIXTURE_PNG, CLEAN_PROBABILITY_PNG, CONFUSION_PNG, TRAINING_CURVES_PNG, SUSPECTS_PNG)
+AUDIT_PNG = "audit_sample.png"
+PLOT_FILES = (LOSS_MIXTURE_PNG, CLEAN_PROBABILITY_PNG, CONFUSION_PNG, TRAINING_CURVES_PNG, SUSPECTS_PNG,
+              AUDIT_PNG)
+# Changed labels drawn at random for a person to check. 30 checks tell suggestions that are 90 %
+# right (27 expected) from 60 % right ones (18 expected) well outside either's binomial spread.
+AUDIT_SIZE = 30
+AUDIT_SEED = 0
 
 REQUIRED_MANIFEST_COLUMNS = (
     "sample_id", "source_ref", "given_label", "given_label_name", "suggested_label",
@@ -116,6 +122,11 @@ PLOTS = {
         "The samples whose given label is least likely to be correct, worst first: when the image "
         "looks like the suggested class, the given label is probably wrong."
     ),
+    AUDIT_PNG: (
+        "Random sample of changed labels",
+        "Labels the run changed, drawn at random (the audit table below): unlike the suspects, "
+        "the run's surest changes, they show how good the changes are on the whole."
+    ),
 }
 
 
@@ -129,30 +140,36 @@ def write_report(
     suspect_images: np.ndarray,
     summary: dict,
     top_k: int = 36,
+    audit_images: np.ndarray | None = None,
 ) -> Path:
-    """Write ``report.md`` and its five PNG plots into ``report_dir``; return the markdown path.
+    """Write ``report.md`` and its six PNG plots into ``report_dir``; return the markdown path.
 
     Each file is written aside and renamed into place, the markdown last.
 
     ``suspect_images`` holds the images of the lowest-label-quality samples in the order of
     :func:`suspects_table`; the grid shows the first ``min(top_k, len(suspect_images))`` of them.
+    ``audit_images`` holds those of :func:`audit_sample` (``AUDIT_SIZE``), in its order.
     """
     _require_columns(manifest, REQUIRED_MANIFEST_COLUMNS)
     report_dir = Path(report_dir)
+    audit = audit_sample(manifest)
     n_shown_images = min(top_k, len(suspect_images))
     figures = {
         LOSS_MIXTURE_PNG: plot_loss_mixture(mixture_snapshots),
         CLEAN_PROBABILITY_PNG: plot_clean_probability(manifest),
         CONFUSION_PNG: plot_confusion(manifest, class_names),
         TRAINING_CURVES_PNG: plot_training_curves(history),
-        SUSPECTS_PNG: plot_suspects(suspects_table(manifest, n_shown_images), suspect_images),
+        SUSPECTS_PNG: plot_samples(suspects_table(manifest, n_shown_images), suspect_images,
+                                   "No suspect images were provided."),
+        AUDIT_PNG: plot_samples(audit, np.empty((0,)) if audit_images is None else audit_images,
+                                "No label was changed." if audit.empty else "No audit images were provided."),
     }
     for file_name, figure in figures.items():
         replace_atomically(report_dir / file_name,
                            lambda tmp, figure=figure: figure.savefig(tmp, dpi=DPI, format="png"))
     markdown = render_markdown(
         manifest=manifest, class_names=class_names, summary=summary,
-        suspects=suspects_table(manifest, top_k),
+        suspects=suspects_table(manifest, top_k), audit=audit,
     )
     return write_text_atomic(markdown, report_dir / REPORT_FILE)
 
@@ -169,6 +186,16 @@ def suspects_table(manifest: pd.DataFrame, top_k: int) -> pd.DataFrame:
     present_columns = [column for column in SUSPECT_COLUMNS if column in manifest.columns]
     ranked = manifest.sort_values(["label_quality", "sample_id"], kind="stable", na_position="last")
     return ranked.head(top_k)[present_columns].reset_index(drop=True)
+
+
+def audit_sample(manifest: pd.DataFrame, size: int = AUDIT_SIZE, seed: int = AUDIT_SEED) -> pd.DataFrame:
+    """Up to ``size`` of the changed labels (suggested != given), drawn uniformly at random with
+    ``seed``, in sample_id order: a person who checks them estimates how often the run's changes
+    are right, which no figure of the run itself can tell."""
+    present_columns = [column for column in SUSPECT_COLUMNS if column in manifest.columns]
+    changed = manifest[manifest["suggested_label"] != manifest["given_label"]].sort_values("sample_id", kind="stable")
+    chosen = np.random.default_rng(seed).choice(len(changed), size=min(size, len(changed)), replace=False)
+    return changed.iloc[np.sort(chosen)][present_columns].reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------- plots
@@ -363,16 +390,18 @@ def _shade_phases(ax, phase_spans: list[tuple[str, float, float]]) -> None:
             ax.axvline(first_epoch - 0.5, color="dimgray", linestyle="--", linewidth=0.8)
 
 
-def plot_suspects(suspects: pd.DataFrame, suspect_images: np.ndarray) -> Figure:
-    """Thumbnail grid of the suspected label errors, worst first, each captioned with its
-    sample_id, "given -> suggested" and its label quality; grey images use a grey colormap."""
-    if suspects.empty:
-        return _message_figure("No suspect images were provided.")
-    n_columns = min(SUSPECT_GRID_COLUMNS, len(suspects))
-    n_rows = math.ceil(len(suspects) / n_columns)
+def plot_samples(samples: pd.DataFrame, images: np.ndarray, empty_message: str) -> Figure:
+    """Thumbnail grid of ``samples`` (suspects or the audit sample) in their order, each
+    captioned with its sample_id, "given -> suggested" and its label quality; grey images use
+    a grey colormap. ``empty_message`` says why when there is nothing to show."""
+    samples = samples.head(len(images))
+    if samples.empty:
+        return _message_figure(empty_message)
+    n_columns = min(SUSPECT_GRID_COLUMNS, len(samples))
+    n_rows = math.ceil(len(samples) / n_columns)
     figure = _new_figure(2.1 * n_columns, 2.25 * n_rows)
     axes = figure.subplots(n_rows, n_columns, squeeze=False).ravel()
-    for ax, suspect, image in zip(axes, suspects.itertuples(index=False), suspect_images):
+    for ax, suspect, image in zip(axes, samples.itertuples(index=False), images):
         _draw_thumbnail(ax, image)
         ax.set_title(f"id {suspect.sample_id}\n{_short_name(suspect.given_label_name)} -> "
                      f"{_short_name(suspect.suggested_label_name)}\n"
@@ -417,10 +446,20 @@ def _short_name(name: object, max_chars: int = MAX_PLOT_NAME_CHARS) -> str:
 
 # ------------------------------------------------------------------------------------ markdown
 
+AUDIT_ADVICE = (
+    "Before applying the suggested labels wholesale, look at these (the same order as "
+    "`audit_sample.png`) and count how often the suggested label is right and how often the "
+    "given one was. A change helps only where the suggestion is right; it does harm where the "
+    "given label was right. Apply the suggestions only if they are right clearly more often than "
+    "the given labels were; otherwise use `is_label_issue` as a review list. (A weak model can "
+    "suggest worse labels than careful annotators gave: BENCHMARKS.md, CIFAR-10N `aggre_label`.)"
+)
+
 
 def render_markdown(*, manifest: pd.DataFrame, class_names: Sequence[str], summary: dict,
-                    suspects: pd.DataFrame) -> str:
-    """The text of ``report.md``: summary, the plots with captions, suspects and per-class tables."""
+                    suspects: pd.DataFrame, audit: pd.DataFrame) -> str:
+    """The text of ``report.md``: summary, the plots with captions, suspects, the audit sample
+    and per-class tables."""
     method = summary.get("method", "unknown")
     sections = [
         "# MixNN label-quality report",
@@ -436,6 +475,9 @@ def render_markdown(*, manifest: pd.DataFrame, class_names: Sequence[str], summa
         f"## Top {len(suspects)} suspected label errors",
         "Lowest label quality first (ties by sample_id), in the same order as `suspects.png`.",
         _suspects_markdown_table(suspects, class_names),
+        f"## Audit sample: {len(audit)} changed labels drawn at random",
+        AUDIT_ADVICE,
+        _suspects_markdown_table(audit, class_names),
         "## Per class",
         "Label issues by given class.",
         _per_class_table(manifest, class_names),

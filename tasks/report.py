@@ -11,7 +11,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from mixnn_core.gmm import normalize_losses
-from mixnn_core.report import suspects_table, write_report
+from mixnn_core.report import audit_sample, suspects_table, write_report
 from tasks.retries import IO_RETRIES, transient_io_error
 from tasks.run_files import RunFiles, dataset_arrays, training_labels
 
@@ -52,7 +52,7 @@ def write_run_report(run_dir: str, summary: dict) -> str:
         run.root / "report", manifest=manifest, class_names=class_names, history=history,
         mixture_snapshots=mixture_snapshots(run, None if true is None else given != true),
         suspect_images=images[suspects["sample_id"].to_numpy()], summary=summary,
-        top_k=TOP_SUSPECTS)
+        top_k=TOP_SUSPECTS, audit_images=images[audit_sample(manifest)["sample_id"].to_numpy()])
     create_table_artifact(key="mixnn-suspected-label-errors",
                           table=json.loads(suspects.to_json(orient="records")),
                           description=f"Top suspected label errors of {run.root}")

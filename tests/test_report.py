@@ -13,7 +13,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from mixnn_core.report import PLOT_FILES, render_markdown, suspects_table, write_report
+from mixnn_core.report import (
+    AUDIT_SIZE,
+    PLOT_FILES,
+    audit_sample,
+    render_markdown,
+    suspects_table,
+    write_report,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 UNESCAPED_PIPE = re.compile(r"(?<!\\)\|")
@@ -113,6 +120,7 @@ def write_synthetic_report(report_dir: Path, *, class_names: list[str], with_tru
         suspect_images=make_images(n_images, channels, 8 if channels == 1 else 32, rng),
         summary=summary,
         top_k=top_k,
+        audit_images=make_images(AUDIT_SIZE, channels, 8 if channels == 1 else 32, rng),
     )
 
 
@@ -222,6 +230,37 @@ def test_suspects_table_orders_and_truncates():
     assert len(suspects_table(reversed_manifest, top_k=500)) == 50
 
 
+def test_audit_sample_draws_changed_labels_at_random_reproducibly():
+    manifest = make_manifest(300, ["a", "b", "c"], with_truth=True, rng=np.random.default_rng(4))
+    changed = manifest.loc[manifest["suggested_label"] != manifest["given_label"], "sample_id"]
+    assert len(changed) > AUDIT_SIZE
+
+    audit = audit_sample(manifest.iloc[::-1])  # row order does not matter
+
+    assert len(audit) == AUDIT_SIZE and audit["sample_id"].is_unique
+    assert set(audit["sample_id"]) <= set(changed)
+    assert audit["sample_id"].tolist() == sorted(audit["sample_id"])
+    assert "true_label" in audit.columns
+    assert audit.equals(audit_sample(manifest))
+    assert not audit.equals(audit_sample(manifest, seed=1))
+    # not the surest changes: the draw spreads over the whole range of label quality
+    qualities = manifest.set_index("sample_id").loc[changed, "label_quality"]
+    assert audit["label_quality"].max() > qualities.quantile(0.5)
+    assert len(audit_sample(manifest, size=10_000)) == len(changed)
+    unchanged = manifest.assign(suggested_label=manifest["given_label"])
+    assert audit_sample(unchanged).empty
+
+
+def test_report_shows_the_audit_sample(synthetic_report):
+    report_path, case = synthetic_report
+
+    markdown = report_path.read_text(encoding="utf-8")
+    rows = table_rows(markdown, "## Audit sample")
+    assert len(rows) == AUDIT_SIZE
+    assert all(row[3] != row[4] for row in rows)  # given and suggested differ in every row
+    assert f"## Audit sample: {AUDIT_SIZE} changed labels drawn at random" in markdown
+
+
 def test_missing_optional_inputs_do_not_crash(tmp_path):
     minimal_summary = {"n_input": 10, "n_ingested": 10, "n_quarantined": 0, "n_label_issues": 1,
                        "method": "ce", "epochs": 2}
@@ -248,7 +287,7 @@ def test_optional_metrics_and_extra_keys_are_rendered():
     manifest = make_manifest(20, ["a", "b"], with_truth=False, rng=np.random.default_rng(4))
 
     markdown = render_markdown(manifest=manifest, class_names=["a", "b"], summary=summary,
-                               suspects=suspects_table(manifest, 5))
+                               suspects=suspects_table(manifest, 5), audit=audit_sample(manifest))
 
     summary_rows = dict(table_rows(markdown, "## Summary"))
     assert summary_rows["Test accuracy, last epoch"] == "0.8608"
