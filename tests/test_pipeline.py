@@ -40,8 +40,16 @@ def test_run_directory_holds_every_promised_output(finished_run):
                  "run.json", "config.json"]:
         assert (run_dir / name).is_file(), name
     assert sorted(p.name for p in (run_dir / "report").glob("*.png")) == [
-        "clean_probability.png", "confusion_given_vs_suggested.png", "loss_mixture.png",
+        "audit_sample.png", "clean_probability.png", "confusion_given_vs_suggested.png", "loss_mixture.png",
         "suspects.png", "training_curves.png"]
+    # the audit sample lists changed labels of this run, each one a manifest row
+    manifest = pd.read_parquet(run_dir / "manifest.parquet").set_index("sample_id")
+    report = (run_dir / "report" / "report.md").read_text(encoding="utf-8")
+    audit_lines = report.split("## Audit sample")[1].split("## Per class")[0].splitlines()
+    audit_ids = [int(line.split("|")[2]) for line in audit_lines if line.startswith("| ") and line[2].isdigit()]
+    changed = manifest["suggested_label"] != manifest["given_label"]
+    assert len(audit_ids) == min(30, int(changed.sum())) > 0
+    assert changed.loc[audit_ids].all()
     assert len(list((run_dir / "shards").glob("*.tar"))) >= 1
     # warm-up is 1 of 6 epochs: epochs 1..5 mix, each with its features and faiss index
     assert [p.name for p in sorted((run_dir / "features").glob("epoch=*.parquet"))] == [
