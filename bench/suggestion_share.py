@@ -4,7 +4,7 @@
         --shares 0 0.05 0.1 0.2
 
 Trains one ``mixnn`` run (the cpu preset) and reads its suggestions with several shares of the
-given label (``correction.suggestion_soft_labels``), next to the training soft labels themselves
+given label (``correction.suggestion_soft_labels``), next to the uniform soft labels themselves
 and the final model's own predictions. It reads the TRUE training labels to score them, so its
 numbers explain a choice; they must not make one (BENCHMARKS.md, fourth pass).
 """
@@ -40,11 +40,13 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     trainer = Trainer(config, data.train.images, data.noisy_labels, 10)
     trainer.fit()
     given_share = config.given_label_share(config.epochs)
-    readings = {f"training soft labels ({given_share:.2f} given)": trainer.soft_labels,
+    # the method's uniformly corrected soft labels, which suggestions are read from (the training
+    # ones differ per sample under correction_rate="noisy_probability")
+    readings = {f"uniform soft labels ({given_share:.2f} given)": trainer.uniform_soft_labels,
                 "final model's predictions": trainer.evaluation_pass().probs}
     for share in args.shares:
         readings[f"suggestion, {share:g} given"] = suggestion_soft_labels(
-            trainer.soft_labels, data.noisy_labels, given_share, share)
+            trainer.uniform_soft_labels, data.noisy_labels, given_share, share)
     results = {}
     for name, soft in readings.items():
         outputs = sample_outputs(data.noisy_labels, soft, trainer.p_clean)

@@ -106,7 +106,7 @@ def test_time_inside_tasks_counts_overlapping_task_runs_once():
 def test_suggestion_share_diagnostic_reads_one_run_several_ways():
     results = suggestion_share.main(["--setting", "digits-sym40", "--epochs", "6", "--shares", "0", "0.05"])
     names = list(results)
-    assert len(names) == 4 and names[0].startswith("training soft labels")
+    assert len(names) == 4 and names[0].startswith("uniform soft labels")
     given_accuracy = results[names[0]]["given_label_accuracy"]
     for name in names[1:]:  # the model's reading beats the given labels (64 % right)
         assert results[name]["label_recovery"] > given_accuracy, name
