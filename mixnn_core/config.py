@@ -41,8 +41,9 @@ class TrainConfig:
     correction_start: int = 6
     correction_every: int = 1
     # step of a training soft label toward the prediction: (1 - alpha)(1 - p_clean)
-    # ("noisy_probability", correction.correction_momentum; won on held-out noisy labels in all
-    # five settings tried, BENCHMARKS.md) or 1 - alpha for every sample ("uniform", the method)
+    # ("noisy_probability", correction.correction_momentum; won on held-out noisy labels in five
+    # of six settings, lost at pair-flip, BENCHMARKS.md) or 1 - alpha for every sample ("uniform",
+    # the method)
     correction_rate: str = "noisy_probability"
     loss_window: int = 1  # epochs of normalised losses averaged before the mixture fit
     mixture_loss: str = "current"  # loss the mixture sees: vs "current" corrected labels or "given"
