@@ -108,6 +108,9 @@ def summary_text(result: dict) -> str:
                      f"{metrics['n_broken']} broken); detection AUROC {metrics['auroc']:.3f}")
     lines += [f"  manifest: {result['manifest']}", f"  model:    {result['model']}",
               f"  report:   {result['report']}"]
+    if metrics["n_suggested_changes"]:
+        lines.append("  before applying the suggested labels, check the report's audit sample "
+                     "(changed labels drawn at random)")
     return "\n".join(lines)
 
 

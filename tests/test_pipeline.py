@@ -177,3 +177,13 @@ def test_cli_rejects_a_single_class_dataset_before_training(tmp_path):
     assert result.returncode != 0
     assert "class" in result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_summary_points_to_the_audit_sample_only_when_labels_changed():
+    from flows.cli import summary_text
+
+    result = {"counts": {"n_ingested": 10, "n_quarantined": 0}, "manifest": "m", "model": "d", "report": "r",
+              "metrics": {"n_suggested_changes": 3, "n_label_issues": 4}}
+    assert "audit sample" in summary_text(result)
+    result["metrics"]["n_suggested_changes"] = 0
+    assert "audit sample" not in summary_text(result)
