@@ -15,7 +15,9 @@ Trains one ``mixnn`` run (the cpu preset, ``--set FIELD=VALUE`` to change it) ep
   given labels: the wrong-label share);
 - ``own_weight_correct``: mean weight a correctly labelled sample keeps in its own synthetic
   sample (1 = not mixed; 1 / (K + 1) = blended evenly);
-- ``soft_label_wrong_mass``: 1 - t_i[true_i] averaged over samples (the training soft labels).
+- ``soft_label_wrong_mass``: 1 - t_i[true_i] averaged over samples (the training soft labels,
+  which the mixing uses; under ``correction_rate="noisy_probability"`` not the uniformly
+  corrected ones the suggestions are read from).
 
 Its numbers explain what a default does; they must not choose one (choices use held-out noisy
 labels, bench/tune.py). Results go to ``bench/results/diagnostics/<setting>-e<epochs>[-FIELD=VALUE...].json``;
