@@ -46,23 +46,37 @@ def assert_same_run(run_dir, reference_dir):
     process has 2, and oneDNN's channels-last convolutions round differently with another
     thread count: features move in the last bits, and through the training that follows,
     later epochs' features by up to 1e-3 (measured 7e-4 in CI), soft labels by about 1e-5 and
-    the clean probabilities (a steep posterior) by up to 1e-4.
+    the clean probabilities (a steep posterior) by up to 1e-4. Since the default correction
+    rate scales each label's correction by 1 - p_clean, those differences feed back into the
+    training targets: measured 4e-4 on soft labels and label quality, 5.4e-3 on p_clean and
+    0.044 on the last epoch's features; the labels, suggestions and flags still agree exactly.
     """
     ours = pd.read_parquet(run_dir / "manifest.parquet")
     theirs = pd.read_parquet(reference_dir / "manifest.parquet")
     vectors = [column for column in theirs.columns if isinstance(theirs[column].iloc[0], np.ndarray)]
     scores = [column for column in theirs.columns if theirs[column].dtype.kind == "f"]
     pd.testing.assert_frame_equal(ours.drop(columns=scores + vectors), theirs.drop(columns=scores + vectors))
+    scores.remove("p_clean")
     pd.testing.assert_frame_equal(ours[scores], theirs[scores], check_exact=False, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(ours["p_clean"], theirs["p_clean"], rtol=0, atol=2e-2)
     for column in vectors:
         np.testing.assert_allclose(np.stack(ours[column]), np.stack(theirs[column]), rtol=1e-3, atol=1e-3)
     for features in sorted((reference_dir / "features").glob("epoch=*.parquet")):
         ours, theirs = pd.read_parquet(run_dir / "features" / features.name), pd.read_parquet(features)
         assert ours["sample_id"].tolist() == theirs["sample_id"].tolist()
         for column in ("feature", "probs"):
-            np.testing.assert_allclose(np.stack(ours[column]), np.stack(theirs[column]), rtol=1e-2, atol=1e-2)
-        np.testing.assert_allclose(ours["loss"], theirs["loss"], rtol=1e-2, atol=1e-2)
+            assert_mostly_close(np.stack(ours[column]), np.stack(theirs[column]), f"{features.name} {column}")
+        assert_mostly_close(ours["loss"].to_numpy(), theirs["loss"].to_numpy(), f"{features.name} loss")
         assert (ours["prediction"] != theirs["prediction"]).mean() <= 0.01
+
+
+def assert_mostly_close(ours: np.ndarray, theirs: np.ndarray, what: str) -> None:
+    """At most 2 % of the values differ by more than 0.01 and none by more than 0.2: the
+    drift float rounding causes through training (measured: 0.4 % of the last epoch's features
+    beyond 0.01, at most 0.044), not a different run."""
+    difference = np.abs(ours - theirs)
+    assert (difference > 1e-2).mean() <= 0.02 and difference.max() <= 0.2, (
+        what, float((difference > 1e-2).mean()), float(difference.max()))
 
 
 def test_local_two_process_cluster_gives_the_single_process_result(digits_run, tmp_path):
