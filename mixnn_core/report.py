@@ -152,15 +152,14 @@ def write_report(
     """
     _require_columns(manifest, REQUIRED_MANIFEST_COLUMNS)
     report_dir = Path(report_dir)
+    suspects = suspects_table(manifest, top_k)
     audit = audit_sample(manifest)
-    n_shown_images = min(top_k, len(suspect_images))
     figures = {
         LOSS_MIXTURE_PNG: plot_loss_mixture(mixture_snapshots),
         CLEAN_PROBABILITY_PNG: plot_clean_probability(manifest),
         CONFUSION_PNG: plot_confusion(manifest, class_names),
         TRAINING_CURVES_PNG: plot_training_curves(history),
-        SUSPECTS_PNG: plot_samples(suspects_table(manifest, n_shown_images), suspect_images,
-                                   "No suspect images were provided."),
+        SUSPECTS_PNG: plot_samples(suspects, suspect_images, "No suspect images were provided."),
         AUDIT_PNG: plot_samples(audit, np.empty((0,)) if audit_images is None else audit_images,
                                 "No label was changed." if audit.empty else "No audit images were provided."),
     }
@@ -169,7 +168,7 @@ def write_report(
                            lambda tmp, figure=figure: figure.savefig(tmp, dpi=DPI, format="png"))
     markdown = render_markdown(
         manifest=manifest, class_names=class_names, summary=summary,
-        suspects=suspects_table(manifest, top_k), audit=audit,
+        suspects=suspects, audit=audit,
     )
     return write_text_atomic(markdown, report_dir / REPORT_FILE)
 
