@@ -48,10 +48,10 @@ from bench.datasets import Split, cifar10, fashion_mnist, subset  # noqa: E402
 from flows.mixnn_flow import StageClock  # noqa: E402
 from mixnn_core.config import cpu_preset  # noqa: E402
 from mixnn_core.files import vector_column, write_json_atomic, write_parquet_atomic  # noqa: E402
-from mixnn_core.knn import faiss_thread_count, nearest_neighbors  # noqa: E402
+from mixnn_core.knn import faiss_thread_count  # noqa: E402
 from mixnn_core.metrics import label_quality_metrics  # noqa: E402
 from mixnn_core.noise import inject_noise  # noqa: E402
-from mixnn_core.trainer import Trainer  # noqa: E402
+from mixnn_core.trainer import Trainer, epoch_neighbors  # noqa: E402
 
 METHODS = ("ce", "mixup", "mixnn", "cleanlab")
 CLEANLAB_FOLDS = 2
@@ -136,9 +136,8 @@ def train_timed(trainer: Trainer, clock: StageClock, scratch: Path, log: Callabl
                               "probs": vector_column(evaluation.probs)})
             clock.run("feature_write", write_parquet_atomic, table, scratch / "features.parquet")
             clock.run("mixture_fit", trainer.fit_clean_probability, evaluation.losses)
-            neighbors = clock.run("neighbor_search", nearest_neighbors, evaluation.features,
-                                  config.num_neighbors, config.knn_method,
-                                  normalize=config.normalize_features)
+            neighbors = clock.run("neighbor_search", epoch_neighbors, evaluation.features, config,
+                                  trainer.epoch)
             clock.run("correction", trainer.correct_labels, evaluation.probs)
         row = trainer.train_epoch(neighbors)
         clock.add("training", row["seconds"])

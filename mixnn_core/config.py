@@ -9,6 +9,7 @@ METHODS = ("mixnn", "ce", "mixup")
 MIXTURE_LOSSES = ("current", "given")
 OWN_WEIGHTS = ("proportional", "clean_probability")
 CORRECTION_RATES = ("uniform", "noisy_probability")
+NEIGHBOR_SCOPES = ("dataset", "batch")
 LR_SCHEDULES = ("cosine", "cosine_restarts")
 
 
@@ -37,6 +38,9 @@ class TrainConfig:
     num_neighbors: int = 1  # K, neighbours besides the sample itself (the paper's "K = 2")
     knn_method: str = "auto"  # "auto", "exact", "hnsw" or "ivf" (faiss)
     normalize_features: bool = True  # cosine neighbours on L2-normalised features
+    # where neighbours are searched: the whole training set (the method as described) or a
+    # random group of batch_size samples (the reference code's in-batch search; an ablation)
+    neighbor_scope: str = "dataset"
     alpha: float = 0.8  # EMA momentum of label correction
     correction_start: int = 6
     correction_every: int = 1
@@ -66,6 +70,8 @@ class TrainConfig:
              f"mixture_loss must be one of {MIXTURE_LOSSES}, got {self.mixture_loss!r}"),
             (self.correction_rate in CORRECTION_RATES,
              f"correction_rate must be one of {CORRECTION_RATES}, got {self.correction_rate!r}"),
+            (self.neighbor_scope in NEIGHBOR_SCOPES,
+             f"neighbor_scope must be one of {NEIGHBOR_SCOPES}, got {self.neighbor_scope!r}"),
             (self.own_weight in OWN_WEIGHTS,
              f"own_weight must be one of {OWN_WEIGHTS}, got {self.own_weight!r}"),
             (self.lr_schedule in LR_SCHEDULES,

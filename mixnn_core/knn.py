@@ -268,3 +268,31 @@ def nearest_neighbors(features: np.ndarray, k: int, method: str = "auto", *,
     _check_k(k, len(features))
     index = build_index(features, method, normalize=normalize)
     return query_neighbors(index, features, k, normalize=normalize)
+
+
+def neighbors_within_groups(features: np.ndarray, k: int, group_size: int, seed, *,
+                            normalize: bool = True) -> np.ndarray:
+    """Indices (N, k) int64 of each sample's ``k`` nearest neighbours within a random group.
+
+    The samples are shuffled (numpy generator seeded by ``seed``, an int or a sequence of ints)
+    and cut into ``N // group_size`` groups of ``group_size`` to ``2 group_size - 1`` samples;
+    each sample's neighbours are the nearest ones of its own group (exact search, the sample
+    excluded), so a search over a mini-batch of random samples, as the method's reference code
+    does, in place of the whole training set. Row i lists global indices, nearest first.
+    """
+    n_samples = len(features)
+    if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)) or group_size < 2:
+        raise ValueError(f"group_size must be an integer >= 2, got {group_size!r}")
+    groups = np.array_split(np.random.default_rng(seed).permutation(n_samples),
+                            max(1, n_samples // group_size))
+    smallest = min(len(group) for group in groups)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < smallest:
+        raise ValueError(f"k must be an integer with 1 <= k < {smallest}, the smallest group of "
+                         f"N = {n_samples} samples cut by group_size {group_size}; got k = {k!r}")
+    x = _as_features(features, normalize)
+    neighbors = np.empty((n_samples, k), dtype=np.int64)
+    for group in groups:
+        group_features = x[group]
+        index = build_index(group_features, "exact", normalize=normalize)
+        neighbors[group] = group[query_neighbors(index, group_features, k, normalize=normalize)]
+    return neighbors

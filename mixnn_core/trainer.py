@@ -32,7 +32,7 @@ from mixnn_core.config import SUGGESTION_GIVEN_LABEL_WEIGHT, TrainConfig
 from mixnn_core.correction import correction_momentum, ema_update, suggestion_soft_labels
 from mixnn_core.files import replace_atomically
 from mixnn_core.gmm import MixtureFit, fit_mixture, fit_mixture_per_class, normalize_losses
-from mixnn_core.knn import nearest_neighbors
+from mixnn_core.knn import nearest_neighbors, neighbors_within_groups
 from mixnn_core.mixing import mix_batch, mixing_weights, replacement_weights, soft_cross_entropy
 from mixnn_core.models import build_model, resolve_model_name
 from mixnn_core.outputs import SampleOutputs, sample_outputs
@@ -70,6 +70,17 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} asked for, but CUDA is not available here")
     return device
+
+
+def epoch_neighbors(features: np.ndarray, config: TrainConfig, epoch: int) -> np.ndarray:
+    """Each sample's ``num_neighbors`` neighbours (N, K) for mixing epoch ``epoch``: over the
+    whole training set, or within random groups of ``batch_size`` samples drawn anew each epoch
+    (``neighbor_scope``)."""
+    if config.neighbor_scope == "batch":
+        return neighbors_within_groups(features, config.num_neighbors, config.batch_size,
+                                       seed=(config.seed, epoch), normalize=config.normalize_features)
+    return nearest_neighbors(features, config.num_neighbors, config.knn_method,
+                             normalize=config.normalize_features)
 
 
 class Trainer:
@@ -307,9 +318,7 @@ class Trainer:
         if self.rank == 0:
             evaluation = self.evaluation_pass()
             self.fit_clean_probability(evaluation.losses)
-            neighbors = nearest_neighbors(evaluation.features, self.config.num_neighbors,
-                                          self.config.knn_method,
-                                          normalize=self.config.normalize_features)
+            neighbors = epoch_neighbors(evaluation.features, self.config, self.epoch)
             self.correct_labels(evaluation.probs)
         return self._share_mixing_state(neighbors)
 

@@ -1,4 +1,8 @@
-"""Stage 3b, every mixing epoch: the faiss neighbour index over the epoch's features."""
+"""Stage 3b, every mixing epoch: the faiss neighbour index over the epoch's features.
+
+With ``neighbor_scope="batch"`` there is no index over the whole set: the neighbours are found
+within random groups of samples (``mixnn_core.trainer.epoch_neighbors``) and only they are saved.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,10 @@ import numpy as np
 import pyarrow.parquet as pq
 from prefect import task
 
+from mixnn_core.config import TrainConfig
 from mixnn_core.files import read_vector_column, replace_atomically
 from mixnn_core.knn import build_index, query_neighbors
+from mixnn_core.trainer import epoch_neighbors
 from tasks.run_files import RunFiles
 
 
@@ -24,16 +30,20 @@ def save_index(features: np.ndarray, path: Path, train: dict) -> faiss.Index:
 
 @task(name="build-index")
 def build_neighbor_index(run_dir: str, epoch: int) -> str:
-    """Build the index of ``epoch``'s features, save it, and save each sample's neighbours."""
+    """Build the index of ``epoch``'s features, save it, and save each sample's neighbours
+    (under ``neighbor_scope="batch"`` only the neighbours)."""
     run = RunFiles(run_dir)
     path = run.neighbors(epoch)
     if path.exists():
         return str(path)
     train = json.loads(run.config.read_text())["train"]
     features = read_vector_column(pq.read_table(run.features(epoch), columns=["feature"]), "feature")
-    index = save_index(features, run.index(epoch), train)
-    neighbors = query_neighbors(index, features, train["num_neighbors"],
-                                normalize=train["normalize_features"])
+    if train.get("neighbor_scope") == "batch":
+        neighbors = epoch_neighbors(features, TrainConfig.from_dict(train), epoch)
+    else:
+        index = save_index(features, run.index(epoch), train)
+        neighbors = query_neighbors(index, features, train["num_neighbors"],
+                                    normalize=train["normalize_features"])
     replace_atomically(path, lambda tmp: _save_array(tmp, neighbors))
     return str(path)
 

@@ -135,3 +135,31 @@ def test_other_errors():
         knn.query_neighbors(knn.build_index(features), features[:10], 2)
     with pytest.raises(ValueError, match="metric does not match normalize=False"):
         knn.query_neighbors(knn.build_index(features), features, 2, normalize=False)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_neighbours_within_groups_are_the_nearest_of_a_random_group(normalize):
+    """Each sample's neighbours are the nearest members of its own group (a seeded random
+    partition into N // group_size groups), never itself; the same seed gives the same groups."""
+    features = clustered(1000, 8, 10, seed=3)
+    found = knn.neighbors_within_groups(features, 2, 128, seed=(0, 7), normalize=normalize)
+    groups = np.array_split(np.random.default_rng((0, 7)).permutation(1000), 1000 // 128)
+    assert len(groups) == 7 and all(128 <= len(group) < 256 for group in groups)
+    for group in groups:
+        expected = group[brute_force_neighbors(features[group], 2, normalize)]
+        assert np.array_equal(found[group], expected)
+    assert found.dtype == np.int64 and not np.any(found == np.arange(1000)[:, None])
+    assert np.array_equal(found, knn.neighbors_within_groups(features, 2, 128, seed=(0, 7), normalize=normalize))
+    other = knn.neighbors_within_groups(features, 2, 128, seed=(0, 8), normalize=normalize)
+    assert (other != found).mean() > 0.5
+    whole_set = knn.nearest_neighbors(features, 1, "exact", normalize=normalize)[:, 0]
+    assert (found[:, 0] == whole_set).mean() < 0.5  # a group holds an eighth of the set
+
+
+def test_neighbours_within_groups_refuse_bad_sizes():
+    features = np.random.default_rng(8).normal(size=(20, 3))
+    with pytest.raises(ValueError, match="1 <= k < 10, the smallest group of N = 20 samples cut by group_size 8"):
+        knn.neighbors_within_groups(features, 10, 8, seed=0)
+    with pytest.raises(ValueError, match="group_size must be an integer >= 2"):
+        knn.neighbors_within_groups(features, 1, 1, seed=0)
+    assert knn.neighbors_within_groups(features, 3, 64, seed=0).shape == (20, 3)  # one group: the set

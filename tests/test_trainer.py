@@ -94,6 +94,8 @@ def test_configuration_is_validated():
         TrainConfig(mixture_loss="clean")
     with pytest.raises(ValueError, match="correction_rate"):
         TrainConfig(correction_rate="fast")
+    with pytest.raises(ValueError, match="neighbor_scope must be one of"):
+        TrainConfig(neighbor_scope="global")
 
 
 def test_noisy_probability_correction_keeps_clean_looking_labels(digits):
