@@ -5,12 +5,17 @@
 
 Holds out 10 % of the setting's training set (stratified by the noisy label, seed 0), trains on
 the rest with each value of the grid and reports, per epoch, the accuracy on the held-out noisy
-labels. Under class-conditional noise whose given label is still the most likely one, that
-accuracy ranks models as the clean one would (it is a scaled, shifted copy of it), so the
-choice needs no clean label. ``--seed`` changes the noisy labels, the held-out split and the
-training seed together. Results go to
+labels. Under symmetric noise (labels replaced by uniformly drawn ones) that accuracy is a
+scaled, shifted copy of the accuracy on clean labels, so it ranks models as the clean one would
+and the choice needs no clean label. Under noise that sends a class to fixed other classes
+(pair-flip, asymmetric) it is not: predicting the class a label is flipped to scores with the
+flip rate (0.45 at pair-flip 45 %), so a model that learns the flips is rewarded. Measured at
+pair-flip 45 %, 20 epochs: mixnn above ce on held-out noisy labels (0.4810 vs 0.4750), below it
+on the clean test set (77.7 vs 80.9); BENCHMARKS.md. ``--seed`` changes the noisy labels, the
+held-out split and the training seed together. Results go to
 ``bench/results/tune/<setting>-<method>-<field>[-<held fixed FIELD=VALUE>...][-s<seed>][-<tag>].json``;
-``--tag`` keeps a rerun under changed code defaults from overwriting the earlier file.
+an existing result file is never replaced: ``--tag`` names a rerun (another budget, changed code
+defaults).
 """
 
 from __future__ import annotations
@@ -57,6 +62,12 @@ def main(argv: list[str] | None = None) -> Path:
     if not separator or not field:
         parser.error(f"--grid {args.grid!r}: expected FIELD=V1,V2,...")
     grid = [config_assignments(parser, [f"{field}={text}"])[field] for text in values.split(",")]
+    held_fixed = "".join(f"-{key}={value}" for key, value in fixed.items())
+    seed = f"-s{args.seed}" if args.seed else ""
+    tag = f"-{args.tag}" if args.tag else ""
+    out = args.out / f"{args.setting}-{args.method}-{field}{held_fixed}{seed}{tag}.json"
+    if out.exists():  # the name holds no epoch budget: a run at another budget would replace it
+        parser.error(f"{out} exists; move it away or pass --tag")
     setting = SETTINGS[args.setting]
     data = load(setting, seed=args.seed)
     fit_rows, held_rows = held_out_split(data.noisy_labels, args.seed)
@@ -74,10 +85,6 @@ def main(argv: list[str] | None = None) -> Path:
         results[str(value)] = {"held_out_noisy_accuracy": curve, "config": config.to_dict()}
     best = max(results, key=lambda key: results[key]["held_out_noisy_accuracy"][-1])
     print(f"best {field} (last epoch): {best}")
-    held_fixed = "".join(f"-{key}={value}" for key, value in fixed.items())
-    seed = f"-s{args.seed}" if args.seed else ""
-    tag = f"-{args.tag}" if args.tag else ""
-    out = args.out / f"{args.setting}-{args.method}-{field}{held_fixed}{seed}{tag}.json"
     write_json_atomic({"setting": args.setting, "method": args.method, "epochs": args.epochs, "field": field,
                        "fixed": fixed, "seed": args.seed, "best": best, "results": results}, out)
     return out
