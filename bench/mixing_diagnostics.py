@@ -77,13 +77,11 @@ def main(argv: list[str] | None = None) -> Path:
     rows = []
     while trainer.epoch < config.epochs:
         scores = {}
-        if config.phase(trainer.epoch) == "mixnn":
-            neighbors = trainer.mixing_neighbors()
+        neighbors = trainer.mixing_neighbors() if config.fits_mixture(trainer.epoch) else None
+        if neighbors is not None:
             scores = mixing_scores(trainer.p_clean, neighbors, trainer.member_weights(neighbors),
                                    trainer.soft_labels, data.noisy_labels, data.train.labels)
-            row = trainer.train_epoch(neighbors)
-        else:
-            row = trainer.train_epoch()
+        row = trainer.train_epoch(neighbors)
         rows.append({"epoch": row["epoch"], "phase": row["phase"], "test_acc": row["test_acc"], **scores})
         print(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in rows[-1].items()), flush=True)
     if args.samples:

@@ -130,14 +130,15 @@ def train_timed(trainer: Trainer, clock: StageClock, scratch: Path, log: Callabl
     config = trainer.config
     while trainer.epoch < config.epochs:
         neighbors = None
-        if config.phase(trainer.epoch) == "mixnn":
+        if config.fits_mixture(trainer.epoch):
             evaluation = clock.run("evaluation_pass", trainer.evaluation_pass)
             table = pa.table({"feature": vector_column(evaluation.features), "loss": evaluation.losses,
                               "probs": vector_column(evaluation.probs)})
             clock.run("feature_write", write_parquet_atomic, table, scratch / "features.parquet")
             clock.run("mixture_fit", trainer.fit_clean_probability, evaluation.losses)
-            neighbors = clock.run("neighbor_search", epoch_neighbors, evaluation.features, config,
-                                  trainer.epoch)
+            if config.phase(trainer.epoch) == "mixnn":
+                neighbors = clock.run("neighbor_search", epoch_neighbors, evaluation.features, config,
+                                      trainer.epoch)
             clock.run("correction", trainer.correct_labels, evaluation.probs)
         row = trainer.train_epoch(neighbors)
         clock.add("training", row["seconds"])

@@ -199,9 +199,10 @@ def mixnn(
         progress = create_progress_artifact(progress=100.0 * resumed_from / config.epochs,
                                             description=f"training epochs of {root}")
         for epoch in range(resumed_from, config.epochs):
-            if config.phase(epoch) == "mixnn":
+            if config.fits_mixture(epoch):
                 clock.run("features", extract_features.with_options(task_runner=fan_out()),
                           root, epoch)
+            if config.phase(epoch) == "mixnn":
                 clock.run("index", build_neighbor_index, root, epoch)
             clock.run("train", train_epoch, root, epoch)
             update_progress_artifact(progress, 100.0 * (epoch + 1) / config.epochs)

@@ -78,6 +78,11 @@ def mix_batch(inputs: torch.Tensor, soft_labels: torch.Tensor,
     return mixed_inputs, mixed_labels
 
 
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of ``-sum_c targets[c] * log softmax(logits)[c]``."""
-    return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
+                       sample_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over the batch of ``-sum_c targets[c] * log softmax(logits)[c]``, each row's term
+    multiplied by ``sample_weights`` (B,) when given."""
+    losses = -(targets * F.log_softmax(logits, dim=1)).sum(dim=1)
+    if sample_weights is not None:
+        losses = losses * sample_weights
+    return losses.mean()

@@ -45,7 +45,8 @@ NOISY_COLOR = "tab:orange"
 UNSPLIT_COLOR = "tab:gray"
 CLEAN_COMPONENT_COLOR = "navy"
 NOISY_COMPONENT_COLOR = "darkred"
-PHASE_COLORS = {"warmup": "#fde9c9", "mixup": "#e3d7f2", "mixnn": "#d6ecd2", "ce": "#dde6f2"}
+PHASE_COLORS = {"warmup": "#fde9c9", "mixup": "#e3d7f2", "mixnn": "#d6ecd2", "consolidate": "#f5dada",
+                "ce": "#dde6f2"}
 OTHER_PHASE_COLOR = "#e6e6e6"
 MAX_PLOT_NAME_CHARS = 14
 MAX_ANNOTATED_CLASSES = 20

@@ -7,7 +7,9 @@ One mixing epoch of MixNN (``run_epoch`` does all of it; the pipeline calls the 
   4. ``correct_labels``: soft labels move toward the predictions (when the schedule says so);
   5. ``train_epoch``: each sample mixed with its neighbours by clean-probability weights,
      trained on with the mixed soft labels.
-Warm-up epochs (and the ``ce`` method) train on the given labels; ``mixup`` mixes random pairs.
+Consolidation epochs (the last ``consolidation_epochs``) run steps 1, 2 and 4 and train on the
+un-mixed samples with their soft labels, each loss weighted by the clean probability. Warm-up
+epochs (and the ``ce`` method) train on the given labels; ``mixup`` mixes random pairs.
 
 Under ``torch.distributed`` (see ``mixnn_core.distributed``) each process trains on its share
 of every batch through DistributedDataParallel, and steps 1-4 run on rank 0 only, their results
@@ -211,6 +213,8 @@ class Trainer:
 
         ``neighbors`` (N, K) is required in mixing epochs and must come from this epoch's
         evaluation pass; mixing weights use the clean probabilities of the last mixture fit.
+        Consolidation epochs weight each sample's loss by that fit's clean probability, divided
+        by the batch's mean so that the step size does not shrink with the noise rate.
 
         With W processes, every process draws the same permutation and augmentation from the
         shared seeded generator and builds the same batch of ``batch_size`` synthetic samples;
@@ -228,6 +232,7 @@ class Trainer:
                 raise ValueError(f"epoch {self.epoch} mixes with neighbours: pass neighbors=")
             neighbors = torch.as_tensor(np.asarray(neighbors, dtype=np.int64))
             weights = torch.as_tensor(self.member_weights(neighbors.numpy()), dtype=torch.float32)
+        p_clean = torch.as_tensor(np.asarray(self.p_clean), dtype=torch.float32)
         soft_labels = torch.as_tensor(self.soft_labels)
         n = self.images.shape[0]
         order = torch.randperm(n, generator=self.generator)
@@ -244,7 +249,12 @@ class Trainer:
             mixed_inputs, mixed_labels = mix_batch(inputs, soft_labels[members].to(self.device),
                                                    member_weights.to(self.device))
             rows = self._rows_of_this_process(mixed_inputs.shape[0])
-            loss = soft_cross_entropy(self._train_model(mixed_inputs[rows]), mixed_labels[rows])
+            sample_weights = None
+            if phase == "consolidate":
+                sample_weights = p_clean[index] / p_clean[index].mean().clamp_min(1e-6)
+                sample_weights = sample_weights[rows].to(self.device)
+            loss = soft_cross_entropy(self._train_model(mixed_inputs[rows]), mixed_labels[rows],
+                                      sample_weights)
             batch_loss = self._mean_over_processes(loss.detach())
             if not torch.isfinite(batch_loss):
                 raise TrainingDiverged(f"training loss became {batch_loss.item()} at epoch "
@@ -301,13 +311,15 @@ class Trainer:
             m.momentum = momentum
 
     def run_epoch(self) -> dict:
-        """One whole epoch: in mixing epochs all five steps, otherwise plain training."""
-        if self.config.phase(self.epoch) != "mixnn":
+        """One whole epoch: in mixing epochs all five steps, in consolidation epochs all but the
+        neighbour search, otherwise plain training."""
+        if not self.config.fits_mixture(self.epoch):
             return self.train_epoch()
         return self.train_epoch(self.mixing_neighbors())
 
-    def mixing_neighbors(self) -> np.ndarray:
-        """Steps 1-4 of a mixing epoch; returns each sample's neighbours (N, K) for step 5.
+    def mixing_neighbors(self) -> np.ndarray | None:
+        """Steps 1-4 of a mixing epoch; returns each sample's neighbours (N, K) for step 5, or
+        None in a consolidation epoch, which skips the search (step 3).
 
         Updates ``p_clean`` (and the soft labels, when the schedule corrects them). Under
         torch.distributed, rank 0 alone runs the evaluation pass, the mixture fit, the
@@ -318,7 +330,8 @@ class Trainer:
         if self.rank == 0:
             evaluation = self.evaluation_pass()
             self.fit_clean_probability(evaluation.losses)
-            neighbors = epoch_neighbors(evaluation.features, self.config, self.epoch)
+            if self.config.phase(self.epoch) == "mixnn":
+                neighbors = epoch_neighbors(evaluation.features, self.config, self.epoch)
             self.correct_labels(evaluation.probs)
         return self._share_mixing_state(neighbors)
 
@@ -460,7 +473,7 @@ class Trainer:
         for buffer in self.model.buffers():
             dist.broadcast(buffer, src=0)
 
-    def _share_mixing_state(self, neighbors: np.ndarray | None) -> np.ndarray:
+    def _share_mixing_state(self, neighbors: np.ndarray | None) -> np.ndarray | None:
         """Rank 0's ``neighbors``, clean probabilities and soft labels, in every process."""
         if self.world_size == 1:
             return neighbors

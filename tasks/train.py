@@ -31,16 +31,17 @@ def diverged(run: RunFiles, epoch: int, reason: str) -> TrainingDiverged:
 def train_epoch(run_dir: str, epoch: int) -> dict:
     """Train epoch ``epoch`` and write ``checkpoints/epoch=NNN.pt``; returns its history row.
 
-    In mixing epochs the clean probabilities are fitted to the losses of this epoch's
-    evaluation pass, the soft labels corrected with its predictions (when scheduled), and
-    each sample mixed with the neighbours found in its features. A model that has diverged
+    In mixing and consolidation epochs the clean probabilities are fitted to the losses of
+    this epoch's evaluation pass and the soft labels corrected with its predictions (when
+    scheduled); in mixing epochs each sample is then mixed with the neighbours found in its
+    features. A model that has diverged
     (NaN or infinite losses, weights or statistics) raises ``TrainingDiverged``, and no
     checkpoint is written for the epoch.
     """
     run = RunFiles(run_dir)
     trainer = checkout_trainer(run, epoch)
     neighbors = None
-    if trainer.config.phase(epoch) == "mixnn":
+    if trainer.config.fits_mixture(epoch):
         evaluation = pq.read_table(run.features(epoch), columns=["loss", "probs"])
         losses = evaluation.column("loss").to_numpy()
         if not np.isfinite(losses).all():
@@ -52,7 +53,8 @@ def train_epoch(run_dir: str, epoch: int) -> dict:
                            "weights": fit.weights, "mean_p_clean": float(fit.p_clean.mean())},
                           run.mixture(epoch))
         trainer.correct_labels(read_vector_column(evaluation, "probs"))
-        neighbors = np.load(run.neighbors(epoch), allow_pickle=False)
+        if trainer.config.phase(epoch) == "mixnn":
+            neighbors = np.load(run.neighbors(epoch), allow_pickle=False)
     try:
         row = trainer.train_epoch(neighbors)
     except TrainingDiverged as error:

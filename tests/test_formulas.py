@@ -159,6 +159,8 @@ def test_soft_cross_entropy_by_hand_and_equal_to_ce_on_one_hot():
     one_hot = torch.nn.functional.one_hot(hard, 2).float()
     assert torch.allclose(soft_cross_entropy(logits, one_hot),
                           torch.nn.functional.cross_entropy(logits, hard))
+    weighted = -(0.5 * log_p[0, 0] + 0.5 * log_p[0, 1]) * 1.5 / 2  # second row weighted 0
+    assert torch.allclose(soft_cross_entropy(logits, targets, torch.tensor([1.5, 0.0])), weighted)
 
 
 # -- label correction --------------------------------------------------------------------------

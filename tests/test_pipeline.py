@@ -51,10 +51,13 @@ def test_run_directory_holds_every_promised_output(finished_run):
     assert len(audit_ids) == min(30, int(changed.sum())) > 0
     assert changed.loc[audit_ids].all()
     assert len(list((run_dir / "shards").glob("*.tar"))) >= 1
-    # warm-up is 1 of 6 epochs: epochs 1..5 mix, each with its features and faiss index
+    # warm-up 1 and consolidation 1 of 6 epochs: epochs 1..5 fit the mixture to their features,
+    # epochs 1..4 mix, each with its faiss index
     assert [p.name for p in sorted((run_dir / "features").glob("epoch=*.parquet"))] == [
         f"epoch={e:03d}.parquet" for e in range(1, 6)]
-    assert len(list((run_dir / "index").glob("epoch=*.faiss"))) == 5
+    assert [p.name for p in sorted((run_dir / "index").glob("epoch=*.faiss"))] == [
+        f"epoch={e:03d}.faiss" for e in range(1, 5)]
+    assert (run_dir / "mixture" / "epoch=005.json").is_file()
     assert result["counts"] == {"n_input": 1797, "n_ingested": 1797, "n_quarantined": 0}
 
 
@@ -66,7 +69,7 @@ def test_in_batch_neighbour_scope_runs_through_the_flow(prefect_server, tmp_path
     from mixnn_core.knn import neighbors_within_groups
 
     run_dir = tmp_path / "batch-scope"
-    mixnn(run_dir=str(run_dir), **{**RUN, "epochs": 3,
+    mixnn(run_dir=str(run_dir), **{**RUN, "epochs": 4,  # warm-up 1, mixing 1-2, consolidation 3
                                    "train_options": {**RUN["train_options"], "neighbor_scope": "batch"}})
     assert not list((run_dir / "index").glob("epoch=*.faiss"))
     for epoch in (1, 2):

@@ -75,6 +75,47 @@ def test_cpu_preset_scales_the_schedule_to_the_budget():
         assert config.given_label_share(config.warmup_epochs) == 1.0  # no correction in warm-up
 
 
+def test_consolidation_takes_the_last_fifth_of_the_cpu_budget():
+    """Warm-up, mixing, then consolidation on un-mixed samples; mixture fits and corrections in
+    both of the last two phases, neighbours only while mixing; the paper preset has none."""
+    config = cpu_preset(20)
+    assert [config.phase(e) for e in range(20)] == ["warmup"] * 4 + ["mixnn"] * 12 + ["consolidate"] * 4
+    assert [e for e in range(20) if config.fits_mixture(e)] == list(range(4, 20))
+    assert sum(config.corrects_labels(e) for e in range(20)) == 16
+    assert cpu_preset(100).consolidation_epochs == 20 and paper_preset().consolidation_epochs == 0
+    assert "consolidate" not in {paper_preset().phase(e) for e in range(300)}
+    assert cpu_preset(20, method="ce").phase(19) == "ce"
+    with pytest.raises(ValueError, match="consolidation_epochs must be >= 0"):
+        TrainConfig(consolidation_epochs=-1)
+
+
+def test_consolidation_epoch_trains_unmixed_and_ignores_samples_with_clean_probability_0(digits):
+    """With every p_clean 1 a consolidation epoch is a plain epoch on the soft labels (bit for
+    bit the ce method's on one-hot labels); a sample with p_clean 0 does not move the model."""
+    images, labels = digits
+
+    def trained(config, p_clean=None, soft_labels=None):
+        trainer = Trainer(config, images, labels, 10)
+        trainer.epoch = 4  # a consolidation epoch of cpu_preset(5) (warm-up 1, consolidation 1)
+        if p_clean is not None:
+            trainer.p_clean = p_clean
+        if soft_labels is not None:
+            trainer.soft_labels = soft_labels
+        row = trainer.train_epoch()
+        return row, parameters(trainer)
+
+    ones = np.ones(len(labels))
+    row, consolidated = trained(cpu_preset(5), ones)
+    assert row["phase"] == "consolidate"
+    assert torch.equal(consolidated, trained(cpu_preset(5, method="ce"))[1])
+    half = np.where(np.arange(len(labels)) % 2 == 0, 1.0, 0.0)
+    _, weighted = trained(cpu_preset(5), half)
+    assert not torch.equal(weighted, consolidated)
+    rolled = np.eye(10, dtype=np.float32)[labels]
+    rolled[half == 0] = np.roll(rolled[half == 0], 3, axis=1)  # other labels where p_clean is 0
+    assert torch.allclose(trained(cpu_preset(5), half, rolled)[1], weighted, atol=1e-6)
+
+
 def test_paper_preset_keeps_the_reference_schedule():
     config = paper_preset()
     assert (config.epochs, config.warmup_epochs, config.alpha, config.num_neighbors) == (300, 10, 0.9, 1)
