@@ -42,6 +42,9 @@ from mixnn_core.outputs import SampleOutputs, sample_outputs
 CHECKPOINT_FORMAT = 2  # 2: uniform_soft_labels
 # Fields that may differ between a checkpoint and the configuration resuming it.
 RESUMABLE_CHANGES = {"device", "eval_batch_size"}
+# Fields added after checkpoint format 2, with the value that reproduces the code that wrote a
+# checkpoint lacking them.
+FIELDS_OF_OLDER_CHECKPOINTS = {"consolidation_epochs": 0, "neighbor_scope": "dataset"}
 
 
 class TrainingDiverged(RuntimeError):
@@ -411,7 +414,7 @@ class Trainer:
         state = torch.load(path, map_location="cpu", weights_only=True)
         if state.get("format") not in (1, CHECKPOINT_FORMAT):
             raise ValueError(f"{path}: unknown checkpoint format {state.get('format')!r}")
-        recorded = dict(state["config"])
+        recorded = {**FIELDS_OF_OLDER_CHECKPOINTS, **state["config"]}
         if state["format"] == 1:  # written before correction_rate existed: the uniform correction
             recorded.setdefault("correction_rate", "uniform")
         saved = TrainConfig.from_dict(recorded)

@@ -226,20 +226,23 @@ def test_checkpoint_round_trip_continues_bit_for_bit(digits, tmp_path, method, o
 
 
 def test_checkpoint_of_format_1_still_resumes(digits, tmp_path):
-    """Format 1 (before correction_rate) had only the uniform correction: it resumes a uniform
-    run, and a run with another rate is refused by name."""
+    """Format 1 (before correction_rate) had only the uniform correction and no consolidation: it
+    resumes such a run, and a run with another rate or with consolidation is refused by name."""
     images, labels = digits
-    config = cpu_preset(6, seed=3, correction_rate="uniform")
+    config = cpu_preset(6, seed=3, correction_rate="uniform", consolidation_epochs=0)
     trainer = Trainer(config, images, labels, 10)
     for _ in range(3):
         trainer.run_epoch()
     state = trainer.state_dict()
     del state["uniform_soft_labels"]
-    del state["config"]["correction_rate"]
+    for field in ("correction_rate", "consolidation_epochs", "neighbor_scope"):  # not in format 1
+        del state["config"][field]
     state["format"] = 1
     torch.save(state, tmp_path / "old.pt")
     with pytest.raises(ValueError, match="correction_rate"):
         Trainer(config.with_changes(correction_rate="noisy_probability"), images, labels, 10).load(tmp_path / "old.pt")
+    with pytest.raises(ValueError, match=r"\(consolidation_epochs\)"):
+        Trainer(config.with_changes(consolidation_epochs=1), images, labels, 10).load(tmp_path / "old.pt")
     resumed = Trainer(config, images, labels, 10)
     resumed.load(tmp_path / "old.pt")
     np.testing.assert_array_equal(resumed.uniform_soft_labels, trainer.uniform_soft_labels)
