@@ -147,11 +147,12 @@ def _as_features(features: np.ndarray, normalize: bool) -> np.ndarray:
     return x
 
 
-def _check_k(k: int, n_samples: int) -> None:
+def _check_k(k: int, n_samples: int, bound: str | None = None) -> None:
+    """Refuse a ``k`` that is not an integer in [1, n_samples); ``bound`` says what
+    ``n_samples`` counts (default: N, all samples)."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < n_samples:
-        raise ValueError(
-            f"k must be an integer with 1 <= k < N (N = {n_samples} samples), got k = {k!r}"
-        )
+        bound = bound or f"N (N = {n_samples} samples)"
+        raise ValueError(f"k must be an integer with 1 <= k < {bound}, got k = {k!r}")
 
 
 def _resolve_method(method: str, n_samples: int, dim: int) -> str:
@@ -286,9 +287,8 @@ def neighbors_within_groups(features: np.ndarray, k: int, group_size: int, seed,
     groups = np.array_split(np.random.default_rng(seed).permutation(n_samples),
                             max(1, n_samples // group_size))
     smallest = min(len(group) for group in groups)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < smallest:
-        raise ValueError(f"k must be an integer with 1 <= k < {smallest}, the smallest group of "
-                         f"N = {n_samples} samples cut by group_size {group_size}; got k = {k!r}")
+    _check_k(k, smallest, f"{smallest}, the smallest group of N = {n_samples} samples cut by "
+                          f"group_size {group_size}")
     x = _as_features(features, normalize)
     neighbors = np.empty((n_samples, k), dtype=np.int64)
     for group in groups:

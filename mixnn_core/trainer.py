@@ -235,7 +235,8 @@ class Trainer:
                 raise ValueError(f"epoch {self.epoch} mixes with neighbours: pass neighbors=")
             neighbors = torch.as_tensor(np.asarray(neighbors, dtype=np.int64))
             weights = torch.as_tensor(self.member_weights(neighbors.numpy()), dtype=torch.float32)
-        p_clean = torch.as_tensor(np.asarray(self.p_clean), dtype=torch.float32)
+        if phase == "consolidate":
+            p_clean = torch.as_tensor(np.asarray(self.p_clean), dtype=torch.float32)
         soft_labels = torch.as_tensor(self.soft_labels)
         n = self.images.shape[0]
         order = torch.randperm(n, generator=self.generator)

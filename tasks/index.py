@@ -38,8 +38,9 @@ def build_neighbor_index(run_dir: str, epoch: int) -> str:
         return str(path)
     train = json.loads(run.config.read_text())["train"]
     features = read_vector_column(pq.read_table(run.features(epoch), columns=["feature"]), "feature")
-    if train.get("neighbor_scope") == "batch":
-        neighbors = epoch_neighbors(features, TrainConfig.from_dict(train), epoch)
+    config = TrainConfig.from_dict(train)
+    if config.neighbor_scope == "batch":
+        neighbors = epoch_neighbors(features, config, epoch)
     else:
         index = save_index(features, run.index(epoch), train)
         neighbors = query_neighbors(index, features, train["num_neighbors"],
