@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 from pathlib import Path
 
 import matplotlib
@@ -63,14 +64,66 @@ def results_table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def by(runs: list[dict], setting: str, epochs: int, method: str) -> dict | None:
-    found = [run for run in runs if (run["setting"], run["epochs"], run["method"]) == (setting, epochs, method)
-             and not run.get("tag")]
+def by(runs: list[dict], setting: str, epochs: int, method: str, seed: int = 0) -> dict | None:
+    found = [run for run in runs if (run["setting"], run["epochs"], run["method"], run["seed"])
+             == (setting, epochs, method, seed) and not run.get("tag")]
     return found[0] if found else None
 
 
+def runs_by_seed(runs: list[dict], setting: str, epochs: int, method: str) -> dict[int, dict]:
+    """The untagged runs of one (setting, epochs, method), by seed."""
+    return {run["seed"]: run for run in runs if not run.get("tag")
+            and (run["setting"], run["epochs"], run["method"]) == (setting, epochs, method)}
+
+
+def paired_differences(runs: list[dict], setting: str, epochs: int, key: str) -> dict[int, float]:
+    """mixnn minus ce in ``key``, per seed that has both (a seed fixes the noisy labels, the
+    initialisation and the batch order, so the pair differs only in the method)."""
+    mixnn, ce = (runs_by_seed(runs, setting, epochs, method) for method in ("mixnn", "ce"))
+    return {seed: mixnn[seed][key] - ce[seed][key] for seed in sorted(mixnn.keys() & ce.keys())}
+
+
+def mean_sd(values: list[float], scale: float) -> str:
+    """``mean ± sample standard deviation`` of ``values`` times ``scale``."""
+    values = [value * scale for value in values]
+    digits = 1 if scale == 100 else 3
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def seeds_table(runs: list[dict]) -> str:
+    """Settings run with two or more seeds: each method's mean ± standard deviation over its
+    seeds, then mixnn minus ce seed by seed. One seed's row is one draw of the noisy labels
+    and of the training randomness; differences smaller than the spread here are not findings."""
+    lines = ["| setting | method | seeds | test acc (last) | label recovery | det. F1 | AUROC |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
+    differences = ["| setting | seeds | mixnn - ce, test acc (each seed) | mean | "
+                   "mixnn - ce, recovery (each seed) | mean |", "| --- | --- | --- | ---: | --- | ---: |"]
+    untagged = [run for run in runs if not run.get("tag")]
+    for setting, epochs in sorted({(run["setting"], run["epochs"]) for run in untagged}):
+        for method in METHOD_ORDER:
+            seeded = runs_by_seed(runs, setting, epochs, method)
+            if len(seeded) < 2:
+                continue
+            rows = list(seeded.values())
+            lines.append(f"| {setting} e{epochs} | {method} | {', '.join(map(str, sorted(seeded)))} | " +
+                         " | ".join(mean_sd([run[key] for run in rows], scale) for key, scale in
+                                    (("test_acc_last", 100), ("label_recovery", 100), ("f1", 1),
+                                     ("auroc", 1))) + " |")
+        accuracy = paired_differences(runs, setting, epochs, "test_acc_last")
+        if len(accuracy) >= 2:
+            recovery = paired_differences(runs, setting, epochs, "label_recovery")
+            differences.append(
+                f"| {setting} e{epochs} | {', '.join(map(str, accuracy))} | "
+                f"{', '.join(f'{100 * d:+.1f}' for d in accuracy.values())} | "
+                f"{100 * statistics.mean(accuracy.values()):+.2f} | "
+                f"{', '.join(f'{100 * d:+.1f}' for d in recovery.values())} | "
+                f"{100 * statistics.mean(recovery.values()):+.2f} |")
+    return "\n".join(lines + ["", *differences])
+
+
 def target_checks(runs: list[dict]) -> str:
-    """The issue's targets, each PASS / MISS / not measured, from untagged runs."""
+    """The issue's targets, each PASS / MISS / not measured, from the untagged seed-0 runs, and,
+    where two or more seeds ran both mixnn and ce, the mean over seeds of mixnn minus ce."""
     lines = ["| target | setting | measured | verdict |", "| --- | --- | --- | --- |"]
 
     def verdict(ok: bool | None) -> str:
@@ -87,12 +140,22 @@ def target_checks(runs: list[dict]) -> str:
         best_other = max(run["test_acc_last"] for run in others)
         lines.append(f"| test acc >= {names} | {where} | {100 * mixnn['test_acc_last']:.1f} vs "
                      f"{100 * best_other:.1f} | {verdict(mixnn['test_acc_last'] >= best_other)} |")
+        accuracy = paired_differences(runs, setting, epochs, "test_acc_last")
+        if len(accuracy) >= 2:
+            mean = statistics.mean(accuracy.values())
+            lines.append(f"| test acc >= ce, mean over seeds {', '.join(map(str, accuracy))} | {where} | "
+                         f"{100 * mean:+.2f} points | {verdict(mean >= 0)} |")
         if mixnn["noise"]["wrong_fraction"] == 0:
             continue
         for key, label in (("label_recovery", "recovery"), ("f1", "detection F1"), ("auroc", "AUROC")):
             best = max(run[key] for run in others)
             lines.append(f"| {label} > {names} | {where} | {mixnn[key]:.3f} vs {best:.3f} | "
                          f"{verdict(mixnn[key] > best)} |")
+        recovery = paired_differences(runs, setting, epochs, "label_recovery")
+        if len(recovery) >= 2:
+            mean = statistics.mean(recovery.values())
+            lines.append(f"| recovery > ce, mean over seeds {', '.join(map(str, recovery))} | {where} | "
+                         f"{100 * mean:+.2f} points | {verdict(mean > 0)} |")
         clean_setting = setting.rsplit("-", 1)[0] + "-clean"
         clean = by(runs, clean_setting, epochs, "ce")
         if clean is not None and any(s in setting for s in ("sym80", "asym40")):
@@ -245,7 +308,10 @@ def generated_section(runs: list[dict], plot_names: list[str], plot_folder: str,
              "### Targets", "", target_checks(runs), "",
              "### Results", "",
              "\\* best epoch selected on the test set: a ceiling for reference, not a result.", "",
-             results_table(runs), "### Cost of a mixing epoch", "", stage_table(runs), "",
+             results_table(runs), "### Across seeds", "",
+             "Seed k draws the noisy labels, the initialisation and the batch order; the same seed "
+             "gives every method the same noisy labels.", "", seeds_table(runs), "",
+             "### Cost of a mixing epoch", "", stage_table(runs), "",
              "### Choices on held-out noisy labels (`bench/tune.py`)", "",
              "10 % of each setting's noisy training set held out (stratified, seed 0); the model "
              "trains on the rest and is scored on the held-out NOISY labels.", "",

@@ -63,10 +63,30 @@ def test_report_writes_tables_targets_and_plots(quick_results, tmp_path):
     for method in methods:
         assert f"| {method} |" in text
     assert "| recovery > " in text and "mixnn epoch <= 1.5x ce epoch" in text
+    assert "### Across seeds" in text
     if "cleanlab" in methods:
         assert "| time to corrected labels vs cleanlab route | digits-sym40 e6 |" in text
     assert (out.parent / "stage_breakdown.png").stat().st_size > 1000
     assert (out.parent / "recovery_digits-sym40_e6.png").exists()
+
+
+def test_across_seeds_pairs_runs_of_the_same_seed_only():
+    def run(method, seed, accuracy, recovery, tag=""):
+        return {"setting": "fmnist20k-sym50", "epochs": 20, "method": method, "seed": seed, "tag": tag,
+                "test_acc_last": accuracy, "label_recovery": recovery, "f1": 0.9, "auroc": 0.99}
+
+    runs = [run("ce", 0, 0.870, 0.880), run("mixnn", 0, 0.860, 0.890),
+            run("ce", 1, 0.860, 0.870), run("mixnn", 1, 0.880, 0.900),
+            run("mixnn", 2, 0.990, 0.990),  # no ce of seed 2: not paired
+            run("ce", 1, 0.100, 0.100, tag="other")]  # tagged: another configuration
+    accuracy = report.paired_differences(runs, "fmnist20k-sym50", 20, "test_acc_last")
+    assert list(accuracy) == [0, 1]
+    assert accuracy[0] == pytest.approx(-0.010) and accuracy[1] == pytest.approx(0.020)
+    table = report.seeds_table(runs)
+    assert "| fmnist20k-sym50 e20 | ce | 0, 1 | 86.5 ± 0.7 | 87.5 ± 0.7 |" in table
+    assert "| fmnist20k-sym50 e20 | mixnn | 0, 1, 2 | 91.0 ± 7.0 |" in table
+    assert "| fmnist20k-sym50 e20 | 0, 1 | -1.0, +2.0 | +0.50 | +1.0, +3.0 | +2.00 |" in table
+    assert "| fmnist20k-sym20" not in report.seeds_table([run("ce", 0, 0.8, 0.8) | {"setting": "fmnist20k-sym20"}])
 
 
 def test_tuning_on_held_out_noisy_labels_lands_in_the_report(quick_results, tmp_path):
