@@ -87,6 +87,15 @@ def test_across_seeds_pairs_runs_of_the_same_seed_only():
     assert "| fmnist20k-sym50 e20 | mixnn | 0, 1, 2 | 91.0 ± 7.0 |" in table
     assert "| fmnist20k-sym50 e20 | 0, 1 | -1.0, +2.0 | +0.50 | +1.0, +3.0 | +2.00 |" in table
     assert "| fmnist20k-sym20" not in report.seeds_table([run("ce", 0, 0.8, 0.8) | {"setting": "fmnist20k-sym20"}])
+    def verdict(ok):
+        return "PASS" if ok else "MISS"
+
+    assert report.seed_mean_target(runs, "fmnist20k-sym50", 20, "test_acc_last", "test acc >=", verdict) == [
+        "| test acc >= ce, mean over seeds 0, 1 | fmnist20k-sym50 e20 | +0.50 points | PASS |"]
+    runs[3]["test_acc_last"] = 0.850  # seed 1 now -1.0 as well
+    assert report.seed_mean_target(runs, "fmnist20k-sym50", 20, "test_acc_last", "test acc >=", verdict)[0].endswith(
+        "| -1.00 points | MISS |")
+    assert report.seed_mean_target(runs[:2], "fmnist20k-sym50", 20, "test_acc_last", "test acc >=", verdict) == []
 
 
 def test_tuning_on_held_out_noisy_labels_lands_in_the_report(quick_results, tmp_path):
