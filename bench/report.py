@@ -65,16 +65,14 @@ def results_table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def by(runs: list[dict], setting: str, epochs: int, method: str, seed: int = 0) -> dict | None:
-    found = [run for run in runs if (run["setting"], run["epochs"], run["method"], run["seed"])
-             == (setting, epochs, method, seed) and not run.get("tag")]
-    return found[0] if found else None
-
-
 def runs_by_seed(runs: list[dict], setting: str, epochs: int, method: str) -> dict[int, dict]:
     """The untagged runs of one (setting, epochs, method), by seed."""
     return {run["seed"]: run for run in runs if not run.get("tag")
             and (run["setting"], run["epochs"], run["method"]) == (setting, epochs, method)}
+
+
+def by(runs: list[dict], setting: str, epochs: int, method: str, seed: int = 0) -> dict | None:
+    return runs_by_seed(runs, setting, epochs, method).get(seed)
 
 
 def paired_differences(runs: list[dict], setting: str, epochs: int, key: str) -> dict[int, float]:
@@ -110,15 +108,11 @@ def seeds_table(runs: list[dict]) -> str:
                          " | ".join(mean_sd([run[key] for run in rows], scale) for key, scale in
                                     (("test_acc_last", 100), ("label_recovery", 100), ("f1", 1),
                                      ("auroc", 1))) + " |")
-        accuracy = paired_differences(runs, setting, epochs, "test_acc_last")
-        if len(accuracy) >= 2:
-            recovery = paired_differences(runs, setting, epochs, "label_recovery")
-            differences.append(
-                f"| {setting} e{epochs} | {', '.join(map(str, accuracy))} | "
-                f"{', '.join(f'{100 * d:+.1f}' for d in accuracy.values())} | "
-                f"{100 * statistics.mean(accuracy.values()):+.2f} | "
-                f"{', '.join(f'{100 * d:+.1f}' for d in recovery.values())} | "
-                f"{100 * statistics.mean(recovery.values()):+.2f} |")
+        paired = [paired_differences(runs, setting, epochs, key) for key in ("test_acc_last", "label_recovery")]
+        if len(paired[0]) >= 2:
+            cells = [f"{', '.join(f'{100 * d:+.1f}' for d in per_seed.values())} | "
+                     f"{100 * statistics.mean(per_seed.values()):+.2f}" for per_seed in paired]
+            differences.append(f"| {setting} e{epochs} | {', '.join(map(str, paired[0]))} | {' | '.join(cells)} |")
     return "\n".join(lines + ["", *differences])
 
 

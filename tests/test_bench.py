@@ -87,6 +87,7 @@ def test_across_seeds_pairs_runs_of_the_same_seed_only():
     assert "| fmnist20k-sym50 e20 | mixnn | 0, 1, 2 | 91.0 ± 7.0 |" in table
     assert "| fmnist20k-sym50 e20 | 0, 1 | -1.0, +2.0 | +0.50 | +1.0, +3.0 | +2.00 |" in table
     assert "| fmnist20k-sym20" not in report.seeds_table([run("ce", 0, 0.8, 0.8) | {"setting": "fmnist20k-sym20"}])
+
     def verdict(ok):
         return "PASS" if ok else "MISS"
 
