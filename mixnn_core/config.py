@@ -54,6 +54,10 @@ class TrainConfig:
     loss_window: int = 1  # epochs of normalised losses averaged before the mixture fit
     mixture_loss: str = "current"  # loss the mixture sees: vs "current" corrected labels or "given"
     mixture_per_class: bool = False  # one mixture per label class instead of one over all samples
+    # after each mixture fit, p_clean = 0 for the samples whose label the outputs would change
+    # (confident learning on the suggestion soft labels, per-class thresholds): the loss mixture
+    # alone does not separate flips into one fixed class (BENCHMARKS.md, pair-flip, asymmetric)
+    gate_clean_probability: bool = False
     # final epochs trained un-mixed on the soft labels, loss weighted by p_clean (not in the
     # method; held-out noisy labels, BENCHMARKS.md seventh pass: CIFAR-10N +4 points, FMNIST within
     # +-0.6); the cpu preset scales it to a fifth of the budget, the paper preset turns it off

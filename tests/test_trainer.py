@@ -116,6 +116,32 @@ def test_consolidation_epoch_trains_unmixed_and_ignores_samples_with_clean_proba
     assert torch.allclose(trained(cpu_preset(5), half, rolled)[1], weighted, atol=1e-6)
 
 
+def test_gate_sets_clean_probability_0_where_the_outputs_would_change_the_label(digits):
+    """``gate_clean_probability``: after the mixture fit, p_clean is 0 exactly where the outputs
+    suggest another label and the mixture's posterior elsewhere; without it, the posterior."""
+    images, labels = digits
+    moved = np.arange(len(labels)) % 5 == 0
+    uniform = np.eye(10, dtype=np.float32)[labels]
+    uniform[moved] = 0.5 * uniform[moved] + 0.5 * np.roll(uniform[moved], 1, axis=1)
+    losses = np.random.default_rng(0).gamma(1.0, size=len(labels))
+
+    def fitted(gate):
+        trainer = Trainer(cpu_preset(5, gate_clean_probability=gate), images, labels, 10)
+        trainer.epoch = 4  # three corrections done: the given label keeps alpha^3 of the soft label
+        trainer.uniform_soft_labels = uniform
+        fit = trainer.fit_clean_probability(losses)
+        return trainer, fit
+
+    trainer, fit = fitted(True)
+    changed = trainer.outputs().suggested_label != labels
+    assert changed.sum() > moved.sum() / 2 and not changed[~moved].any()
+    assert 0 < fit.p_clean[changed].min()  # the fit itself is the mixture's
+    assert np.array_equal(trainer.p_clean, np.where(changed, 0.0, fit.p_clean))
+    ungated, ungated_fit = fitted(False)
+    assert np.array_equal(ungated.p_clean, ungated_fit.p_clean)
+    assert np.array_equal(ungated_fit.p_clean, fit.p_clean)
+
+
 def test_paper_preset_keeps_the_reference_schedule():
     config = paper_preset()
     assert (config.epochs, config.warmup_epochs, config.alpha, config.num_neighbors) == (300, 10, 0.9, 1)
