@@ -135,14 +135,14 @@ def target_checks(runs: list[dict]) -> str:
         best_other = max(run["test_acc_last"] for run in others)
         lines.append(f"| test acc >= {names} | {where} | {100 * mixnn['test_acc_last']:.1f} vs "
                      f"{100 * best_other:.1f} | {verdict(mixnn['test_acc_last'] >= best_other)} |")
-        lines += seed_mean_target(runs, setting, epochs, "test_acc_last", "test acc >=", verdict)
+        lines += seed_mean_target(runs, setting, epochs, "test_acc_last", "test acc >=", verdict, strict=False)
         if mixnn["noise"]["wrong_fraction"] == 0:
             continue
         for key, label in (("label_recovery", "recovery"), ("f1", "detection F1"), ("auroc", "AUROC")):
             best = max(run[key] for run in others)
             lines.append(f"| {label} > {names} | {where} | {mixnn[key]:.3f} vs {best:.3f} | "
                          f"{verdict(mixnn[key] > best)} |")
-        lines += seed_mean_target(runs, setting, epochs, "label_recovery", "recovery >", verdict)
+        lines += seed_mean_target(runs, setting, epochs, "label_recovery", "recovery >", verdict, strict=True)
         clean_setting = setting.rsplit("-", 1)[0] + "-clean"
         clean = by(runs, clean_setting, epochs, "ce")
         if clean is not None and any(s in setting for s in ("sym80", "asym40")):
@@ -172,14 +172,14 @@ def target_checks(runs: list[dict]) -> str:
 
 
 def seed_mean_target(runs: list[dict], setting: str, epochs: int, key: str, label: str,
-                     verdict: Callable[[bool], str]) -> list[str]:
-    """The target row on the mean over seeds of mixnn minus ce in ``key`` (``label`` ends in
-    ">=" or ">"), or none when fewer than two seeds ran both."""
+                     verdict: Callable[[bool], str], *, strict: bool) -> list[str]:
+    """The target row on the mean over seeds of mixnn minus ce in ``key``: passed when the mean
+    is above 0 (``strict``) or at least 0; none when fewer than two seeds ran both."""
     differences = paired_differences(runs, setting, epochs, key)
     if len(differences) < 2:
         return []
     mean = statistics.mean(differences.values())
-    passed = mean >= 0 if label.endswith(">=") else mean > 0
+    passed = mean > 0 if strict else mean >= 0
     return [f"| {label} ce, mean over seeds {', '.join(map(str, differences))} | {setting} e{epochs} | "
             f"{100 * mean:+.2f} points | {verdict(passed)} |"]
 

@@ -55,8 +55,10 @@ class TrainConfig:
     mixture_loss: str = "current"  # loss the mixture sees: vs "current" corrected labels or "given"
     mixture_per_class: bool = False  # one mixture per label class instead of one over all samples
     # after each mixture fit, p_clean = 0 for the samples whose label the outputs would change
-    # (confident learning on the suggestion soft labels, per-class thresholds): the loss mixture
-    # alone does not separate flips into one fixed class (BENCHMARKS.md, pair-flip, asymmetric)
+    # (confident learning on the suggestion soft labels, per-class thresholds), which the loss
+    # mixture alone misses when a class flips into one fixed other class. Off: at pair-flip 45 %
+    # +6 and +11 test points on two seeds, -25 on a third and -5 at sym 80 %: it locks a weak
+    # warm-up model's mistakes in (BENCHMARKS.md, ninth pass)
     gate_clean_probability: bool = False
     # final epochs trained un-mixed on the soft labels, loss weighted by p_clean (not in the
     # method; held-out noisy labels, BENCHMARKS.md seventh pass: CIFAR-10N +4 points, FMNIST within

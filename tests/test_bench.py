@@ -91,12 +91,16 @@ def test_across_seeds_pairs_runs_of_the_same_seed_only():
     def verdict(ok):
         return "PASS" if ok else "MISS"
 
-    assert report.seed_mean_target(runs, "fmnist20k-sym50", 20, "test_acc_last", "test acc >=", verdict) == [
+    assert report.seed_mean_target(runs, "fmnist20k-sym50", 20, "test_acc_last", "test acc >=", verdict, strict=False) == [
         "| test acc >= ce, mean over seeds 0, 1 | fmnist20k-sym50 e20 | +0.50 points | PASS |"]
     runs[3]["test_acc_last"] = 0.850  # seed 1 now -1.0 as well
-    assert report.seed_mean_target(runs, "fmnist20k-sym50", 20, "test_acc_last", "test acc >=", verdict)[0].endswith(
+    assert report.seed_mean_target(runs, "fmnist20k-sym50", 20, "test_acc_last", "test acc >=", verdict, strict=False)[0].endswith(
         "| -1.00 points | MISS |")
-    assert report.seed_mean_target(runs[:2], "fmnist20k-sym50", 20, "test_acc_last", "test acc >=", verdict) == []
+    assert report.seed_mean_target(runs[:2], "fmnist20k-sym50", 20, "test_acc_last", "test acc >=", verdict, strict=False) == []
+    level = [run("ce", 0, 0.5, 0.5), run("mixnn", 0, 0.25, 0.25), run("ce", 1, 0.5, 0.5), run("mixnn", 1, 0.75, 0.75)]
+    for strict, outcome in ((False, "PASS"), (True, "MISS")):  # a mean difference of exactly 0
+        assert report.seed_mean_target(level, "fmnist20k-sym50", 20, "label_recovery", "recovery >", verdict,
+                                       strict=strict)[0].endswith(f"| +0.00 points | {outcome} |")
 
 
 def test_tuning_on_held_out_noisy_labels_lands_in_the_report(quick_results, tmp_path):
