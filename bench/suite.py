@@ -80,7 +80,7 @@ SETTINGS = {
     }.items()},
     "fmnist60k-clean": Setting("fashion_mnist", None, None),
     "fmnist60k-sym50": Setting("fashion_mnist", None, ("symmetric", 0.5)),
-    # torchvision's ResNet-18: 79.9 on clean CIFAR-10 against the small CNN's 76.8, 30-40 minutes
+    # torchvision's ResNet-18: 79.8 on clean CIFAR-10 against the small CNN's 76.8, 30-40 minutes
     # a 20-epoch run here (BENCHMARKS.md, eighth and ninth passes)
     **{name: Setting("cifar10", None, noise, model="resnet18", hflip=True) for name, noise in {
         "cifar10-clean": None, "cifar10n-worse": "human:worse_label", "cifar10n-aggre": "human:aggre_label",
