@@ -10,7 +10,7 @@ from sklearn.datasets import load_digits
 from mixnn_core.confident_learning import label_issues
 from mixnn_core.config import RESIDUAL_GIVEN_LABEL_WEIGHT, TrainConfig, cpu_preset, paper_preset
 from mixnn_core.metrics import label_quality_metrics
-from mixnn_core.models import build_model
+from mixnn_core.models import build_model, resolve_model_name
 from mixnn_core.noise import inject_noise
 from mixnn_core.trainer import Trainer, TrainingDiverged
 
@@ -55,6 +55,15 @@ def test_inference_copy_computes_the_same_function_and_leaves_the_model_alone(na
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules()) < sum(
         isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # some were folded
     assert all(torch.equal(before[key], value) for key, value in model.state_dict().items())
+
+
+@pytest.mark.parametrize("shape,expected", [
+    ((1, 8, 8), "small_cnn"), ((1, 28, 28), "small_cnn"), ((1, 32, 32), "small_cnn"),
+    ((3, 28, 28), "small_cnn"), ((3, 32, 32), "resnet18"), ((1, 33, 33), "resnet18"), ((3, 96, 96), "resnet18"),
+])
+def test_auto_model_is_resnet18_for_colour_images_from_32_pixels_and_all_larger_ones(shape, expected):
+    assert resolve_model_name("auto", shape) == expected
+    assert resolve_model_name("small_cnn", shape) == "small_cnn"
 
 
 def test_unknown_model_and_bad_shapes_are_refused():
