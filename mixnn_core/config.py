@@ -60,6 +60,7 @@ class TrainConfig:
     # +6 and +11 test points on two seeds, -25 on a third and -5 at sym 80 %: it locks a weak
     # warm-up model's mistakes in (BENCHMARKS.md, ninth pass)
     gate_clean_probability: bool = False
+    gate_start: int = 0  # first epoch whose mixture fit is gated: later, a stronger model suggests
     # final epochs trained un-mixed on the soft labels, loss weighted by p_clean (not in the
     # method; held-out noisy labels, BENCHMARKS.md seventh pass: CIFAR-10N +4 points, FMNIST within
     # +-0.6); the cpu preset scales it to a fifth of the budget, the paper preset turns it off
@@ -102,6 +103,7 @@ class TrainConfig:
             (self.loss_window >= 1, f"loss_window must be >= 1, got {self.loss_window}"),
             (self.bn_refresh_samples >= 0,
              f"bn_refresh_samples must be >= 0, got {self.bn_refresh_samples}"),
+            (self.gate_start >= 0, f"gate_start must be >= 0, got {self.gate_start}"),
             (self.restart_period >= 1, f"restart_period must be >= 1, got {self.restart_period}"),
         ]
         for ok, message in checks:

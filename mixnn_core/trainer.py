@@ -45,7 +45,7 @@ RESUMABLE_CHANGES = {"device", "eval_batch_size"}
 # Fields added after checkpoint format 2, with the value that reproduces the code that wrote a
 # checkpoint lacking them.
 FIELDS_OF_OLDER_CHECKPOINTS = {"consolidation_epochs": 0, "neighbor_scope": "dataset",
-                               "gate_clean_probability": False}
+                               "gate_clean_probability": False, "gate_start": 0}
 
 
 class TrainingDiverged(RuntimeError):
@@ -184,8 +184,9 @@ class Trainer:
     def fit_clean_probability(self, losses: np.ndarray) -> MixtureFit:
         """Fit the mixture to this epoch's losses (averaged over ``loss_window`` epochs),
         over all samples or per class of ``loss_labels()`` (``mixture_per_class``); with
-        ``gate_clean_probability`` the samples whose label ``outputs()`` would change then get
-        ``p_clean`` 0 (the returned fit keeps the mixture's own posterior)."""
+        ``gate_clean_probability``, from epoch ``gate_start`` on, the samples whose label
+        ``outputs()`` would change then get ``p_clean`` 0 (the returned fit keeps the mixture's
+        own posterior)."""
         window = self.recent_losses + [normalize_losses(losses)]
         averaged = np.mean(window, axis=0)
         if self.config.mixture_per_class:
@@ -194,7 +195,7 @@ class Trainer:
             fit = fit_mixture(averaged, seed=self.config.seed)
         self.recent_losses = window[1:] if len(window) == self.config.loss_window else window
         self.p_clean = fit.p_clean
-        if self.config.gate_clean_probability:
+        if self.config.gate_clean_probability and self.epoch >= self.config.gate_start:
             self.p_clean = np.where(self.outputs().suggested_label != self.given_labels, 0.0, fit.p_clean)
         return fit
 

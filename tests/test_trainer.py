@@ -127,15 +127,17 @@ def test_consolidation_epoch_trains_unmixed_and_ignores_samples_with_clean_proba
 
 def test_gate_sets_clean_probability_0_where_the_outputs_would_change_the_label(digits):
     """``gate_clean_probability``: after the mixture fit, p_clean is 0 exactly where the outputs
-    suggest another label and the mixture's posterior elsewhere; without it, the posterior."""
+    suggest another label and the mixture's posterior elsewhere; without it, or before
+    ``gate_start``, the posterior."""
     images, labels = digits
     moved = np.arange(len(labels)) % 5 == 0
     uniform = np.eye(10, dtype=np.float32)[labels]
     uniform[moved] = 0.5 * uniform[moved] + 0.5 * np.roll(uniform[moved], 1, axis=1)
     losses = np.random.default_rng(0).gamma(1.0, size=len(labels))
 
-    def fitted(gate):
-        trainer = Trainer(cpu_preset(5, gate_clean_probability=gate), images, labels, 10)
+    def fitted(gate, gate_start=0):
+        config = cpu_preset(5, gate_clean_probability=gate, gate_start=gate_start)
+        trainer = Trainer(config, images, labels, 10)
         trainer.epoch = 4  # three corrections done: the given label keeps alpha^3 of the soft label
         trainer.uniform_soft_labels = uniform
         fit = trainer.fit_clean_probability(losses)
@@ -149,6 +151,10 @@ def test_gate_sets_clean_probability_0_where_the_outputs_would_change_the_label(
     ungated, ungated_fit = fitted(False)
     assert np.array_equal(ungated.p_clean, ungated_fit.p_clean)
     assert np.array_equal(ungated_fit.p_clean, fit.p_clean)
+    not_yet, not_yet_fit = fitted(True, gate_start=5)  # epoch 4's fit comes before the gate
+    assert np.array_equal(not_yet.p_clean, not_yet_fit.p_clean)
+    from_now, _ = fitted(True, gate_start=4)
+    assert np.array_equal(from_now.p_clean, trainer.p_clean)
 
 
 def test_paper_preset_keeps_the_reference_schedule():
@@ -172,6 +178,8 @@ def test_configuration_is_validated():
         TrainConfig(correction_rate="fast")
     with pytest.raises(ValueError, match="neighbor_scope must be one of"):
         TrainConfig(neighbor_scope="global")
+    with pytest.raises(ValueError, match="gate_start must be >= 0"):
+        TrainConfig(gate_start=-1)
 
 
 def test_noisy_probability_correction_keeps_clean_looking_labels(digits):
