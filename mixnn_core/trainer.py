@@ -183,10 +183,10 @@ class Trainer:
 
     def fit_clean_probability(self, losses: np.ndarray) -> MixtureFit:
         """Fit the mixture to this epoch's losses (averaged over ``loss_window`` epochs),
-        over all samples or per class of ``loss_labels()`` (``mixture_per_class``); with
-        ``gate_clean_probability``, from epoch ``gate_start`` on, the samples whose label
-        ``outputs()`` would change then get ``p_clean`` 0 (the returned fit keeps the mixture's
-        own posterior)."""
+        over all samples or per class of ``loss_labels()`` (``mixture_per_class``); in the
+        epochs ``config.gates_clean_probability`` names, the samples whose label ``outputs()``
+        would change then get ``p_clean`` 0 (the returned fit keeps the mixture's own
+        posterior)."""
         window = self.recent_losses + [normalize_losses(losses)]
         averaged = np.mean(window, axis=0)
         if self.config.mixture_per_class:
@@ -195,7 +195,7 @@ class Trainer:
             fit = fit_mixture(averaged, seed=self.config.seed)
         self.recent_losses = window[1:] if len(window) == self.config.loss_window else window
         self.p_clean = fit.p_clean
-        if self.config.gate_clean_probability and self.epoch >= self.config.gate_start:
+        if self.config.gates_clean_probability(self.epoch):
             self.p_clean = np.where(self.outputs().suggested_label != self.given_labels, 0.0, fit.p_clean)
         return fit
 

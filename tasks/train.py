@@ -50,7 +50,8 @@ def train_epoch(run_dir: str, epoch: int) -> dict:
                                        f"the learning rate")
         fit = trainer.fit_clean_probability(losses)
         write_json_atomic({"epoch": epoch, "means": fit.means, "variances": fit.variances,
-                           "weights": fit.weights, "mean_p_clean": float(fit.p_clean.mean())},
+                           "weights": fit.weights, "mean_p_clean": float(fit.p_clean.mean()),
+                           "mean_p_clean_gated": float(np.mean(trainer.p_clean))},
                           run.mixture(epoch))
         trainer.correct_labels(read_vector_column(evaluation, "probs"))
         if trainer.config.phase(epoch) == "mixnn":

@@ -135,7 +135,7 @@ def test_gate_sets_clean_probability_0_where_the_outputs_would_change_the_label(
     uniform[moved] = 0.5 * uniform[moved] + 0.5 * np.roll(uniform[moved], 1, axis=1)
     losses = np.random.default_rng(0).gamma(1.0, size=len(labels))
 
-    def fitted(gate, gate_start=0):
+    def fitted(gate, gate_start=None):
         config = cpu_preset(5, gate_clean_probability=gate, gate_start=gate_start)
         trainer = Trainer(config, images, labels, 10)
         trainer.epoch = 4  # three corrections done: the given label keeps alpha^3 of the soft label
@@ -143,7 +143,7 @@ def test_gate_sets_clean_probability_0_where_the_outputs_would_change_the_label(
         fit = trainer.fit_clean_probability(losses)
         return trainer, fit
 
-    trainer, fit = fitted(True)
+    trainer, fit = fitted(True)  # cpu_preset(5): epoch 4 is the consolidation epoch
     changed = trainer.outputs().suggested_label != labels
     assert changed.sum() > moved.sum() / 2 and not changed[~moved].any()
     assert 0 < fit.p_clean[changed].min()  # the fit itself is the mixture's
@@ -157,10 +157,19 @@ def test_gate_sets_clean_probability_0_where_the_outputs_would_change_the_label(
     assert np.array_equal(from_now.p_clean, trainer.p_clean)
 
 
+def test_gate_starts_with_the_consolidation_epochs_unless_told_otherwise():
+    gated = cpu_preset(20, gate_clean_probability=True)  # consolidation: epochs 16-19
+    assert [e for e in range(20) if gated.gates_clean_probability(e)] == [16, 17, 18, 19]
+    assert cpu_preset(20, gate_clean_probability=True, gate_start=0).gates_clean_probability(0)
+    assert not any(cpu_preset(20, gate_clean_probability=False).gates_clean_probability(e) for e in range(20))
+    assert not any(paper_preset(gate_clean_probability=True).gates_clean_probability(e) for e in range(300))
+
+
 def test_paper_preset_keeps_the_reference_schedule():
     config = paper_preset()
     assert (config.epochs, config.warmup_epochs, config.alpha, config.num_neighbors) == (300, 10, 0.9, 1)
     assert config.correction_rate == "uniform"  # the method as published
+    assert not config.gate_clean_probability
     assert [e for e in range(config.epochs) if config.corrects_labels(e)][:3] == [60, 70, 80]
     assert config.learning_rate(0) == pytest.approx(0.02)
     assert config.learning_rate(10) == pytest.approx(0.02)  # warm restart every 10 epochs
@@ -178,7 +187,7 @@ def test_configuration_is_validated():
         TrainConfig(correction_rate="fast")
     with pytest.raises(ValueError, match="neighbor_scope must be one of"):
         TrainConfig(neighbor_scope="global")
-    with pytest.raises(ValueError, match="gate_start must be >= 0"):
+    with pytest.raises(ValueError, match="gate_start must be None or >= 0"):
         TrainConfig(gate_start=-1)
 
 
