@@ -134,8 +134,11 @@ class TrainConfig:
 
     def gates_clean_probability(self, epoch: int) -> bool:
         """Whether the mixture fit of epoch ``epoch`` is followed by the gate on p_clean."""
-        start = self.epochs - self.consolidation_epochs if self.gate_start is None else self.gate_start
-        return self.gate_clean_probability and epoch >= start
+        if not self.gate_clean_probability:
+            return False
+        if self.gate_start is None:
+            return self.phase(epoch) == "consolidate"
+        return epoch >= self.gate_start
 
     def corrects_labels(self, epoch: int) -> bool:
         """Whether the soft labels are corrected in epoch ``epoch``."""
