@@ -59,7 +59,7 @@ class TrainConfig:
     # labels, per-class thresholds): the loss mixture alone misses labels flipped into one fixed
     # other class. Tenth pass (BENCHMARKS.md): held-out noisy labels level (they cannot rank
     # models under such flips); test set pair-flip 45 % +7.3 / +10.5 / +10.6 over three seeds,
-    # sym 80 % -0.9. From the first mixing epoch it locked a weak warm-up model's mistakes in
+    # sym 80 % -0.9 to -1.0. From the first mixing epoch it locked a weak warm-up model's mistakes in
     # (ninth pass: -25 on one seed)
     gate_clean_probability: bool = True
     gate_start: int | None = None  # first gated epoch; None: the first consolidation epoch
