@@ -10,7 +10,6 @@ MIXTURE_LOSSES = ("current", "given")
 OWN_WEIGHTS = ("proportional", "clean_probability")
 CORRECTION_RATES = ("uniform", "noisy_probability")
 NEIGHBOR_SCOPES = ("dataset", "batch")
-GATED_SAMPLES = ("drop", "relabel")
 LR_SCHEDULES = ("cosine", "cosine_restarts")
 
 
@@ -64,9 +63,6 @@ class TrainConfig:
     # (ninth pass: -25 on one seed)
     gate_clean_probability: bool = True
     gate_start: int | None = None  # first gated epoch; None: the first consolidation epoch
-    # what gated consolidation epochs train the samples the gate flags on: nothing ("drop", their
-    # weight is their p_clean, 0) or their suggested label, one-hot, at weight 1 ("relabel")
-    gated_samples: str = "drop"
     # final epochs trained un-mixed on the soft labels, loss weighted by p_clean (not in the
     # method; held-out noisy labels, BENCHMARKS.md seventh pass: CIFAR-10N +4 points, FMNIST within
     # +-0.6); the cpu preset scales it to a fifth of the budget, the paper preset turns it off
@@ -93,8 +89,6 @@ class TrainConfig:
              f"neighbor_scope must be one of {NEIGHBOR_SCOPES}, got {self.neighbor_scope!r}"),
             (self.own_weight in OWN_WEIGHTS,
              f"own_weight must be one of {OWN_WEIGHTS}, got {self.own_weight!r}"),
-            (self.gated_samples in GATED_SAMPLES,
-             f"gated_samples must be one of {GATED_SAMPLES}, got {self.gated_samples!r}"),
             (self.lr_schedule in LR_SCHEDULES,
              f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),

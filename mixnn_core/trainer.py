@@ -45,8 +45,7 @@ RESUMABLE_CHANGES = {"device", "eval_batch_size"}
 # Fields added after checkpoint format 2, with the value that reproduces the code that wrote a
 # checkpoint lacking them.
 FIELDS_OF_OLDER_CHECKPOINTS = {"consolidation_epochs": 0, "neighbor_scope": "dataset",
-                               "gate_clean_probability": False, "gate_start": 0,
-                               "gated_samples": "drop"}
+                               "gate_clean_probability": False, "gate_start": 0}
 
 
 class TrainingDiverged(RuntimeError):
@@ -242,10 +241,9 @@ class Trainer:
                 raise ValueError(f"epoch {self.epoch} mixes with neighbours: pass neighbors=")
             neighbors = torch.as_tensor(np.asarray(neighbors, dtype=np.int64))
             weights = torch.as_tensor(self.member_weights(neighbors.numpy()), dtype=torch.float32)
-        soft_labels = torch.as_tensor(self.soft_labels)
         if phase == "consolidate":
             p_clean = torch.as_tensor(np.asarray(self.p_clean), dtype=torch.float32)
-            soft_labels, p_clean = self._relabelled(soft_labels, p_clean)
+        soft_labels = torch.as_tensor(self.soft_labels)
         n = self.images.shape[0]
         order = torch.randperm(n, generator=self.generator)
         steps = max(1, n // self.config.batch_size)  # drop the ragged last batch (BatchNorm)
@@ -285,19 +283,6 @@ class Trainer:
         row.update(self._label_metrics())  # after the count: outputs() counts completed epochs
         self.history.append(row)
         return row
-
-    def _relabelled(self, soft_labels: torch.Tensor, p_clean: torch.Tensor):
-        """Consolidation targets and loss weights: with ``gated_samples="relabel"`` in a gated
-        epoch, the samples whose label the outputs change train on that suggestion, one-hot, at
-        weight 1 instead of sitting out at weight 0 (their given label's p_clean, gated)."""
-        if self.config.gated_samples != "relabel" or not self.config.gates_clean_probability(self.epoch):
-            return soft_labels, p_clean
-        suggested = torch.as_tensor(self.outputs().suggested_label)
-        flagged = suggested != torch.as_tensor(self.given_labels)
-        soft_labels, p_clean = soft_labels.clone(), p_clean.clone()
-        soft_labels[flagged] = F.one_hot(suggested[flagged], self.num_classes).to(soft_labels.dtype)
-        p_clean[flagged] = 1.0
-        return soft_labels, p_clean
 
     def member_weights(self, neighbors: np.ndarray) -> np.ndarray:
         """Weights (N, K + 1) of each sample and its neighbours in its synthetic sample: by

@@ -157,41 +157,6 @@ def test_gate_sets_clean_probability_0_where_the_outputs_would_change_the_label(
     assert np.array_equal(from_now.p_clean, trainer.p_clean)
 
 
-def test_relabel_trains_the_gated_samples_on_their_suggestion_at_weight_1(digits):
-    """``gated_samples="relabel"``: in a gated consolidation epoch the samples whose label the
-    outputs change train on the suggested label, one-hot, at weight 1, the others as before; the
-    same epoch as a plain one on those targets. Ungated, it changes nothing."""
-    images, labels = digits
-    moved = np.arange(len(labels)) % 5 == 0
-    uniform = np.eye(10, dtype=np.float32)[labels]
-    uniform[moved] = 0.5 * uniform[moved] + 0.5 * np.roll(uniform[moved], 1, axis=1)
-
-    def trained(config, p_clean, soft_labels=None):
-        trainer = Trainer(config, images, labels, 10)
-        trainer.epoch = 4  # the consolidation epoch of cpu_preset(5), gated by default
-        trainer.uniform_soft_labels = uniform
-        trainer.p_clean = p_clean
-        if soft_labels is not None:
-            trainer.soft_labels = soft_labels
-        suggested = trainer.outputs().suggested_label
-        trainer.train_epoch()
-        return suggested, parameters(trainer)
-
-    suggested, _ = trained(cpu_preset(5), np.ones(len(labels)))
-    changed = suggested != labels
-    assert changed.any() and not changed[~moved].any()
-    gated = np.where(changed, 0.0, 1.0)
-    _, relabelled = trained(cpu_preset(5, gated_samples="relabel"), gated)
-    _, on_suggestions = trained(cpu_preset(5), np.ones(len(labels)), np.eye(10, dtype=np.float32)[suggested])
-    assert torch.allclose(relabelled, on_suggestions, atol=1e-6)
-    _, dropped = trained(cpu_preset(5), gated)
-    assert not torch.allclose(relabelled, dropped, atol=1e-6)
-    _, ungated = trained(cpu_preset(5, gated_samples="relabel", gate_clean_probability=False), gated)
-    assert torch.equal(ungated, dropped)
-    with pytest.raises(ValueError, match="gated_samples must be one of"):
-        TrainConfig(gated_samples="keep")
-
-
 def test_gate_starts_with_the_consolidation_epochs_unless_told_otherwise():
     gated = cpu_preset(20, gate_clean_probability=True)  # consolidation: epochs 16-19
     assert [e for e in range(20) if gated.gates_clean_probability(e)] == [16, 17, 18, 19]
