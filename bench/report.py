@@ -12,6 +12,7 @@ import argparse
 import json
 import math
 import statistics
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +22,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mixnn_core.metrics import noise_corrected_accuracy  # noqa: E402
+
 START, END = "<!-- generated: start -->", "<!-- generated: end -->"
 METHOD_ORDER = ("ce", "mixup", "cleanlab", "mixnn")
 MIXING_STEPS = ("evaluation_pass", "feature_write", "mixture_fit", "neighbor_search", "correction")
@@ -280,12 +285,20 @@ def plots(runs: list[dict], folder: Path) -> list[str]:
     return made
 
 
+def noise_corrected_last(result: dict) -> str:
+    if "held_out_confusion" not in result:
+        return "-"
+    return f"{noise_corrected_accuracy(result['held_out_confusion'][-1], result['held_out_confident_joint'][-1]):.4f}"
+
+
 def tuning_table(folder: Path) -> str:
     """One row per value tried by ``bench/tune.py``: held-out noisy-label accuracy (no test labels).
 
-    Runs made before ``bn_refresh_samples`` existed had no BatchNorm refresh: shown as 0."""
-    lines = ["| setting | method | changed | held fixed | BN refresh | held-out acc, last epoch | best epoch (acc) |",
-             "| --- | --- | --- | --- | ---: | ---: | ---: |"]
+    Runs made before ``bn_refresh_samples`` existed had no BatchNorm refresh: shown as 0; runs
+    made before the held-out confusion was recorded have no noise-corrected accuracy: "-"."""
+    lines = ["| setting | method | changed | held fixed | BN refresh | held-out acc, last epoch | best epoch (acc) "
+             "| noise-corrected, last epoch |",
+             "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |"]
     for path in sorted(folder.glob("*.json")):
         tuning = json.loads(path.read_text())
         fixed = ", ".join(f"{key}={value}" for key, value in tuning["fixed"].items()) or "-"
@@ -295,7 +308,7 @@ def tuning_table(folder: Path) -> str:
             seed = f" s{tuning['seed']}" if tuning.get("seed") else ""
             lines.append(f"| {tuning['setting']} e{tuning['epochs']}{seed} | {tuning['method']} | "
                          f"{tuning['field']}={value} | {fixed} | {result['config'].get('bn_refresh_samples', 0)} | "
-                         f"{curve[-1]:.4f} | {best + 1} ({curve[best]:.4f}) |")
+                         f"{curve[-1]:.4f} | {best + 1} ({curve[best]:.4f}) | {noise_corrected_last(result)} |")
     return "\n".join(lines)
 
 

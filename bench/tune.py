@@ -34,6 +34,7 @@ from bench.suite import SETTINGS, config_assignments, load  # noqa: E402
 from mixnn_core.confident_learning import confident_joint  # noqa: E402
 from mixnn_core.config import cpu_preset  # noqa: E402
 from mixnn_core.files import write_json_atomic  # noqa: E402
+from mixnn_core.metrics import confusion, noise_corrected_accuracy  # noqa: E402
 from mixnn_core.trainer import Trainer  # noqa: E402
 
 HELD_OUT_SHARE = 0.1
@@ -45,32 +46,6 @@ def held_out_split(noisy: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray
     rows = np.arange(len(noisy))
     fit_rows, held_rows = train_test_split(rows, test_size=HELD_OUT_SHARE, stratify=noisy, random_state=seed)
     return np.sort(fit_rows), np.sort(held_rows)
-
-
-def confusion(noisy: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
-    """Counts (C, C) of held-out samples with noisy label j (row) and predicted class k (column)."""
-    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(counts, (noisy, predicted), 1)
-    return counts
-
-
-def noise_corrected_accuracy(confusion_counts, joint_counts) -> float:
-    """Estimated CLEAN accuracy from predictions scored against noisy labels.
-
-    ``joint_counts[j, c]`` estimates how many samples with noisy label j have true class c (a
-    confident joint); it gives the transition T[c, j] = P(noisy j | true c). With noise that
-    depends on the class only, the (prediction k, noisy j) frequencies are
-    sum_c P(prediction k, true c) T[c, j], so P(prediction k, true c) = (F T^-1)[k, c] with
-    F[k, j] those frequencies, and the accuracy is its trace. Under symmetric noise this is
-    the plain noisy-label accuracy rescaled; under flips into fixed classes it removes the
-    reward a model gets for predicting the flipped class. Variance grows with T's condition
-    number (10 at pair-flip 45 %).
-    """
-    joint = np.asarray(joint_counts, dtype=np.float64)
-    transition = joint.T / np.maximum(joint.sum(axis=0)[:, None], 1e-12)  # rows: true class
-    frequencies = np.asarray(confusion_counts, dtype=np.float64).T  # rows: prediction
-    clean_joint = frequencies @ np.linalg.inv(transition) / frequencies.sum()
-    return float(np.trace(clean_joint))
 
 
 def main(argv: list[str] | None = None) -> Path:
