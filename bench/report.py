@@ -285,10 +285,10 @@ def plots(runs: list[dict], folder: Path) -> list[str]:
     return made
 
 
-def noise_corrected_last(result: dict) -> str:
-    if "held_out_confusion" not in result:
+def noise_corrected_last(tuning: dict, result: dict) -> str:
+    if "reference_joint" not in tuning:
         return "-"
-    return f"{noise_corrected_accuracy(result['held_out_confusion'][-1], result['held_out_confident_joint'][-1]):.4f}"
+    return f"{noise_corrected_accuracy(result['held_out_confusion'][-1], tuning['reference_joint']):.4f}"
 
 
 def tuning_table(folder: Path) -> str:
@@ -308,7 +308,7 @@ def tuning_table(folder: Path) -> str:
             seed = f" s{tuning['seed']}" if tuning.get("seed") else ""
             lines.append(f"| {tuning['setting']} e{tuning['epochs']}{seed} | {tuning['method']} | "
                          f"{tuning['field']}={value} | {fixed} | {result['config'].get('bn_refresh_samples', 0)} | "
-                         f"{curve[-1]:.4f} | {best + 1} ({curve[best]:.4f}) | {noise_corrected_last(result)} |")
+                         f"{curve[-1]:.4f} | {best + 1} ({curve[best]:.4f}) | {noise_corrected_last(tuning, result)} |")
     return "\n".join(lines)
 
 

@@ -115,8 +115,13 @@ def test_tuning_on_held_out_noisy_labels_lands_in_the_report(quick_results, tmp_
         assert len(curve) == 3 and all(0 <= acc <= 1 for acc in curve) and max(curve) > 0.3
         assert row["config"]["lr"] == float(value) and row["config"]["warmup_epochs"] == 1
         confusion = np.asarray(row["held_out_confusion"][-1])
-        assert confusion.shape == (10, 10) and len(row["held_out_confident_joint"]) == 3
+        assert confusion.shape == (10, 10) and len(row["held_out_confusion"]) == 3
         assert np.trace(confusion) / confusion.sum() == pytest.approx(curve[-1])
+    joint = np.asarray(result["reference_joint"])  # out-of-fold plain training on the fit rows
+    cached = json.loads((out.parent / "tune" / "reference" / "digits-sym40-e3-s0.json").read_text())
+    assert np.array_equal(joint, cached["joint"]) and joint.shape == (10, 10)
+    n_train = len(suite.load(suite.SETTINGS["digits-sym40"], 0).noisy_labels)
+    assert joint.sum() + confusion.sum() == n_train
     benchmarks = tmp_path / "BENCHMARKS.md"
     report.main(["--runs", str(out), "--out", str(benchmarks)])
     assert "| digits-sym40 e3 | mixnn | lr=0.05 | warmup_epochs=1 | 4096 |" in benchmarks.read_text()
