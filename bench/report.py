@@ -327,7 +327,10 @@ def generated_section(runs: list[dict], plot_names: list[str], plot_folder: str,
              "### Cost of a mixing epoch", "", stage_table(runs), "",
              "### Choices on held-out noisy labels (`bench/tune.py`)", "",
              "10 % of each setting's noisy training set held out (stratified, seed 0); the model "
-             "trains on the rest and is scored on the held-out NOISY labels.", "",
+             "trains on the rest and is scored on the held-out NOISY labels. Noise-corrected: that "
+             "score with the noise removed (`mixnn_core.metrics.noise_corrected_accuracy`) by one "
+             "noise estimate per setting, budget and seed, from out-of-fold plain training on the "
+             "rest (`tune/reference/`); an estimate of clean accuracy, with no clean label used.", "",
              tuning_table(tuning_folder), "", "### Plots", ""]
     parts += [f"![{name}]({plot_folder}/{name})" for name in plot_names]
     return "\n".join(parts + ["", END])
