@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> Path:
             print(f"{field}={value} epoch {trainer.epoch}: held-out noisy-label accuracy {curve[-1]:.4f}, "
                   f"noise-corrected {noise_corrected_accuracy(confusions[-1], joint):.4f}", flush=True)
         results[str(value)] = {"held_out_noisy_accuracy": curve, "held_out_confusion": confusions,
-                               "config": config.to_dict()}
+                               "held_out_predictions": predicted.tolist(), "config": config.to_dict()}
     best = max(results, key=lambda key: results[key]["held_out_noisy_accuracy"][-1])
     print(f"best {field} (last epoch): {best}")
     write_json_atomic({"setting": args.setting, "method": args.method, "epochs": args.epochs, "field": field,

@@ -117,6 +117,7 @@ def test_tuning_on_held_out_noisy_labels_lands_in_the_report(quick_results, tmp_
         confusion = np.asarray(row["held_out_confusion"][-1])
         assert confusion.shape == (10, 10) and len(row["held_out_confusion"]) == 3
         assert np.trace(confusion) / confusion.sum() == pytest.approx(curve[-1])
+        assert np.array_equal(np.bincount(row["held_out_predictions"], minlength=10), confusion.sum(axis=0))
     joint = np.asarray(result["reference_joint"])  # out-of-fold plain training on the fit rows
     cached = json.loads((out.parent / "tune" / "reference" / "digits-sym40-e3-s0.json").read_text())
     assert np.array_equal(joint, cached["joint"]) and joint.shape == (10, 10)
