@@ -1,9 +1,8 @@
 """How well a run found and fixed wrong labels, and how well its model classifies.
 
 Everything here compares the run's outputs with ground truth that only exists in benchmarks
-(true labels of a dataset with injected noise, or a held-out test set), except
-``noise_corrected_accuracy``, which estimates accuracy from noisy labels alone. All results are
-plain Python ints and floats, ready for JSON.
+(true labels of a dataset with injected noise, or a held-out test set). All results are plain
+Python ints and floats, ready for JSON.
 """
 
 from __future__ import annotations
@@ -152,29 +151,3 @@ def label_quality_metrics(given_labels: np.ndarray, suggested_labels: np.ndarray
         "n_fixed": int((~given_right & suggested_right).sum()),
         "n_broken": int((given_right & ~suggested_right).sum()),
     }
-
-
-def confusion(noisy: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
-    """Counts (C, C) of held-out samples with noisy label j (row) and predicted class k (column)."""
-    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(counts, (noisy, predicted), 1)
-    return counts
-
-
-def noise_corrected_accuracy(confusion_counts, joint_counts) -> float:
-    """Estimated CLEAN accuracy from predictions scored against noisy labels.
-
-    ``joint_counts[j, c]`` estimates how many samples with noisy label j have true class c (a
-    confident joint); it gives the transition T[c, j] = P(noisy j | true c). With noise that
-    depends on the class only, the (prediction k, noisy j) frequencies are
-    sum_c P(prediction k, true c) T[c, j], so P(prediction k, true c) = (F T^-1)[k, c] with
-    F[k, j] those frequencies, and the accuracy is its trace. Under symmetric noise this is
-    the plain noisy-label accuracy rescaled; under flips into fixed classes it removes the
-    reward a model gets for predicting the flipped class. Variance grows with T's condition
-    number (10 at pair-flip 45 %).
-    """
-    joint = np.asarray(joint_counts, dtype=np.float64)
-    transition = joint.T / np.maximum(joint.sum(axis=0)[:, None], 1e-12)  # rows: true class
-    frequencies = np.asarray(confusion_counts, dtype=np.float64).T  # rows: prediction
-    clean_joint = frequencies @ np.linalg.inv(transition) / frequencies.sum()
-    return float(np.trace(clean_joint))
