@@ -299,6 +299,7 @@ def tuning_table(folder: Path) -> str:
             curve = result["held_out_noisy_accuracy"]
             best = max(range(len(curve)), key=curve.__getitem__)
             seed = f" s{tuning['seed']}" if tuning.get("seed") else ""
+            seed += f" [{tuning['tag']}]" if tuning.get("tag") else ""
             lines.append(f"| {tuning['setting']} e{tuning['epochs']}{seed} | {tuning['method']} | "
                          f"{tuning['field']}={value} | {fixed} | {result['config'].get('bn_refresh_samples', 0)} | "
                          f"{curve[-1]:.4f} | {best + 1} ({curve[best]:.4f}) | {kept_last(result)} |")

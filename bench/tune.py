@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> Path:
     best = max(results, key=lambda key: results[key]["held_out_noisy_accuracy"][-1])
     print(f"best {field} (last epoch): {best}")
     write_json_atomic({"setting": args.setting, "method": args.method, "epochs": args.epochs, "field": field,
-                       "fixed": fixed, "seed": args.seed, "best": best, "held_rows_kept": int(kept.sum()),
+                       "fixed": fixed, "seed": args.seed, "tag": args.tag, "best": best, "held_rows_kept": int(kept.sum()),
                        "results": results}, out)
     return out
 

@@ -136,7 +136,7 @@ def test_tuning_seed_changes_the_noisy_labels_and_names_the_file(tmp_path):
         tune.main(["--setting", "digits-sym40", "--method", "ce", "--epochs", "1", "--grid", "lr=0.02",
                    "--seed", "1", "--tag", "rerun", "--out", str(tmp_path)])
     result = json.loads(tuned.read_text())
-    assert result["seed"] == 1 and result["results"]["0.02"]["config"]["seed"] == 1
+    assert result["seed"] == 1 and result["tag"] == "rerun" and result["results"]["0.02"]["config"]["seed"] == 1
     assert not np.array_equal(suite.load(suite.SETTINGS["digits-sym40"], 1).noisy_labels,
                               suite.load(suite.SETTINGS["digits-sym40"], 0).noisy_labels)
 
