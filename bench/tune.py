@@ -61,9 +61,11 @@ def reference_kept_rows(setting: str, images: np.ndarray, noisy: np.ndarray, hel
     from sklearn.model_selection import StratifiedKFold
 
     cached = folder / f"{setting}-e{epochs}-s{seed}.json"
-    if cached.exists():
-        return np.asarray(json.loads(cached.read_text())["held_rows_kept"], dtype=bool)
     config = cpu_preset(epochs, "ce", **{**SETTINGS[setting].train_options(), "seed": seed})
+    if cached.exists():
+        reference = json.loads(cached.read_text())
+        if reference["config"] == config.to_dict():  # else the setting or the defaults changed: redo
+            return np.asarray(reference["held_rows_kept"], dtype=bool)
     out_of_fold = np.zeros((len(noisy), 10), dtype=np.float32)
     for fit_rows, predicted_rows in StratifiedKFold(2, shuffle=True, random_state=seed).split(noisy, noisy):
         trainer = Trainer(config, images[fit_rows], noisy[fit_rows], 10)

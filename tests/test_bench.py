@@ -144,6 +144,26 @@ def test_tuning_seed_changes_the_noisy_labels_and_names_the_file(tmp_path):
                               suite.load(suite.SETTINGS["digits-sym40"], 0).noisy_labels)
 
 
+def test_reference_kept_rows_are_cached_until_their_configuration_changes(tmp_path):
+    data = suite.load(suite.SETTINGS["digits-sym40"], 0)
+    held_rows = tune.held_out_split(data.noisy_labels, 0)[1]
+
+    def kept():
+        return tune.reference_kept_rows("digits-sym40", data.train.images, data.noisy_labels, held_rows, 2, 0,
+                                        tmp_path)
+
+    first = kept()
+    cached = tmp_path / "digits-sym40-e2-s0.json"
+    reference = json.loads(cached.read_text())
+    reference["held_rows_kept"] = [False] * len(held_rows)
+    cached.write_text(json.dumps(reference))
+    assert not kept().any()  # same configuration: read from the cache
+    reference["config"]["lr"] = 0.5
+    cached.write_text(json.dumps(reference))
+    assert np.array_equal(kept(), first) and first.any()  # another configuration: made again
+    assert json.loads(cached.read_text())["config"]["lr"] != 0.5
+
+
 def test_time_inside_tasks_counts_overlapping_task_runs_once():
     covered = prefect_overhead.covered_seconds
     assert covered([]) == 0
