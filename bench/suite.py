@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.datasets import Split, cifar10, fashion_mnist, subset  # noqa: E402
 from flows.mixnn_flow import StageClock  # noqa: E402
-from mixnn_core.config import cpu_preset  # noqa: E402
+from mixnn_core.config import TrainConfig, cpu_preset  # noqa: E402
 from mixnn_core.files import vector_column, write_json_atomic, write_parquet_atomic  # noqa: E402
 from mixnn_core.knn import faiss_thread_count  # noqa: E402
 from mixnn_core.metrics import label_quality_metrics  # noqa: E402
@@ -166,23 +166,38 @@ def outputs_of(suggested: np.ndarray, quality: np.ndarray, is_issue: np.ndarray)
     return {"suggested_label": suggested, "label_quality": quality, "is_label_issue": is_issue}
 
 
+def out_of_fold_probabilities(config: TrainConfig, images: np.ndarray, noisy: np.ndarray, seed: int,
+                              clock: StageClock | None = None,
+                              train: Callable[[Trainer, int], object] = lambda trainer, fold: trainer.fit()
+                              ) -> np.ndarray:
+    """Probabilities (N, 10) of every row from a model that did not train on it: CLEANLAB_FOLDS
+    folds stratified by the noisy label (``seed``), each model made from ``config`` and trained
+    with ``train(trainer, fold)``; predicting is timed on ``clock`` as "cross_validation_predict"."""
+    from sklearn.model_selection import StratifiedKFold
+
+    clock = clock or StageClock()
+    out_of_fold = np.zeros((len(noisy), 10), dtype=np.float64)
+    folds = StratifiedKFold(CLEANLAB_FOLDS, shuffle=True, random_state=seed).split(noisy, noisy)
+    for fold, (fit_rows, predicted_rows) in enumerate(folds):
+        trainer = Trainer(config, images[fit_rows], noisy[fit_rows], 10)
+        train(trainer, fold)
+        rows = torch.as_tensor(images[predicted_rows]).to(trainer.device)
+        out_of_fold[predicted_rows] = clock.run("cross_validation_predict", trainer.predict_proba, rows)
+    return out_of_fold
+
+
 def run_cleanlab(data: Data, epochs: int, seed: int, scratch: Path, log: Callable[[dict], None],
                  options: dict) -> dict:
     """The cleanlab route: out-of-fold probabilities, find_label_issues, retrain on the kept samples."""
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
-    from sklearn.model_selection import StratifiedKFold
 
     clock = StageClock()
     config = cpu_preset(epochs, "ce", seed=seed, **options)
     noisy = data.noisy_labels
-    out_of_fold = np.zeros((len(noisy), 10), dtype=np.float64)
-    folds = StratifiedKFold(CLEANLAB_FOLDS, shuffle=True, random_state=seed).split(noisy, noisy)
-    for fold, (fit_rows, held_rows) in enumerate(folds):
-        trainer = Trainer(config, data.train.images[fit_rows], noisy[fit_rows], 10)
-        train_timed(trainer, clock, scratch, lambda row, fold=fold: log({**row, "fold": fold}))
-        held = torch.as_tensor(data.train.images[held_rows]).to(trainer.device)
-        out_of_fold[held_rows] = clock.run("cross_validation_predict", trainer.predict_proba, held)
+    out_of_fold = out_of_fold_probabilities(
+        config, data.train.images, noisy, seed, clock,
+        lambda trainer, fold: train_timed(trainer, clock, scratch, lambda row: log({**row, "fold": fold})))
     clock.seconds["cross_validation"] = clock.seconds.pop("training") + clock.seconds.pop("cross_validation_predict")
     is_issue = clock.run("find_label_issues", find_label_issues, noisy, out_of_fold)
     quality = clock.run("find_label_issues", get_label_quality_scores, noisy, out_of_fold)

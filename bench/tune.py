@@ -33,7 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.suite import SETTINGS, config_assignments, load  # noqa: E402
+from bench.suite import SETTINGS, config_assignments, load, out_of_fold_probabilities  # noqa: E402
 from mixnn_core.confident_learning import label_issues  # noqa: E402
 from mixnn_core.config import cpu_preset  # noqa: E402
 from mixnn_core.files import write_json_atomic  # noqa: E402
@@ -58,20 +58,13 @@ def reference_kept_rows(setting: str, images: np.ndarray, noisy: np.ndarray, hel
     ``folder``), the same for every candidate. Scored on these rows, a model that predicts the
     class labels are flipped to no longer earns the flip rate; what stays is a bias toward the
     reference's own mistakes among the kept rows (BENCHMARKS.md, eleventh pass)."""
-    from sklearn.model_selection import StratifiedKFold
-
     cached = folder / f"{setting}-e{epochs}-s{seed}.json"
     config = cpu_preset(epochs, "ce", **{**SETTINGS[setting].train_options(), "seed": seed})
     if cached.exists():
         reference = json.loads(cached.read_text())
         if reference["config"] == config.to_dict():  # else the setting or the defaults changed: redo
             return np.asarray(reference["held_rows_kept"], dtype=bool)
-    out_of_fold = np.zeros((len(noisy), 10), dtype=np.float32)
-    for fit_rows, predicted_rows in StratifiedKFold(2, shuffle=True, random_state=seed).split(noisy, noisy):
-        trainer = Trainer(config, images[fit_rows], noisy[fit_rows], 10)
-        trainer.fit()
-        out_of_fold[predicted_rows] = trainer.predict_proba(torch.as_tensor(images[predicted_rows]).to(trainer.device))
-    kept = ~label_issues(noisy, out_of_fold)[held_rows]
+    kept = ~label_issues(noisy, out_of_fold_probabilities(config, images, noisy, seed))[held_rows]
     write_json_atomic({"setting": setting, "epochs": epochs, "seed": seed, "config": config.to_dict(),
                        "held_rows_kept": kept.tolist()}, cached)
     return kept
