@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> Path:
     data = load(setting, seed=args.seed)
     fit_rows, held_rows = held_out_split(data.noisy_labels, args.seed)
     held_images = torch.as_tensor(data.train.images[held_rows])
+    held_noisy = data.noisy_labels[held_rows]
     kept = reference_kept_rows(args.setting, data.train.images, data.noisy_labels, held_rows, args.epochs,
                                args.seed, args.out / "reference")
     results = {}
@@ -103,7 +104,6 @@ def main(argv: list[str] | None = None) -> Path:
         config = cpu_preset(args.epochs, args.method, **{**setting.train_options(), "seed": args.seed, **fixed, field: value})
         trainer = Trainer(config, data.train.images[fit_rows], data.noisy_labels[fit_rows], 10)
         curve, kept_curve = [], []
-        held_noisy = data.noisy_labels[held_rows]
         while trainer.epoch < config.epochs:
             trainer.run_epoch()
             predicted = trainer.predict_proba(held_images).argmax(axis=1)
