@@ -23,7 +23,6 @@ defaults).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -36,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from bench.suite import SETTINGS, config_assignments, load, out_of_fold_probabilities  # noqa: E402
 from mixnn_core.confident_learning import label_issues  # noqa: E402
 from mixnn_core.config import cpu_preset  # noqa: E402
-from mixnn_core.files import write_json_atomic  # noqa: E402
+from mixnn_core.files import read_json, write_json_atomic  # noqa: E402
 from mixnn_core.trainer import Trainer  # noqa: E402
 
 HELD_OUT_SHARE = 0.1
@@ -61,7 +60,7 @@ def reference_kept_rows(setting: str, images: np.ndarray, noisy: np.ndarray, hel
     cached = folder / f"{setting}-e{epochs}-s{seed}.json"
     config = cpu_preset(epochs, "ce", **{**SETTINGS[setting].train_options(), "seed": seed})
     if cached.exists():
-        reference = json.loads(cached.read_text())
+        reference = read_json(cached)
         if reference["config"] == config.to_dict():  # else the setting or the defaults changed: redo
             return np.asarray(reference["held_rows_kept"], dtype=bool)
     kept = ~label_issues(noisy, out_of_fold_probabilities(config, images, noisy, seed))[held_rows]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from prefect import flow, get_run_logger, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from mixnn_core.files import read_json
 from mixnn_core.ingest import SUMMARY_FILE
 from tasks.ingest import finish_ingestion, inspect_chunk, lay_out_shards, plan_ingestion, write_shard
 
@@ -24,7 +24,7 @@ def ingest_dataset(source: str, out_dir: str, options: dict) -> dict:
     summary_path = Path(out_dir) / SUMMARY_FILE
     if summary_path.exists():
         get_run_logger().info("ingestion of %s already done in %s", source, out_dir)
-        return json.loads(summary_path.read_text())
+        return read_json(summary_path)
     n_chunks = plan_ingestion(source, out_dir, options)
     parts = inspect_chunk.map(unmapped(out_dir), range(n_chunks))
     shard_names = lay_out_shards(out_dir, [part.result() for part in parts])

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import importlib.metadata
-import json
 import platform
 import re
 import time
@@ -26,7 +25,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from flows.ingest_flow import ingest_dataset
 from flows.scale_out import fan_out_runner
 from mixnn_core.config import PRESETS, TrainConfig
-from mixnn_core.files import write_json_atomic
+from mixnn_core.files import read_json, write_json_atomic
 from mixnn_core.trainer import resolve_device
 from tasks.export import export_results
 from tasks.features import combine_features, extract_shard_features, shard_names
@@ -224,7 +223,7 @@ def mixnn(
             "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
             "wall_seconds": wall, "stage_seconds": clock.seconds,
             "resumed_from_epoch": resumed_from, "ingest": ingested, "noise": noise,
-            "history": json.loads((run.root / "history.json").read_text()), **result,
+            "history": read_json(run.root / "history.json"), **result,
         }, run.run_json)
         logger.info("done in %.0f s: %d samples, %d suggested label changes, %d flagged; "
                     "manifest %s", wall, counts["n_ingested"], metrics["n_suggested_changes"],

@@ -1,4 +1,4 @@
-"""Atomic file writes and Parquet vector columns.
+"""Atomic file writes, JSON reads that name a damaged file, and Parquet vector columns.
 
 Every file is written aside and renamed into place (``os.replace`` is atomic on one file
 system), so a crash never leaves a half-written file where a reader expects a whole one.
@@ -71,6 +71,17 @@ def write_text_atomic(text: str, path: str | Path) -> Path:
 
 def write_json_atomic(value, path: str | Path) -> Path:
     return write_text_atomic(json.dumps(value, indent=2, default=_json_default), path)
+
+
+def read_json(path: str | Path):
+    """The JSON value stored in ``path``; a file that is not valid JSON (hand-edited, or damaged
+    outside this tool) raises a ValueError that names it."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from error
 
 
 def _json_default(value):

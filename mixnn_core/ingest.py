@@ -37,7 +37,6 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
-import json
 import math
 import os
 import shutil
@@ -54,7 +53,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from PIL import Image, UnidentifiedImageError
 
-from mixnn_core.files import write_json_atomic, write_parquet_atomic
+from mixnn_core.files import read_json, write_json_atomic, write_parquet_atomic
 from mixnn_core.shards import (
     SHARD_DIR,
     SHARD_GLOB,
@@ -898,7 +897,7 @@ def work_dir(out_dir: str | Path) -> Path:
 
 
 def read_plan(out_dir: str | Path) -> IngestPlan:
-    data = json.loads((work_dir(out_dir) / PLAN_FILE).read_text())
+    data = read_json(work_dir(out_dir) / PLAN_FILE)
     return IngestPlan(**{**data, "chunks": [tuple(chunk) for chunk in data["chunks"]]})
 
 
@@ -1133,7 +1132,7 @@ def load_dataset(out_dir: str | Path) -> tuple[np.ndarray, pd.DataFrame]:
     summary_path = out_dir / SUMMARY_FILE
     if not summary_path.is_file():
         raise FileNotFoundError(f"{out_dir} holds no complete ingestion (no {SUMMARY_FILE}); run ingest first")
-    summary = IngestSummary.from_dict(json.loads(summary_path.read_text()))
+    summary = IngestSummary.from_dict(read_json(summary_path))
     table = pd.read_parquet(out_dir / DATASET_TABLE)
     if not np.array_equal(table["sample_id"].to_numpy(), np.arange(len(table))):
         raise ValueError(f"{out_dir / DATASET_TABLE}: sample_id must be 0..{len(table) - 1} in order")

@@ -11,7 +11,6 @@ training manifest's rule without its confident-learning count (``Trainer.outputs
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from mixnn_core.augment import normalize
+from mixnn_core.files import read_json
 from mixnn_core.knn import search_index
 from mixnn_core.models import FeatureClassifier, build_model
 from mixnn_core.outputs import sample_outputs
@@ -44,7 +44,7 @@ def read_model_card(run_dir: str | Path) -> dict:
     if not card_path.exists():
         raise FileNotFoundError(f"{run_dir} holds no exported model ({card_path} is missing); "
                                 "point at the run directory of a finished clean-dataset run")
-    return json.loads(card_path.read_text())
+    return read_json(card_path)
 
 
 def load_exported_model(run_dir: str | Path) -> ExportedModel:

@@ -6,7 +6,6 @@ within random groups of samples (``mixnn_core.trainer.epoch_neighbors``) and onl
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import faiss
@@ -15,7 +14,7 @@ import pyarrow.parquet as pq
 from prefect import task
 
 from mixnn_core.config import TrainConfig
-from mixnn_core.files import read_vector_column, replace_atomically
+from mixnn_core.files import read_json, read_vector_column, replace_atomically
 from mixnn_core.knn import build_index, query_neighbors
 from mixnn_core.trainer import epoch_neighbors
 from tasks.run_files import RunFiles
@@ -36,7 +35,7 @@ def build_neighbor_index(run_dir: str, epoch: int) -> str:
     path = run.neighbors(epoch)
     if path.exists():
         return str(path)
-    train = json.loads(run.config.read_text())["train"]
+    train = read_json(run.config)["train"]
     features = read_vector_column(pq.read_table(run.features(epoch), columns=["feature"]), "feature")
     config = TrainConfig.from_dict(train)
     if config.neighbor_scope == "batch":

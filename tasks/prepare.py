@@ -11,7 +11,7 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from mixnn_core.files import remove_temporaries, write_json_atomic
+from mixnn_core.files import read_json, remove_temporaries, write_json_atomic
 from tasks.run_files import RunFiles
 
 LOCK_FILE = ".lock"
@@ -117,7 +117,7 @@ def check_configuration(run: RunFiles, configuration: dict) -> None:
     """Refuse a directory holding a run of another configuration (only ``device`` may change)."""
     if not run.config.exists():
         return
-    recorded = json.loads(run.config.read_text())
+    recorded = read_json(run.config)
     changed = sorted(k for k in set(recorded) | set(configuration)
                      if k not in RESUMABLE_CHANGES and recorded.get(k) != configuration.get(k))
     if changed:

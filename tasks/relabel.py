@@ -11,7 +11,6 @@ Layout of the output folder::
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import shutil
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 import pandas as pd
 from prefect import get_run_logger, task
 
-from mixnn_core.files import write_json_atomic, write_parquet_atomic
+from mixnn_core.files import read_json, write_json_atomic, write_parquet_atomic
 from mixnn_core.relabel import content_keys, load_exported_model, score_samples
 from tasks.run_files import dataset_arrays
 
@@ -87,7 +86,7 @@ def score_incoming(output_dir: str, staging_dir: str, model_run_dir: str, source
     shutil.move(staging_dir, batch_dir)
     write_parquet_atomic(rows, output / "manifest" / f"part-v{version:04d}.parquet")
     log_path = output / "versions.json"
-    log = json.loads(log_path.read_text()) if log_path.exists() else []
+    log = read_json(log_path) if log_path.exists() else []
     log.append({**outcome, "version": version, "source": source, "model_run_dir": model_run_dir,
                 "created_at": now, "schema_version": INCOMING_SCHEMA_VERSION,
                 "n_label_issues": int(rows["is_label_issue"].sum())})

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from mixnn_core.files import read_json
 from mixnn_core.gmm import normalize_losses
 from mixnn_core.report import audit_sample, suspects_table, write_report
 from tasks.retries import IO_RETRIES, transient_io_error
@@ -27,7 +28,7 @@ def mixture_snapshots(run: RunFiles, is_noisy: np.ndarray | None) -> list[dict]:
     chosen = [fitted[i] for i in np.unique(np.linspace(0, len(fitted) - 1, MAX_SNAPSHOTS).round().astype(int))]
     snapshots = []
     for path in chosen:
-        fit = json.loads(path.read_text())
+        fit = read_json(path)
         features = run.features(fit["epoch"])
         if not features.exists():
             continue
@@ -46,7 +47,7 @@ def write_run_report(run_dir: str, summary: dict) -> str:
     images, _, class_names = dataset_arrays(run.root)
     given, true = training_labels(run)
     manifest = pd.read_parquet(run.root / "manifest.parquet").drop(columns=["soft_label"])
-    history = pd.DataFrame(json.loads((run.root / "history.json").read_text()))
+    history = pd.DataFrame(read_json(run.root / "history.json"))
     suspects = suspects_table(manifest, TOP_SUSPECTS)
     report_path = write_report(
         run.root / "report", manifest=manifest, class_names=class_names, history=history,

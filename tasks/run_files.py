@@ -7,7 +7,6 @@ output exists is finished, and a killed run resumes from the last completed epoc
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from mixnn_core.config import TrainConfig
+from mixnn_core.files import read_json
 from mixnn_core.ingest import load_dataset
 from mixnn_core.trainer import Trainer
 
@@ -97,7 +97,7 @@ def dataset_arrays(dataset_dir: str | Path) -> tuple[np.ndarray, pd.DataFrame, l
     """Images (N, C, H, W), dataset table and class names of an ingested dataset (cached)."""
     dataset_dir = Path(dataset_dir)
     images, table = _load_dataset_cached(str(dataset_dir), _stamp(dataset_dir / "dataset.parquet"))
-    class_names = json.loads((dataset_dir / "classes.json").read_text())
+    class_names = read_json(dataset_dir / "classes.json")
     return images, table, class_names
 
 
@@ -128,7 +128,7 @@ def checkout_trainer(run: RunFiles, epoch: int) -> Trainer:
     """The trainer after ``epoch`` completed epochs: the in-process one when it is at that
     epoch, else rebuilt from the checkpoint. Check it back in after a successful save; a
     stage that fails leaves no half-updated trainer behind."""
-    recorded = json.loads(run.config.read_text())
+    recorded = read_json(run.config)
     config = TrainConfig.from_dict({**recorded["train"], "device": recorded["device"]})
     cached = _TRAINERS.pop(str(run.root.resolve()), None)
     if cached is not None and cached.epoch == epoch and cached.config == config:
