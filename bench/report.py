@@ -299,6 +299,7 @@ def tuning_table(folder: Path) -> str:
             curve = result["held_out_noisy_accuracy"]
             best = max(range(len(curve)), key=curve.__getitem__)
             seed = f" s{tuning['seed']}" if tuning.get("seed") else ""
+            seed += f" {tuning['folds']}-fold" if tuning.get("folds", 1) > 1 else ""
             seed += f" [{tuning['tag']}]" if tuning.get("tag") else ""
             lines.append(f"| {tuning['setting']} e{tuning['epochs']}{seed} | {tuning['method']} | "
                          f"{tuning['field']}={value} | {fixed} | {result['config'].get('bn_refresh_samples', 0)} | "
@@ -321,7 +322,8 @@ def generated_section(runs: list[dict], plot_names: list[str], plot_folder: str,
              "### Cost of a mixing epoch", "", stage_table(runs), "",
              "### Choices on held-out noisy labels (`bench/tune.py`)", "",
              "10 % of each setting's noisy training set held out (stratified, seed 0); the model "
-             "trains on the rest and is scored on the held-out NOISY labels. On kept rows: the same "
+             "trains on the rest and is scored on the held-out NOISY labels (K-fold: K trainings, every row "
+             "held out once, scored together). On kept rows: the same "
              "score on the held-out rows a reference keeps (2-fold out-of-fold plain training over "
              "all rows, confident learning's label issues removed; `tune/reference/`), with no "
              "clean label used.", "",

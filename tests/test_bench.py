@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from bench import (
     mixing_diagnostics,
@@ -17,6 +18,8 @@ from bench import (
     suite,
     tune,
 )
+from mixnn_core.config import cpu_preset
+from mixnn_core.trainer import Trainer
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +117,8 @@ def test_tuning_on_held_out_noisy_labels_lands_in_the_report(quick_results, tmp_
     held_rows = tune.held_out_split(data.noisy_labels, 0)[1]
     held_noisy = data.noisy_labels[held_rows]
     reference = json.loads((out.parent / "tune" / "reference" / "digits-sym40-e3-s0.json").read_text())
-    kept = np.asarray(reference["held_rows_kept"])  # out-of-fold plain training, label issues removed
+    kept = np.asarray(reference["rows_kept"])[held_rows]  # out-of-fold plain training, label issues removed
+    assert result["folds"] == 1 and result["held_rows"] == held_rows.tolist()
     assert kept.shape == held_noisy.shape and 0.3 < kept.mean() < 1 and result["held_rows_kept"] == kept.sum()
     right = held_noisy == data.train.labels[held_rows]
     assert right[kept].mean() > right.mean() + 0.05  # fewer wrong labels among the kept rows (0.82 vs 0.69)
@@ -144,18 +148,45 @@ def test_tuning_seed_changes_the_noisy_labels_and_names_the_file(tmp_path):
                               suite.load(suite.SETTINGS["digits-sym40"], 0).noisy_labels)
 
 
+def test_tuning_over_k_folds_scores_every_row_once(tmp_path):
+    tuned = tune.main(["--setting", "digits-sym40", "--method", "ce", "--epochs", "2", "--grid", "lr=0.02",
+                       "--folds", "3", "--out", str(tmp_path)])
+    assert tuned.name == "digits-sym40-ce-lr-f3.json"
+    result = json.loads(tuned.read_text())
+    data = suite.load(suite.SETTINGS["digits-sym40"], 0)
+    held_rows = np.asarray(result["held_rows"])
+    assert result["folds"] == 3 and sorted(held_rows) == list(range(len(data.noisy_labels)))
+    splits = tune.held_out_splits(data.noisy_labels, 0, 3)
+    assert all(len(np.intersect1d(fit, held)) == 0 for fit, held in splits)
+    row = result["results"]["0.02"]
+    predictions = np.asarray(row["held_out_predictions"])
+    right = predictions == data.noisy_labels[held_rows]
+    assert len(row["held_out_noisy_accuracy"]) == 2 and right.mean() == pytest.approx(row["held_out_noisy_accuracy"][-1])
+    kept = np.asarray(json.loads((tmp_path / "reference" / "digits-sym40-e2-s0.json").read_text())["rows_kept"])
+    assert right[kept[held_rows]].mean() == pytest.approx(row["held_out_kept_accuracy"][-1])
+    fold_rows = splits[0][1]  # the first fold's model, trained again alone, predicts its rows the same
+    trainer = Trainer(cpu_preset(2, "ce", **{**suite.SETTINGS["digits-sym40"].train_options(), "seed": 0}),
+                            data.train.images[splits[0][0]], data.noisy_labels[splits[0][0]], 10)
+    trainer.fit()
+    alone = trainer.predict_proba(torch.as_tensor(data.train.images[fold_rows])).argmax(axis=1)
+    assert np.array_equal(alone, predictions[:len(fold_rows)])
+    with pytest.raises(SystemExit):
+        tune.main(["--setting", "digits-sym40", "--method", "ce", "--epochs", "1", "--grid", "lr=0.02",
+                   "--folds", "0", "--out", str(tmp_path)])
+    assert "| digits-sym40 e2 3-fold | ce | lr=0.02 |" in report.tuning_table(tmp_path)
+
+
 def test_reference_kept_rows_are_cached_until_their_configuration_changes(tmp_path):
     data = suite.load(suite.SETTINGS["digits-sym40"], 0)
-    held_rows = tune.held_out_split(data.noisy_labels, 0)[1]
 
     def kept():
-        return tune.reference_kept_rows("digits-sym40", data.train.images, data.noisy_labels, held_rows, 2, 0,
-                                        tmp_path)
+        return tune.reference_kept_rows("digits-sym40", data.train.images, data.noisy_labels, 2, 0, tmp_path)
 
     first = kept()
+    assert first.shape == data.noisy_labels.shape
     cached = tmp_path / "digits-sym40-e2-s0.json"
     reference = json.loads(cached.read_text())
-    reference["held_rows_kept"] = [False] * len(held_rows)
+    reference["rows_kept"] = [False] * len(first)
     cached.write_text(json.dumps(reference))
     assert not kept().any()  # same configuration: read from the cache
     reference["config"]["lr"] = 0.5
