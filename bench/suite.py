@@ -166,6 +166,14 @@ def outputs_of(suggested: np.ndarray, quality: np.ndarray, is_issue: np.ndarray)
     return {"suggested_label": suggested, "label_quality": quality, "is_label_issue": is_issue}
 
 
+def stratified_folds(noisy: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(fit rows, held-out rows) of each of ``folds`` folds stratified by the noisy label
+    (shuffled with ``seed``): the held-out rows cover every row once; both in row order."""
+    from sklearn.model_selection import StratifiedKFold
+
+    return list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(noisy, noisy))
+
+
 def out_of_fold_probabilities(config: TrainConfig, images: np.ndarray, noisy: np.ndarray, seed: int,
                               clock: StageClock | None = None,
                               train: Callable[[Trainer, int], object] = lambda trainer, fold: trainer.fit()
@@ -173,12 +181,9 @@ def out_of_fold_probabilities(config: TrainConfig, images: np.ndarray, noisy: np
     """Probabilities (N, 10) of every row from a model that did not train on it: CLEANLAB_FOLDS
     folds stratified by the noisy label (``seed``), each model made from ``config`` and trained
     with ``train(trainer, fold)``; predicting is timed on ``clock`` as "cross_validation_predict"."""
-    from sklearn.model_selection import StratifiedKFold
-
     clock = clock or StageClock()
     out_of_fold = np.zeros((len(noisy), 10), dtype=np.float64)
-    folds = StratifiedKFold(CLEANLAB_FOLDS, shuffle=True, random_state=seed).split(noisy, noisy)
-    for fold, (fit_rows, predicted_rows) in enumerate(folds):
+    for fold, (fit_rows, predicted_rows) in enumerate(stratified_folds(noisy, CLEANLAB_FOLDS, seed)):
         trainer = Trainer(config, images[fit_rows], noisy[fit_rows], 10)
         train(trainer, fold)
         rows = torch.as_tensor(images[predicted_rows]).to(trainer.device)

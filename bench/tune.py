@@ -39,7 +39,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.suite import SETTINGS, config_assignments, load, out_of_fold_probabilities  # noqa: E402
+from bench.suite import SETTINGS, config_assignments, load, out_of_fold_probabilities, stratified_folds  # noqa: E402
 from mixnn_core.confident_learning import label_issues  # noqa: E402
 from mixnn_core.config import cpu_preset  # noqa: E402
 from mixnn_core.files import read_json, write_json_atomic  # noqa: E402
@@ -61,17 +61,15 @@ def held_out_splits(noisy: np.ndarray, seed: int, folds: int) -> list[tuple[np.n
     the ``folds`` splits of a stratified K-fold, whose held-out rows cover every row once."""
     if folds == 1:
         return [held_out_split(noisy, seed)]
-    from sklearn.model_selection import StratifiedKFold
-
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return [(np.sort(fit), np.sort(held)) for fit, held in splitter.split(np.zeros(len(noisy)), noisy)]
+    return stratified_folds(noisy, folds, seed)
 
 
 def reference_kept_rows(setting: str, images: np.ndarray, noisy: np.ndarray, epochs: int, seed: int,
                         folder: Path) -> np.ndarray:
     """Which rows (bool, one per training row) a reference keeps: 2-fold out-of-fold plain
-    training over ALL rows (``epochs``, ``seed``), confident learning's label issues removed. No clean label is used; made once per setting, budget and seed (cached in
-    ``folder``), the same for every candidate. Scored on these rows, a model that predicts the
+    training over ALL rows (``epochs``, ``seed``), confident learning's label issues removed.
+    No clean label is used; made once per setting, budget and seed (cached in ``folder``), the
+    same for every candidate. Scored on these rows, a model that predicts the
     class labels are flipped to no longer earns the flip rate; what stays is a bias toward the
     reference's own mistakes among the kept rows (BENCHMARKS.md, eleventh pass)."""
     cached = folder / f"{setting}-e{epochs}-s{seed}.json"

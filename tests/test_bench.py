@@ -166,7 +166,7 @@ def test_tuning_over_k_folds_scores_every_row_once(tmp_path):
     assert right[kept[held_rows]].mean() == pytest.approx(row["held_out_kept_accuracy"][-1])
     fold_rows = splits[0][1]  # the first fold's model, trained again alone, predicts its rows the same
     trainer = Trainer(cpu_preset(2, "ce", **{**suite.SETTINGS["digits-sym40"].train_options(), "seed": 0}),
-                            data.train.images[splits[0][0]], data.noisy_labels[splits[0][0]], 10)
+                      data.train.images[splits[0][0]], data.noisy_labels[splits[0][0]], 10)
     trainer.fit()
     alone = trainer.predict_proba(torch.as_tensor(data.train.images[fold_rows])).argmax(axis=1)
     assert np.array_equal(alone, predictions[:len(fold_rows)])

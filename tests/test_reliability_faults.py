@@ -75,7 +75,6 @@ def test_too_little_free_space_is_refused_before_any_work(prefect_server, tmp_pa
         mixnn(run_dir=str(tmp_path / "run"), **{**DIGITS_RUN, "epochs": 1})
 
 
-
 def test_a_damaged_recorded_configuration_is_named_and_the_run_refused(prefect_server, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -84,6 +83,7 @@ def test_a_damaged_recorded_configuration_is_named_and_the_run_refused(prefect_s
         mixnn(run_dir=str(run_dir), **{**DIGITS_RUN, "epochs": 1})
     assert not (run_dir / "dataset.parquet").exists()
     assert not (run_dir / ".lock").exists()  # released on the way out
+
 
 # --- the run directory's lock ----------------------------------------------------------------
 
