@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, fields, replace
 METHODS = ("mixnn", "ce", "mixup")
 MIXTURE_LOSSES = ("current", "given")
 OWN_WEIGHTS = ("proportional", "clean_probability")
+CONSOLIDATION_WEIGHTS = ("clean_probability", "kept")
 CORRECTION_RATES = ("uniform", "noisy_probability")
 NEIGHBOR_SCOPES = ("dataset", "batch")
 LR_SCHEDULES = ("cosine", "cosine_restarts")
@@ -67,6 +68,10 @@ class TrainConfig:
     # method; held-out noisy labels, BENCHMARKS.md seventh pass: CIFAR-10N +4 points, FMNIST within
     # +-0.6); the cpu preset scales it to a fifth of the budget, the paper preset turns it off
     consolidation_epochs: int = 6
+    # a sample's loss weight in the consolidation epochs: its clean probability ("clean_probability")
+    # or 1 for every sample with p_clean > 0 ("kept": after the gate, the samples whose label the
+    # outputs keep, hard clean samples included at full weight)
+    consolidation_weights: str = "clean_probability"
     dynamic_weights: bool = True  # mixing weights from clean probabilities; False: equal 1/(K+1)
     # a sample's own weight in its synthetic sample: p_i / sum of its set's p ("proportional",
     # the method) or p_i itself ("clean_probability", mixing.replacement_weights)
@@ -87,6 +92,8 @@ class TrainConfig:
              f"correction_rate must be one of {CORRECTION_RATES}, got {self.correction_rate!r}"),
             (self.neighbor_scope in NEIGHBOR_SCOPES,
              f"neighbor_scope must be one of {NEIGHBOR_SCOPES}, got {self.neighbor_scope!r}"),
+            (self.consolidation_weights in CONSOLIDATION_WEIGHTS,
+             f"consolidation_weights must be one of {CONSOLIDATION_WEIGHTS}, got {self.consolidation_weights!r}"),
             (self.own_weight in OWN_WEIGHTS,
              f"own_weight must be one of {OWN_WEIGHTS}, got {self.own_weight!r}"),
             (self.lr_schedule in LR_SCHEDULES,

@@ -45,7 +45,8 @@ RESUMABLE_CHANGES = {"device", "eval_batch_size"}
 # Fields added after checkpoint format 2, with the value that reproduces the code that wrote a
 # checkpoint lacking them.
 FIELDS_OF_OLDER_CHECKPOINTS = {"consolidation_epochs": 0, "neighbor_scope": "dataset",
-                               "gate_clean_probability": False, "gate_start": 0}
+                               "gate_clean_probability": False, "gate_start": 0,
+                               "consolidation_weights": "clean_probability"}
 
 
 class TrainingDiverged(RuntimeError):
@@ -222,8 +223,8 @@ class Trainer:
 
         ``neighbors`` (N, K) is required in mixing epochs and must come from this epoch's
         evaluation pass; mixing weights use the clean probabilities of the last mixture fit.
-        Consolidation epochs weight each sample's loss by that fit's clean probability, divided
-        by the batch's mean so that the step size does not shrink with the noise rate.
+        Consolidation epochs weight each sample's loss by ``consolidation_loss_weights`` (that
+        fit's clean probability, by default), divided by the batch's mean so that the step size does not shrink with the noise rate.
 
         With W processes, every process draws the same permutation and augmentation from the
         shared seeded generator and builds the same batch of ``batch_size`` synthetic samples;
@@ -242,7 +243,7 @@ class Trainer:
             neighbors = torch.as_tensor(np.asarray(neighbors, dtype=np.int64))
             weights = torch.as_tensor(self.member_weights(neighbors.numpy()), dtype=torch.float32)
         if phase == "consolidate":
-            p_clean = torch.as_tensor(np.asarray(self.p_clean), dtype=torch.float32)
+            loss_weights = torch.as_tensor(self.consolidation_loss_weights(), dtype=torch.float32)
         soft_labels = torch.as_tensor(self.soft_labels)
         n = self.images.shape[0]
         order = torch.randperm(n, generator=self.generator)
@@ -261,7 +262,7 @@ class Trainer:
             rows = self._rows_of_this_process(mixed_inputs.shape[0])
             sample_weights = None
             if phase == "consolidate":
-                sample_weights = p_clean[index] / p_clean[index].mean().clamp_min(1e-6)
+                sample_weights = loss_weights[index] / loss_weights[index].mean().clamp_min(1e-6)
                 sample_weights = sample_weights[rows].to(self.device)
             loss = soft_cross_entropy(self._train_model(mixed_inputs[rows]), mixed_labels[rows],
                                       sample_weights)
@@ -283,6 +284,14 @@ class Trainer:
         row.update(self._label_metrics())  # after the count: outputs() counts completed epochs
         self.history.append(row)
         return row
+
+    def consolidation_loss_weights(self) -> np.ndarray:
+        """Each sample's loss weight (N,) in a consolidation epoch (before the batch's
+        normalisation): its clean probability, or 1 where it is above 0 (``consolidation_weights``)."""
+        p_clean = np.asarray(self.p_clean, dtype=np.float64)
+        if self.config.consolidation_weights == "kept":
+            return (p_clean > 0).astype(np.float64)
+        return p_clean
 
     def member_weights(self, neighbors: np.ndarray) -> np.ndarray:
         """Weights (N, K + 1) of each sample and its neighbours in its synthetic sample: by

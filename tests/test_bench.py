@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from bench import (
+    compare_tune,
     mixing_diagnostics,
     prefect_overhead,
     report,
@@ -246,3 +247,28 @@ def test_mixing_diagnostics_score_every_mixing_epoch(tmp_path):
     assert current["changed"] == int((arrays["suggestion"].argmax(axis=1) != arrays["given"]).sum())
     for row in rows.values():
         assert row["fixed"] + row["broken"] <= row["changed"] <= current["changed"]
+
+
+def test_paired_comparison_of_two_tuned_values_on_the_same_rows(tmp_path, capsys):
+    tuned = tune.main(["--setting", "digits-sym40", "--method", "ce", "--epochs", "1", "--grid", "lr=0.02,0.1",
+                       "--folds", "2", "--out", str(tmp_path)])
+    result = json.loads(tuned.read_text())
+    summary = compare_tune.main([f"{tuned}:0.02", f"{tuned}:0.1"])
+    data = suite.load(suite.SETTINGS["digits-sym40"], 0)
+    held_rows = np.asarray(result["held_rows"])
+    right = [np.asarray(result["results"][v]["held_out_predictions"]) == data.noisy_labels[held_rows]
+             for v in ("0.02", "0.1")]
+    assert summary["noisy"]["difference"] == pytest.approx(100 * (right[1].mean() - right[0].mean()))
+    assert summary["noisy"]["difference"] != 0 and 0 < summary["noisy"]["standard_error"] < 5
+    judged = [np.asarray(result["results"][v]["held_out_predictions"]) == data.train.labels[held_rows]
+              for v in ("0.02", "0.1")]
+    assert summary["clean judge"]["second"] == pytest.approx(judged[1].mean())
+    assert len(summary["per_fold_noisy_difference"]) == 2
+    assert np.mean(summary["per_fold_noisy_difference"]) == pytest.approx(summary["noisy"]["difference"], abs=0.2)
+    assert "second - first" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="name one as"):  # two values in the file: which?
+        compare_tune.main([str(tuned), f"{tuned}:0.1"])
+    with pytest.raises(ValueError, match="holds no value '0.5'"):
+        compare_tune.main([f"{tuned}:0.5", f"{tuned}:0.1"])
+    assert compare_tune.paired_difference(np.array([1, 1, 0, 0]), np.array([1, 0, 1, 1])) == pytest.approx(
+        (25.0, 100 * np.std([0, -1, 1, 1], ddof=1) / 2))

@@ -123,6 +123,12 @@ def test_consolidation_epoch_trains_unmixed_and_ignores_samples_with_clean_proba
     rolled = np.eye(10, dtype=np.float32)[labels]
     rolled[half == 0] = np.roll(rolled[half == 0], 3, axis=1)  # other labels where p_clean is 0
     assert torch.allclose(trained(cpu_preset(5), half, rolled)[1], weighted, atol=1e-6)
+    # consolidation_weights="kept": every sample with p_clean > 0 weighs 1, those with 0 nothing
+    graded = np.where(half == 1, 0.3 + 0.7 * (np.arange(len(labels)) % 4 == 0), 0.0)
+    kept = cpu_preset(5, consolidation_weights="kept")
+    assert torch.allclose(trained(kept, graded)[1], weighted, atol=1e-6)
+    assert not torch.allclose(trained(cpu_preset(5), graded)[1], weighted, atol=1e-6)
+    assert torch.equal(trained(kept, ones)[1], consolidated)
 
 
 def test_gate_sets_clean_probability_0_where_the_outputs_would_change_the_label(digits):

@@ -1,0 +1,99 @@
+"""Paired comparison of two tuned candidates, row by row, on the same held-out rows.
+
+    .venv/bin/python bench/compare_tune.py \\
+        bench/results/tune/fmnist20k-sym20-ce-lr-f5.json \\
+        bench/results/tune/fmnist20k-sym20-mixnn-alpha-f5.json:1.0
+
+Each argument is a ``bench/tune.py`` result file, with ``:VALUE`` naming one of its grid values
+(needed when it holds several). Both must have held out the same rows (same setting, seed and
+folds). Prints, for the last epoch's held-out predictions: each candidate's accuracy on the noisy
+labels, on the rows the reference keeps, and on the true labels where the noise was injected
+(the "clean judge": read only to judge, never to choose), then the difference second minus first
+in points with its standard error over rows, and the difference per fold. Paired on the same
+rows, the standard error is that of the per-row difference, much smaller than either score's own
+when two models agree on most rows. It covers the rows, not the training's own randomness.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.suite import SETTINGS, load  # noqa: E402
+from bench.tune import held_out_splits, reference_kept_rows  # noqa: E402
+from mixnn_core.files import read_json  # noqa: E402
+
+
+def paired_difference(right_first: np.ndarray, right_second: np.ndarray) -> tuple[float, float]:
+    """Mean of ``right_second - right_first`` (bool per row: the candidate's prediction equals the
+    label) in points of accuracy, and its standard error over the rows."""
+    difference = np.asarray(right_second, dtype=np.float64) - np.asarray(right_first, dtype=np.float64)
+    if difference.size < 2:
+        raise ValueError(f"a paired comparison needs at least 2 rows, got {difference.size}")
+    return 100 * float(difference.mean()), 100 * float(difference.std(ddof=1) / np.sqrt(difference.size))
+
+
+def candidate(argument: str) -> tuple[Path, dict, str]:
+    """The tune result file named by ``PATH[:VALUE]``: its path, its contents and the grid value
+    it picks."""
+    path, _, value = argument.partition(".json:")
+    path = Path(path if path.endswith(".json") else path + ".json")
+    result = read_json(path)
+    values = list(result["results"])
+    if not value:
+        if len(values) != 1:
+            raise ValueError(f"{path} holds the values {values}: name one as {path}:VALUE")
+        value = values[0]
+    if value not in result["results"]:
+        raise ValueError(f"{path} holds no value {value!r}; it holds {values}")
+    return path, result, value
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("first", help="tune result file[:VALUE]")
+    parser.add_argument("second", help="tune result file[:VALUE]")
+    args = parser.parse_args(argv)
+    (path, first, first_value), (_, second, second_value) = candidate(args.first), candidate(args.second)
+    for key in ("setting", "seed", "folds", "epochs", "held_rows"):
+        if first[key] != second[key]:
+            parser.error(f"the two files differ in {key!r}: not the same held-out rows")
+    data = load(SETTINGS[first["setting"]], seed=first["seed"])
+    held_rows = np.asarray(first["held_rows"])
+    kept = reference_kept_rows(first["setting"], data.train.images, data.noisy_labels, first["epochs"],
+                               first["seed"], path.parent / "reference")[held_rows]
+    labels = {"noisy": data.noisy_labels[held_rows], "kept": data.noisy_labels[held_rows]}
+    rows = {"noisy": np.ones(len(held_rows), dtype=bool), "kept": kept}
+    if data.noise_report["mode"] != "clean":
+        labels["clean judge"], rows["clean judge"] = data.train.labels[held_rows], rows["noisy"]
+    predictions = [np.asarray(first["results"][first_value]["held_out_predictions"]),
+                   np.asarray(second["results"][second_value]["held_out_predictions"])]
+    print(f"{first['setting']}, seed {first['seed']}, {first['folds']} fold(s), {len(held_rows)} held-out rows\n"
+          f"first:  {first['method']} {first['field']}={first_value} {first['fixed']}\n"
+          f"second: {second['method']} {second['field']}={second_value} {second['fixed']}")
+    summary = {}
+    for name, truth in labels.items():
+        right = [(p == truth)[rows[name]] for p in predictions]
+        difference, error = paired_difference(*right)
+        summary[name] = {"first": float(right[0].mean()), "second": float(right[1].mean()),
+                         "difference": difference, "standard_error": error}
+        print(f"{name:>12}: {100 * right[0].mean():.2f} vs {100 * right[1].mean():.2f}, "
+              f"second - first {difference:+.2f} +- {error:.2f} points ({rows[name].sum()} rows)")
+    start, per_fold = 0, []
+    for _, fold_held in held_out_splits(data.noisy_labels, first["seed"], first["folds"]):
+        fold = slice(start, start + len(fold_held))
+        per_fold.append(paired_difference(*[p[fold] == labels["noisy"][fold] for p in predictions])[0])
+        start = fold.stop
+    summary["per_fold_noisy_difference"] = per_fold
+    print("per fold (noisy): " + ", ".join(f"{d:+.2f}" for d in per_fold))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
