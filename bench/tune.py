@@ -113,6 +113,10 @@ def main(argv: list[str] | None = None) -> Path:
         parser.error(f"{out} exists; move it away or pass --tag")
     setting = SETTINGS[args.setting]
     data = load(setting, seed=args.seed)
+    smallest_class = np.bincount(data.noisy_labels)[np.unique(data.noisy_labels)].min()
+    if args.folds > smallest_class:
+        parser.error(f"--folds {args.folds}: the smallest noisy-label class of {args.setting} has "
+                     f"{smallest_class} rows, too few for one in each fold")
     splits = held_out_splits(data.noisy_labels, args.seed, args.folds)
     held_rows = np.concatenate([held for _, held in splits])
     held_noisy = data.noisy_labels[held_rows]

@@ -174,6 +174,9 @@ def test_tuning_over_k_folds_scores_every_row_once(tmp_path):
     with pytest.raises(SystemExit):
         tune.main(["--setting", "digits-sym40", "--method", "ce", "--epochs", "1", "--grid", "lr=0.02",
                    "--folds", "0", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="2"):  # more folds than the smallest class has rows
+        tune.main(["--setting", "digits-sym40", "--method", "ce", "--epochs", "1", "--grid", "lr=0.02",
+                   "--folds", "1000", "--out", str(tmp_path)])
     assert "| digits-sym40 e2 3-fold | ce | lr=0.02 |" in report.tuning_table(tmp_path)
 
 
