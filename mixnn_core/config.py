@@ -9,7 +9,7 @@ METHODS = ("mixnn", "ce", "mixup")
 MIXTURE_LOSSES = ("current", "given")
 OWN_WEIGHTS = ("proportional", "clean_probability")
 CONSOLIDATION_WEIGHTS = ("clean_probability", "kept")
-CORRECTION_RATES = ("uniform", "noisy_probability")
+CORRECTION_RATES = ("uniform", "noisy_probability", "none")
 NEIGHBOR_SCOPES = ("dataset", "batch")
 LR_SCHEDULES = ("cosine", "cosine_restarts")
 
@@ -49,8 +49,9 @@ class TrainConfig:
     correction_every: int = 1
     # step of a training soft label toward the prediction: (1 - alpha)(1 - p_clean)
     # ("noisy_probability", correction.correction_momentum; won on held-out noisy labels in five
-    # of six settings, lost at pair-flip, BENCHMARKS.md) or 1 - alpha for every sample ("uniform",
-    # the method)
+    # of six settings, lost at pair-flip, BENCHMARKS.md), 1 - alpha for every sample ("uniform",
+    # the method) or 0 ("none": training keeps the given labels; the suggestions and the gate still
+    # follow the method's correction)
     correction_rate: str = "noisy_probability"
     loss_window: int = 1  # epochs of normalised losses averaged before the mixture fit
     mixture_loss: str = "current"  # loss the mixture sees: vs "current" corrected labels or "given"

@@ -204,16 +204,16 @@ class Trainer:
         """EMA label correction with predictions ``probs``, when scheduled for this epoch.
 
         With ``correction_rate="noisy_probability"`` each training soft label's step is scaled
-        by 1 - p_clean of the last mixture fit, and ``uniform_soft_labels`` keeps the method's
-        own correction for the suggestions, so the rate changes what the model trains on, not
-        how a suggestion is read.
+        by 1 - p_clean of the last mixture fit (with ``"none"`` it is 0), and
+        ``uniform_soft_labels`` keeps the method's own correction for the suggestions, so the
+        rate changes what the model trains on, not how a suggestion is read.
         """
         if not self.config.corrects_labels(self.epoch):
             return False
         self.uniform_soft_labels = ema_update(self.uniform_soft_labels, probs, self.config.alpha).astype(np.float32)
         if self.config.correction_rate == "uniform":
             self.soft_labels = self.uniform_soft_labels
-        else:
+        elif self.config.correction_rate == "noisy_probability":
             momentum = correction_momentum(self.config.alpha, self.p_clean)
             self.soft_labels = ema_update(self.soft_labels, probs, momentum).astype(np.float32)
         return True

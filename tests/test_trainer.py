@@ -219,6 +219,13 @@ def test_noisy_probability_correction_keeps_clean_looking_labels(digits):
     np.testing.assert_array_equal(trainer.uniform_soft_labels, uniform.soft_labels)
     np.testing.assert_array_equal(trainer.outputs().soft_label, uniform.outputs().soft_label)
     assert (trainer.outputs().soft_label.argmax(axis=1) == (labels + 1) % 10).all()
+    # correction_rate="none": the training labels stay the given ones, the suggestions still move
+    kept = Trainer(cpu_preset(10, correction_rate="none"), images, labels, 10)
+    kept.epoch, kept.p_clean = config.correction_start, p_clean
+    assert kept.correct_labels(probs)
+    kept.epoch += 1
+    np.testing.assert_array_equal(kept.soft_labels, one_hot)
+    np.testing.assert_array_equal(kept.outputs().soft_label, uniform.outputs().soft_label)
 
 
 def test_mixture_switches_change_what_the_mixture_sees(digits):
