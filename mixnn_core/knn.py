@@ -209,7 +209,8 @@ def query_neighbors(index: faiss.Index, features: np.ndarray, k: int, *,
     ``index`` must hold exactly ``features`` in the same order (as made by ``build_index`` with
     the same ``normalize``): row i of the answer lists the neighbours of sample i, nearest first.
     The index is asked for k + 1 neighbours and sample i is dropped from row i; when i is not
-    among them (it has more than k exact duplicates, tied with it) the farthest is dropped.
+    among them (it has more than k exact duplicates, tied with it) the farthest is dropped. A
+    sample for which an approximate index finds fewer than k + 1 gets its exact neighbours.
     """
     x = _as_features(features, normalize)
     n_samples, dim = x.shape
@@ -229,11 +230,14 @@ def query_neighbors(index: faiss.Index, features: np.ndarray, k: int, *,
     _set_search_breadth(index, k + 1)
     faiss.omp_set_num_threads(faiss_thread_count())
     _, found = index.search(x, k + 1)
-    if (found < 0).any():
-        raise RuntimeError(
-            f"the index returned fewer than k + 1 = {k + 1} neighbours for "
-            f"{int((found < 0).any(axis=1).sum())} samples; use method='exact'"
-        )
+    short = (found < 0).any(axis=1)
+    if short.any():
+        # an approximate index can come back short for a few samples, e.g. IVF when features
+        # collapse into a few points and a sample's probed cells hold too few vectors; those
+        # samples get their exact neighbours instead of stopping the run
+        exact = faiss.IndexFlatIP(dim) if normalize else faiss.IndexFlatL2(dim)
+        exact.add(x)
+        _, found[short] = exact.search(x[short], k + 1)
 
     is_self = found == np.arange(n_samples)[:, None]
     dropped = is_self.copy()

@@ -62,6 +62,28 @@ def test_ivf_index_is_reproducible_and_sized_by_the_data():
     assert all(np.array_equal(first, knn.nearest_neighbors(features, 3, "ivf")) for _ in range(2))
 
 
+def test_collapsed_features_get_exact_neighbours_where_ivf_comes_back_short():
+    """Features of a collapsed model (nearly all one point, a few apart): some samples' probed
+    IVF cells hold fewer than k + 1 vectors (a 20-epoch run at sym 80 % stopped on this); those
+    samples get their exact neighbours and the search goes on."""
+    rng = np.random.default_rng(0)
+    features = np.tile(rng.normal(size=(1, 16)), (20_000, 1))
+    features[:5] = rng.normal(size=(5, 16))
+    index = knn.build_index(features, "ivf")
+    normalized = features / np.linalg.norm(features, axis=1, keepdims=True)
+    index.nprobe = knn.IVF_PROBES  # as query_neighbors searches
+    short = (index.search(normalized.astype(np.float32), 2)[1] < 0).any(axis=1)
+    assert short.any()  # the situation this test is about
+    found = knn.query_neighbors(index, features, 1)
+    assert found.shape == (20_000, 1) and (found >= 0).all()
+    assert not np.any(found[:, 0] == np.arange(20_000))
+    outliers = np.flatnonzero(short)
+    assert set(outliers) <= set(range(5))
+    similarity = normalized[outliers] @ normalized.T
+    similarity[np.arange(len(outliers)), outliers] = -np.inf  # a sample is not its own neighbour
+    assert np.allclose(similarity[np.arange(len(outliers)), found[outliers, 0]], similarity.max(axis=1))
+
+
 @pytest.mark.parametrize("method", ["exact", "hnsw", "ivf"])
 @pytest.mark.parametrize("copies, k", [(3, 2), (6, 2)])
 def test_duplicate_rows(method, copies, k):
