@@ -194,6 +194,31 @@ def build_index(features: np.ndarray, method: str = "exact", *,
     return index
 
 
+def _complete_search(index: faiss.Index, x: np.ndarray, k: int) -> np.ndarray:
+    """Indices (M, k) of the ``k`` indexed vectors nearest to each row of ``x``, none missing.
+
+    An approximate index can come back short (faiss pads with -1) for a few rows, e.g. IVF when
+    the features of a collapsed model sit in a few points and a row's probed cells hold fewer
+    than ``k`` vectors; those rows are searched again over the whole index (every IVF cell:
+    exact; HNSW: the search breadth raised to the index size).
+    """
+    _set_search_breadth(index, k)
+    faiss.omp_set_num_threads(faiss_thread_count())
+    _, found = index.search(x, k)
+    short = (found < 0).any(axis=1)
+    if short.any():
+        if isinstance(index, faiss.IndexIVF):
+            index.nprobe = index.nlist
+        elif isinstance(index, faiss.IndexHNSW):
+            index.hnsw.efSearch = index.ntotal
+        _, found[short] = index.search(x[short], k)
+        _set_search_breadth(index, k)
+    if (found < 0).any():
+        raise RuntimeError(f"the index returned fewer than {k} neighbours for "
+                           f"{int((found < 0).any(axis=1).sum())} samples even when searched whole")
+    return found
+
+
 def _set_search_breadth(index: faiss.Index, k: int) -> None:
     """How much of an approximate index a search visits (enough for ``k`` results)."""
     if isinstance(index, faiss.IndexHNSW):
@@ -210,7 +235,8 @@ def query_neighbors(index: faiss.Index, features: np.ndarray, k: int, *,
     the same ``normalize``): row i of the answer lists the neighbours of sample i, nearest first.
     The index is asked for k + 1 neighbours and sample i is dropped from row i; when i is not
     among them (it has more than k exact duplicates, tied with it) the farthest is dropped. A
-    sample for which an approximate index finds fewer than k + 1 gets its exact neighbours.
+    sample for which an approximate index finds fewer than k + 1 is searched again over the
+    whole index (``_complete_search``).
     """
     x = _as_features(features, normalize)
     n_samples, dim = x.shape
@@ -227,17 +253,7 @@ def query_neighbors(index: faiss.Index, features: np.ndarray, k: int, *,
         )
     _check_k(k, n_samples)
 
-    _set_search_breadth(index, k + 1)
-    faiss.omp_set_num_threads(faiss_thread_count())
-    _, found = index.search(x, k + 1)
-    short = (found < 0).any(axis=1)
-    if short.any():
-        # an approximate index can come back short for a few samples, e.g. IVF when features
-        # collapse into a few points and a sample's probed cells hold too few vectors; those
-        # samples get their exact neighbours instead of stopping the run
-        exact = faiss.IndexFlatIP(dim) if normalize else faiss.IndexFlatL2(dim)
-        exact.add(x)
-        _, found[short] = exact.search(x[short], k + 1)
+    found = _complete_search(index, x, k + 1)
 
     is_self = found == np.arange(n_samples)[:, None]
     dropped = is_self.copy()
@@ -257,10 +273,7 @@ def search_index(index: faiss.Index, queries: np.ndarray, k: int, *,
         raise ValueError(f"queries have dimension {x.shape[1]}, the index {index.d}")
     if not 1 <= k <= index.ntotal:
         raise ValueError(f"k must be in [1, {index.ntotal}] for an index of {index.ntotal} vectors, got {k}")
-    _set_search_breadth(index, k)
-    faiss.omp_set_num_threads(faiss_thread_count())
-    _, found = index.search(x, k)
-    return found.astype(np.int64, copy=False)
+    return _complete_search(index, x, k).astype(np.int64, copy=False)
 
 
 def nearest_neighbors(features: np.ndarray, k: int, method: str = "auto", *,

@@ -65,7 +65,7 @@ def test_ivf_index_is_reproducible_and_sized_by_the_data():
 def test_collapsed_features_get_exact_neighbours_where_ivf_comes_back_short():
     """Features of a collapsed model (nearly all one point, a few apart): some samples' probed
     IVF cells hold fewer than k + 1 vectors (a 20-epoch run at sym 80 % stopped on this); those
-    samples get their exact neighbours and the search goes on."""
+    samples are searched again over every cell (exact) and the search goes on."""
     rng = np.random.default_rng(0)
     features = np.tile(rng.normal(size=(1, 16)), (20_000, 1))
     features[:5] = rng.normal(size=(5, 16))
@@ -82,6 +82,9 @@ def test_collapsed_features_get_exact_neighbours_where_ivf_comes_back_short():
     similarity = normalized[outliers] @ normalized.T
     similarity[np.arange(len(outliers)), outliers] = -np.inf  # a sample is not its own neighbour
     assert np.allclose(similarity[np.arange(len(outliers)), found[outliers, 0]], similarity.max(axis=1))
+    queried = knn.search_index(index, features[outliers], 2)  # new data against the same index
+    assert (queried >= 0).all() and np.array_equal(queried[:, 0], outliers)
+    assert index.nprobe == knn.IVF_PROBES  # the whole-index search did not stay on
 
 
 @pytest.mark.parametrize("method", ["exact", "hnsw", "ivf"])
