@@ -224,7 +224,8 @@ class Trainer:
         ``neighbors`` (N, K) is required in mixing epochs and must come from this epoch's
         evaluation pass; mixing weights use the clean probabilities of the last mixture fit.
         Consolidation epochs weight each sample's loss by ``consolidation_loss_weights`` (that
-        fit's clean probability, by default), divided by the batch's mean so that the step size does not shrink with the noise rate.
+        fit's clean probability, by default), divided by the batch's mean so that the step size
+        does not shrink with the noise rate.
 
         With W processes, every process draws the same permutation and augmentation from the
         shared seeded generator and builds the same batch of ``batch_size`` synthetic samples;
