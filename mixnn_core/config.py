@@ -9,7 +9,7 @@ METHODS = ("mixnn", "ce", "mixup")
 MIXTURE_LOSSES = ("current", "given")
 OWN_WEIGHTS = ("proportional", "clean_probability")
 CONSOLIDATION_WEIGHTS = ("clean_probability", "kept")
-CORRECTION_RATES = ("uniform", "noisy_probability", "none")
+CORRECTION_RATES = ("uniform", "noisy_probability", "estimated_noise", "none")
 NEIGHBOR_SCOPES = ("dataset", "batch")
 LR_SCHEDULES = ("cosine", "cosine_restarts")
 
@@ -50,8 +50,10 @@ class TrainConfig:
     # step of a training soft label toward the prediction: (1 - alpha)(1 - p_clean)
     # ("noisy_probability", correction.correction_momentum; won on held-out noisy labels in five
     # of six settings, lost at pair-flip, BENCHMARKS.md), 1 - alpha for every sample ("uniform",
-    # the method) or 0 ("none": training keeps the given labels; the suggestions and the gate still
-    # follow the method's correction)
+    # the method), the first times the share of labels the mixture takes for noisy
+    # ("estimated_noise": little correction where noise is light, most where it is heavy) or 0
+    # ("none": training keeps the given labels; the suggestions and the gate still follow the
+    # method's correction)
     correction_rate: str = "noisy_probability"
     loss_window: int = 1  # epochs of normalised losses averaged before the mixture fit
     mixture_loss: str = "current"  # loss the mixture sees: vs "current" corrected labels or "given"

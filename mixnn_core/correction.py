@@ -28,15 +28,29 @@ def ema_update(soft_labels: np.ndarray, probs: np.ndarray, alpha: float | np.nda
     return alpha * soft_labels + (1.0 - alpha) * probs
 
 
-def correction_momentum(alpha: float, p_clean: np.ndarray) -> np.ndarray:
-    """Per-sample momentum ``1 - (1 - alpha) (1 - p_clean)``: a sample's soft label moves toward
-    the prediction by the method's step ``1 - alpha`` times the probability that its label is
-    noisy, so a label that looks clean is kept and a label that looks wrong is corrected at the
-    full rate (the label refinement of DivideMix, Li et al. 2020, on the method's EMA)."""
+def correction_momentum(alpha: float, p_clean: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    """Per-sample momentum ``1 - strength (1 - alpha) (1 - p_clean)``: a sample's soft label moves
+    toward the prediction by the method's step ``1 - alpha`` times the probability that its label
+    is noisy, so a label that looks clean is kept and a label that looks wrong is corrected at the
+    full rate (the label refinement of DivideMix, Li et al. 2020, on the method's EMA).
+    ``strength`` in [0, 1] scales every step (``estimated_noise_share`` for the correction that
+    follows the noise the mixture sees)."""
     p_clean = np.asarray(p_clean, dtype=np.float64)
     if p_clean.ndim != 1 or not ((0.0 <= p_clean) & (p_clean <= 1.0)).all():
         raise ValueError(f"p_clean must be (N,) values in [0, 1], got shape {p_clean.shape}")
-    return 1.0 - (1.0 - alpha) * (1.0 - p_clean)
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be in [0, 1], got {strength}")
+    return 1.0 - strength * (1.0 - alpha) * (1.0 - p_clean)
+
+
+def estimated_noise_share(p_clean: np.ndarray) -> float:
+    """The share of labels the mixture takes for noisy, ``1 - mean(p_clean)`` in [0, 1]: about
+    0.27 / 0.47 / 0.73 at the first fit of Fashion-MNIST 20k with 18 / 45 / 72 % wrong labels
+    (symmetric 20 / 50 / 80 %); the mixture misses most labels flipped into one fixed class."""
+    p_clean = np.asarray(p_clean, dtype=np.float64)
+    if p_clean.size == 0:
+        raise ValueError("p_clean is empty")
+    return float(1.0 - p_clean.mean())
 
 
 def suggestion_soft_labels(soft_labels: np.ndarray, given_labels: np.ndarray, given_share: float,

@@ -31,7 +31,12 @@ from torch.nn.parallel import DistributedDataParallel
 from mixnn_core.augment import channel_statistics, normalize, random_crop_flip
 from mixnn_core.confident_learning import label_issues
 from mixnn_core.config import SUGGESTION_GIVEN_LABEL_WEIGHT, TrainConfig
-from mixnn_core.correction import correction_momentum, ema_update, suggestion_soft_labels
+from mixnn_core.correction import (
+    correction_momentum,
+    ema_update,
+    estimated_noise_share,
+    suggestion_soft_labels,
+)
 from mixnn_core.files import replace_atomically
 from mixnn_core.gmm import MixtureFit, fit_mixture, fit_mixture_per_class, normalize_losses
 from mixnn_core.knn import nearest_neighbors, neighbors_within_groups
@@ -204,7 +209,8 @@ class Trainer:
         """EMA label correction with predictions ``probs``, when scheduled for this epoch.
 
         With ``correction_rate="noisy_probability"`` each training soft label's step is scaled
-        by 1 - p_clean of the last mixture fit (with ``"none"`` it is 0), and
+        by 1 - p_clean of the last mixture fit (``"estimated_noise"``: also by the share of labels
+        that fit takes for noisy; ``"none"``: 0), and
         ``uniform_soft_labels`` keeps the method's own correction for the suggestions, so the
         rate changes what the model trains on, not how a suggestion is read.
         """
@@ -213,8 +219,9 @@ class Trainer:
         self.uniform_soft_labels = ema_update(self.uniform_soft_labels, probs, self.config.alpha).astype(np.float32)
         if self.config.correction_rate == "uniform":
             self.soft_labels = self.uniform_soft_labels
-        elif self.config.correction_rate == "noisy_probability":
-            momentum = correction_momentum(self.config.alpha, self.p_clean)
+        elif self.config.correction_rate != "none":
+            strength = estimated_noise_share(self.p_clean) if self.config.correction_rate == "estimated_noise" else 1.0
+            momentum = correction_momentum(self.config.alpha, self.p_clean, strength)
             self.soft_labels = ema_update(self.soft_labels, probs, momentum).astype(np.float32)
         return True
 

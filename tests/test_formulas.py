@@ -5,7 +5,12 @@ import pytest
 import torch
 
 from mixnn_core.augment import channel_statistics
-from mixnn_core.correction import correction_momentum, ema_update, suggestion_soft_labels
+from mixnn_core.correction import (
+    correction_momentum,
+    ema_update,
+    estimated_noise_share,
+    suggestion_soft_labels,
+)
 from mixnn_core.gmm import clean_probability, fit_mixture, fit_mixture_per_class, normalize_losses
 from mixnn_core.mixing import (
     SELF_WEIGHT_EPSILON,
@@ -226,6 +231,17 @@ def test_correction_momentum_keeps_clean_looking_labels_and_corrects_noisy_ones_
     np.testing.assert_allclose(momentum, [1.0, 0.9, 0.95])  # kept, the method's step, half of it
     with pytest.raises(ValueError, match="p_clean"):
         correction_momentum(0.9, np.array([0.5, 1.5]))
+    # strength scales every step: a quarter of the method's step for a label that looks wrong
+    np.testing.assert_allclose(correction_momentum(0.9, np.array([1.0, 0.0]), strength=0.25), [1.0, 0.975])
+    with pytest.raises(ValueError, match="strength"):
+        correction_momentum(0.9, np.array([0.5]), strength=1.5)
+
+
+def test_estimated_noise_share_is_the_mass_the_mixture_calls_noisy():
+    assert estimated_noise_share(np.array([1.0, 0.0, 0.5, 0.5])) == pytest.approx(0.5)
+    assert estimated_noise_share(np.ones(7)) == 0.0
+    with pytest.raises(ValueError, match="empty"):
+        estimated_noise_share(np.array([]))
 
 
 # -- per-sample outputs ------------------------------------------------------------------------
