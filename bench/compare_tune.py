@@ -85,13 +85,16 @@ def main(argv: list[str] | None = None) -> dict:
                          "difference": difference, "standard_error": error}
         print(f"{name:>12}: {100 * right[0].mean():.2f} vs {100 * right[1].mean():.2f}, "
               f"second - first {difference:+.2f} +- {error:.2f} points ({rows[name].sum()} rows)")
-    start, per_fold = 0, []
-    for _, fold_held in held_out_splits(data.noisy_labels, first["seed"], first["folds"]):
-        fold = slice(start, start + len(fold_held))
-        per_fold.append(paired_difference(*[p[fold] == labels["noisy"][fold] for p in predictions])[0])
-        start = fold.stop
-    summary["per_fold_noisy_difference"] = per_fold
-    print("per fold (noisy): " + ", ".join(f"{d:+.2f}" for d in per_fold))
+    folds = [len(fold_held) for _, fold_held in held_out_splits(data.noisy_labels, first["seed"], first["folds"])]
+    bounds = np.cumsum([0] + folds)
+    for name, truth in labels.items():
+        per_fold = []
+        for start, stop in zip(bounds[:-1], bounds[1:]):
+            fold_rows = np.zeros(len(held_rows), dtype=bool)
+            fold_rows[start:stop] = rows[name][start:stop]
+            per_fold.append(paired_difference(*[(p == truth)[fold_rows] for p in predictions])[0])
+        summary[name]["per_fold_difference"] = per_fold
+        print(f"per fold ({name}): " + ", ".join(f"{d:+.2f}" for d in per_fold))
     return summary
 
 

@@ -266,8 +266,10 @@ def test_paired_comparison_of_two_tuned_values_on_the_same_rows(tmp_path, capsys
     judged = [np.asarray(result["results"][v]["held_out_predictions"]) == data.train.labels[held_rows]
               for v in ("0.02", "0.1")]
     assert summary["clean judge"]["second"] == pytest.approx(judged[1].mean())
-    assert len(summary["per_fold_noisy_difference"]) == 2
-    assert np.mean(summary["per_fold_noisy_difference"]) == pytest.approx(summary["noisy"]["difference"], abs=0.2)
+    assert len(summary["kept"]["per_fold_difference"]) == 2
+    for name in ("noisy", "clean judge"):  # every held-out row, folds of equal size
+        assert len(summary[name]["per_fold_difference"]) == 2
+        assert np.mean(summary[name]["per_fold_difference"]) == pytest.approx(summary[name]["difference"], abs=0.2)
     assert "second - first" in capsys.readouterr().out
     with pytest.raises(ValueError, match="name one as"):  # two values in the file: which?
         compare_tune.main([str(tuned), f"{tuned}:0.1"])
