@@ -34,7 +34,7 @@ from mixnn_core.config import SUGGESTION_GIVEN_LABEL_WEIGHT, TrainConfig
 from mixnn_core.correction import (
     correction_momentum,
     ema_update,
-    estimated_noise_share,
+    noise_odds_strength,
     suggestion_soft_labels,
 )
 from mixnn_core.files import replace_atomically
@@ -209,8 +209,8 @@ class Trainer:
         """EMA label correction with predictions ``probs``, when scheduled for this epoch.
 
         With ``correction_rate="noisy_probability"`` each training soft label's step is scaled
-        by 1 - p_clean of the last mixture fit (``"estimated_noise"``: also by the share of labels
-        that fit takes for noisy; ``"none"``: 0), and
+        by 1 - p_clean of the last mixture fit (``"estimated_noise"``: also by the odds that a label
+        is noisy by that fit, capped at 1; ``"none"``: 0), and
         ``uniform_soft_labels`` keeps the method's own correction for the suggestions, so the
         rate changes what the model trains on, not how a suggestion is read.
         """
@@ -220,7 +220,7 @@ class Trainer:
         if self.config.correction_rate == "uniform":
             self.soft_labels = self.uniform_soft_labels
         elif self.config.correction_rate != "none":
-            strength = estimated_noise_share(self.p_clean) if self.config.correction_rate == "estimated_noise" else 1.0
+            strength = noise_odds_strength(self.p_clean) if self.config.correction_rate == "estimated_noise" else 1.0
             momentum = correction_momentum(self.config.alpha, self.p_clean, strength)
             self.soft_labels = ema_update(self.soft_labels, probs, momentum).astype(np.float32)
         return True

@@ -9,6 +9,7 @@ from mixnn_core.correction import (
     correction_momentum,
     ema_update,
     estimated_noise_share,
+    noise_odds_strength,
     suggestion_soft_labels,
 )
 from mixnn_core.gmm import clean_probability, fit_mixture, fit_mixture_per_class, normalize_losses
@@ -242,6 +243,13 @@ def test_estimated_noise_share_is_the_mass_the_mixture_calls_noisy():
     assert estimated_noise_share(np.ones(7)) == 0.0
     with pytest.raises(ValueError, match="empty"):
         estimated_noise_share(np.array([]))
+
+
+def test_noise_odds_strength_is_full_from_half_the_labels_noisy():
+    assert noise_odds_strength(np.r_[np.ones(3), np.zeros(1)]) == pytest.approx(1 / 3)  # 25 % noisy
+    assert noise_odds_strength(np.r_[np.ones(2), np.zeros(2)]) == 1.0
+    assert noise_odds_strength(np.zeros(4)) == 1.0  # every label noisy: capped, not infinite
+    assert noise_odds_strength(np.ones(4)) == 0.0
 
 
 # -- per-sample outputs ------------------------------------------------------------------------

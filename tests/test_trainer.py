@@ -226,11 +226,12 @@ def test_noisy_probability_correction_keeps_clean_looking_labels(digits):
     kept.epoch += 1
     np.testing.assert_array_equal(kept.soft_labels, one_hot)
     np.testing.assert_array_equal(kept.outputs().soft_label, uniform.outputs().soft_label)
-    # correction_rate="estimated_noise": the noisy_probability step times 1 - mean(p_clean)
+    # correction_rate="estimated_noise": the noisy_probability step times the odds of noise
     scaled = Trainer(cpu_preset(10, correction_rate="estimated_noise"), images, labels, 10)
     scaled.epoch, scaled.p_clean = config.correction_start, p_clean
     assert scaled.correct_labels(probs)
     share = 1.5 / len(labels)  # p_clean 0 and 0.5: 1.5 labels' worth of noise
+    share /= 1 - share
     np.testing.assert_allclose(scaled.soft_labels[:3], (1 - share * step) * one_hot[:3] + share * step * probs[:3],
                                atol=1e-6)
     np.testing.assert_array_equal(scaled.soft_labels[3:], one_hot[3:])
