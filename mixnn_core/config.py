@@ -50,8 +50,9 @@ class TrainConfig:
     # step of a training soft label toward the prediction: (1 - alpha)(1 - p_clean)
     # ("noisy_probability", correction.correction_momentum; won on held-out noisy labels in five
     # of six settings, lost at pair-flip, BENCHMARKS.md), 1 - alpha for every sample ("uniform",
-    # the method), the first times the odds that a label is noisy by the mixture, capped at 1
-    # ("estimated_noise": a third of it at light noise, all of it from 50 % noisy) or 0
+    # the method), the first times the odds that a label is noisy by the mixture before the
+    # first correction, capped at 1 ("estimated_noise": a third of it at light noise, all of it
+    # from 50 % noisy) or 0
     # ("none": training keeps the given labels; the suggestions and the gate still follow the
     # method's correction)
     correction_rate: str = "noisy_probability"

@@ -145,6 +145,9 @@ class Trainer:
         # the soft labels the method's uniform correction gives, which suggestions are read from;
         # the training soft labels themselves unless correction_rate scales each sample's step
         self.uniform_soft_labels = self.soft_labels
+        # correction_rate="estimated_noise": the strength of every training correction, fixed at
+        # the first one from the noise the mixture then sees in the still uncorrected labels
+        self.correction_strength: float | None = None
         self.recent_losses: list[np.ndarray] = []
         self.epoch = 0  # completed epochs
         self.history: list[dict] = []
@@ -209,8 +212,9 @@ class Trainer:
         """EMA label correction with predictions ``probs``, when scheduled for this epoch.
 
         With ``correction_rate="noisy_probability"`` each training soft label's step is scaled
-        by 1 - p_clean of the last mixture fit (``"estimated_noise"``: also by the odds that a label
-        is noisy by that fit, capped at 1; ``"none"``: 0), and
+        by 1 - p_clean of the last mixture fit (``"estimated_noise"``: also by
+        ``correction_strength``, the odds of noise by the fit before the first correction, capped
+        at 1; ``"none"``: 0), and
         ``uniform_soft_labels`` keeps the method's own correction for the suggestions, so the
         rate changes what the model trains on, not how a suggestion is read.
         """
@@ -220,7 +224,11 @@ class Trainer:
         if self.config.correction_rate == "uniform":
             self.soft_labels = self.uniform_soft_labels
         elif self.config.correction_rate != "none":
-            strength = noise_odds_strength(self.p_clean) if self.config.correction_rate == "estimated_noise" else 1.0
+            strength = 1.0
+            if self.config.correction_rate == "estimated_noise":
+                if self.correction_strength is None:
+                    self.correction_strength = noise_odds_strength(self.p_clean)
+                strength = self.correction_strength
             momentum = correction_momentum(self.config.alpha, self.p_clean, strength)
             self.soft_labels = ema_update(self.soft_labels, probs, momentum).astype(np.float32)
         return True
@@ -416,6 +424,7 @@ class Trainer:
             "soft_labels": torch.from_numpy(self.soft_labels),
             "p_clean": torch.from_numpy(np.asarray(self.p_clean, dtype=np.float64)),
             "uniform_soft_labels": torch.from_numpy(self.uniform_soft_labels),
+            "correction_strength": self.correction_strength,
             "recent_losses": [torch.from_numpy(x) for x in self.recent_losses],
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
@@ -457,6 +466,7 @@ class Trainer:
         self.uniform_soft_labels = self.soft_labels
         if self.config.correction_rate != "uniform":  # never a format 1 checkpoint (above)
             self.uniform_soft_labels = state["uniform_soft_labels"].numpy().copy()
+        self.correction_strength = state.get("correction_strength")  # absent before estimated_noise
         self.recent_losses = [x.numpy().copy() for x in state["recent_losses"]]
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
@@ -530,6 +540,8 @@ class Trainer:
     def _label_metrics(self) -> dict:
         """Reporting-only figures after an epoch: test accuracy, label changes and recovery."""
         metrics = {"mean_p_clean": float(np.mean(self.p_clean))}
+        if self.correction_strength is not None:
+            metrics["correction_strength"] = self.correction_strength
         # ce / mixup suggestions need an evaluation pass: made only when recovery is measured
         suggested = self.outputs().suggested_label if self.config.method == "mixnn" or self.true_labels is not None else None
         if self.config.method == "mixnn":

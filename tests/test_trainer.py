@@ -197,7 +197,7 @@ def test_configuration_is_validated():
         TrainConfig(gate_start=-1)
 
 
-def test_noisy_probability_correction_keeps_clean_looking_labels(digits):
+def test_noisy_probability_correction_keeps_clean_looking_labels(digits, tmp_path):
     """correction_rate="noisy_probability": a training label with p_clean 1 is not moved, one
     with p_clean 0 moves by the method's step 1 - alpha; the suggestions are read from the
     method's uniform correction whatever the rate."""
@@ -236,6 +236,14 @@ def test_noisy_probability_correction_keeps_clean_looking_labels(digits):
                                atol=1e-6)
     np.testing.assert_array_equal(scaled.soft_labels[3:], one_hot[3:])
     np.testing.assert_array_equal(scaled.uniform_soft_labels, uniform.soft_labels)
+    # the strength is the first correction's: a later fit that calls every label noisy keeps it,
+    # and so does a checkpoint
+    scaled.epoch += 1
+    scaled.p_clean = np.zeros(len(labels))
+    assert scaled.correct_labels(probs) and scaled.correction_strength == pytest.approx(share)
+    resumed = Trainer(cpu_preset(10, correction_rate="estimated_noise"), images, labels, 10)
+    resumed.load(scaled.save(tmp_path / "scaled.pt"))
+    assert resumed.correction_strength == scaled.correction_strength
 
 
 def test_mixture_switches_change_what_the_mixture_sees(digits):
