@@ -52,9 +52,8 @@ class TrainConfig:
     # of six settings, lost at pair-flip, BENCHMARKS.md), 1 - alpha for every sample ("uniform",
     # the method), the first times the odds that a label is noisy by the mixture before the
     # first correction, capped at 1 ("estimated_noise": a third of it at light noise, all of it
-    # from 50 % noisy) or 0
-    # ("none": training keeps the given labels; the suggestions and the gate still follow the
-    # method's correction)
+    # from 50 % noisy) or 0 ("none": training keeps the given labels; the suggestions and the
+    # gate still follow the method's correction)
     correction_rate: str = "noisy_probability"
     loss_window: int = 1  # epochs of normalised losses averaged before the mixture fit
     mixture_loss: str = "current"  # loss the mixture sees: vs "current" corrected labels or "given"
