@@ -77,24 +77,21 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{first['setting']}, seed {first['seed']}, {first['folds']} fold(s), {len(held_rows)} held-out rows\n"
           f"first:  {first['method']} {first['field']}={first_value} {first['fixed']}\n"
           f"second: {second['method']} {second['field']}={second_value} {second['fixed']}")
+    sizes = [len(fold_held) for _, fold_held in held_out_splits(data.noisy_labels, first["seed"], first["folds"])]
+    bounds = np.cumsum([0] + sizes)
+    folds = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
     summary = {}
     for name, truth in labels.items():
-        right = [(p == truth)[rows[name]] for p in predictions]
+        correct = [p == truth for p in predictions]
+        right = [c[rows[name]] for c in correct]
         difference, error = paired_difference(*right)
+        per_fold = [paired_difference(*[c[fold][rows[name][fold]] for c in correct])[0] for fold in folds]
         summary[name] = {"first": float(right[0].mean()), "second": float(right[1].mean()),
-                         "difference": difference, "standard_error": error}
+                         "difference": difference, "standard_error": error, "per_fold_difference": per_fold}
         print(f"{name:>12}: {100 * right[0].mean():.2f} vs {100 * right[1].mean():.2f}, "
               f"second - first {difference:+.2f} +- {error:.2f} points ({rows[name].sum()} rows)")
-    folds = [len(fold_held) for _, fold_held in held_out_splits(data.noisy_labels, first["seed"], first["folds"])]
-    bounds = np.cumsum([0] + folds)
-    for name, truth in labels.items():
-        per_fold = []
-        for start, stop in zip(bounds[:-1], bounds[1:]):
-            fold_rows = np.zeros(len(held_rows), dtype=bool)
-            fold_rows[start:stop] = rows[name][start:stop]
-            per_fold.append(paired_difference(*[(p == truth)[fold_rows] for p in predictions])[0])
-        summary[name]["per_fold_difference"] = per_fold
-        print(f"per fold ({name}): " + ", ".join(f"{d:+.2f}" for d in per_fold))
+    for name in labels:
+        print(f"per fold ({name}): " + ", ".join(f"{d:+.2f}" for d in summary[name]["per_fold_difference"]))
     return summary
 
 
