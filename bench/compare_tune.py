@@ -44,6 +44,8 @@ def candidate(argument: str) -> tuple[Path, dict, str]:
     it picks."""
     path, _, value = argument.partition(".json:")
     path = Path(path if path.endswith(".json") else path + ".json")
+    if not path.is_file():
+        raise ValueError(f"{path}: no such tune result file")
     result = read_json(path)
     values = list(result["results"])
     if not value:
@@ -96,4 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ValueError as error:  # a wrong argument: one line naming the file or value, no traceback
+        sys.exit(f"compare_tune: {error}")

@@ -15,8 +15,9 @@ true label), detection precision / recall / F1 of the flags and AUROC of ``label
 against the known wrong labels, and wall time per stage. Test accuracy and per-epoch label
 recovery are measured outside the timed stages. Torch and faiss use ``OMP_NUM_THREADS`` threads
 when it is set (e.g. two suites side by side with 1 each), else every CPU; the run records the
-thread count and the process's peak memory so far (``peak_rss_mb``: run one setting per process
-to read it as that run's).
+thread count, the process's peak memory so far (``peak_rss_mb``: run one setting per process
+to read it as that run's) and the commit of the code with the Python files changed from it
+(``code``).
 
 The cleanlab route (cleanlab is a benchmark-only dependency, bench/requirements.txt): 2-fold
 cross-validated plain training for out-of-fold probabilities, ``find_label_issues``, then plain
@@ -31,6 +32,7 @@ import json
 import os
 import platform
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -228,6 +230,21 @@ def summarise(result: dict, data: Data) -> dict:
             **result}
 
 
+def code_version(root: Path = ROOT) -> dict:
+    """The commit the code at ``root`` was checked out at and which of its tracked Python files
+    differed from it (``None`` for both outside a git checkout): a result file then names the code
+    that produced it, not only its configuration (one option can change form under one value)."""
+    def git(*arguments: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *arguments], capture_output=True, text=True,
+                              check=True).stdout
+    try:
+        commit = git("rev-parse", "HEAD").strip()
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", "*.py")
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "modified": None}
+    return {"commit": commit, "modified": sorted(line[3:] for line in changed.splitlines())}
+
+
 def run_one(setting_name: str, method: str, epochs: int, seed: int, out: Path, overrides: dict,
             tag: str) -> Path:
     """Run one (setting, method, epochs, seed) unless its result file exists; returns the file."""
@@ -238,6 +255,7 @@ def run_one(setting_name: str, method: str, epochs: int, seed: int, out: Path, o
         return path
     setting = SETTINGS[setting_name]
     data = load(setting, seed)
+    code = code_version()  # before the run: the checkout may move while it trains
     torch.set_num_threads(faiss_thread_count())  # OMP_NUM_THREADS when set, else every CPU
     started = time.perf_counter()
 
@@ -257,7 +275,7 @@ def run_one(setting_name: str, method: str, epochs: int, seed: int, out: Path, o
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
            "machine": {"cpus": os.cpu_count(), "threads": torch.get_num_threads(), "platform": platform.platform(),
                        "torch": torch.__version__, "load_average_after": os.getloadavg()},
-           "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+           "code": code, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(row, path)
     print(f"{name}: test acc {row['test_acc_last']:.4f}, recovery {row['label_recovery']:.4f}, "

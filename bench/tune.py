@@ -24,7 +24,8 @@ model trains on (K - 1) / K of the rows (K = 10: 90 %, as the single split). The
 are then those of all K folds' held-out predictions together. Results go to
 ``bench/results/tune/<setting>-<method>-<field>[-<held fixed FIELD=VALUE>...][-s<seed>][-f<K>][-<tag>].json``;
 an existing result file is never replaced: ``--tag`` names a rerun (another budget, changed code
-defaults).
+defaults). Each file records the commit of the code it ran and the Python files changed from it
+(``code``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.suite import SETTINGS, config_assignments, load, out_of_fold_probabilities, stratified_folds  # noqa: E402
+from bench.suite import (  # noqa: E402
+    SETTINGS,
+    code_version,
+    config_assignments,
+    load,
+    out_of_fold_probabilities,
+    stratified_folds,
+)
 from mixnn_core.confident_learning import label_issues  # noqa: E402
 from mixnn_core.config import cpu_preset  # noqa: E402
 from mixnn_core.files import read_json, write_json_atomic  # noqa: E402
@@ -112,6 +120,7 @@ def main(argv: list[str] | None = None) -> Path:
     if out.exists():  # the name holds no epoch budget: a run at another budget would replace it
         parser.error(f"{out} exists; move it away or pass --tag")
     setting = SETTINGS[args.setting]
+    code = code_version()  # before the run: the checkout may move while it trains
     data = load(setting, seed=args.seed)
     smallest_class = np.bincount(data.noisy_labels)[np.unique(data.noisy_labels)].min()
     if args.folds > smallest_class:
@@ -148,7 +157,7 @@ def main(argv: list[str] | None = None) -> Path:
     write_json_atomic({"setting": args.setting, "method": args.method, "epochs": args.epochs, "field": field,
                        "fixed": fixed, "seed": args.seed, "tag": args.tag, "folds": args.folds,
                        "held_rows": held_rows.tolist(), "best": best, "held_rows_kept": int(kept.sum()),
-                       "results": results}, out)
+                       "code": code, "results": results}, out)
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 
 import numpy as np
 import pytest
@@ -44,9 +45,29 @@ def test_quick_suite_measures_every_method_on_the_same_noisy_labels(quick_result
         # 6 epochs on digits already learn something: far above chance (10 %)
         assert run["test_acc_last"] > 0.5 and run["label_recovery"] > 0.5, run["method"]
         assert run["wall_seconds"] > 0
+        assert run["code"] == suite.code_version()  # nothing moved since: the checkout's commit
     mixnn = next(run for run in runs if run["method"] == "mixnn")
     assert {"evaluation_pass", "feature_write", "mixture_fit", "neighbor_search", "training"} <= set(
         mixnn["stage_seconds"])
+
+
+def test_code_version_names_the_commit_and_the_changed_python_files(tmp_path):
+    assert suite.code_version(tmp_path) == {"commit": None, "modified": None}  # not a git checkout
+
+    def git(*arguments):
+        return subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t",
+                               *arguments], capture_output=True, text=True, check=True).stdout.strip()
+
+    git("init", "-q")
+    (tmp_path / "pkg").mkdir()
+    for name in ("pkg/step.py", "notes.md"):
+        (tmp_path / name).write_text("first\n")
+    git("add", "."), git("commit", "-q", "-m", "first")
+    assert suite.code_version(tmp_path) == {"commit": git("rev-parse", "HEAD"), "modified": []}
+    for name in ("pkg/step.py", "notes.md"):
+        (tmp_path / name).write_text("second\n")
+    (tmp_path / "pkg" / "new.py").write_text("untracked\n")
+    assert suite.code_version(tmp_path)["modified"] == ["pkg/step.py"]  # code only, tracked only
 
 
 def test_second_call_skips_finished_runs(quick_results):
@@ -113,6 +134,7 @@ def test_tuning_on_held_out_noisy_labels_lands_in_the_report(quick_results, tmp_
                        "--grid", "lr=0.02,0.05", "--set", "warmup_epochs=1", "--out", str(out.parent / "tune")])
     result = json.loads(tuned.read_text())
     assert result["field"] == "lr" and result["fixed"] == {"warmup_epochs": 1}
+    assert result["code"] == suite.code_version()
     assert set(result["results"]) == {"0.02", "0.05"} and result["best"] in result["results"]
     data = suite.load(suite.SETTINGS["digits-sym40"], 0)
     held_rows = tune.held_out_split(data.noisy_labels, 0)[1]
@@ -273,6 +295,8 @@ def test_paired_comparison_of_two_tuned_values_on_the_same_rows(tmp_path, capsys
     assert "second - first" in capsys.readouterr().out
     with pytest.raises(ValueError, match="name one as"):  # two values in the file: which?
         compare_tune.main([str(tuned), f"{tuned}:0.1"])
+    with pytest.raises(ValueError, match="no such tune result file"):
+        compare_tune.main([f"{tmp_path / 'missing.json'}:0.02", f"{tuned}:0.1"])
     with pytest.raises(ValueError, match="holds no value '0.5'"):
         compare_tune.main([f"{tuned}:0.5", f"{tuned}:0.1"])
     assert compare_tune.paired_difference(np.array([1, 1, 0, 0]), np.array([1, 0, 1, 1])) == pytest.approx(
