@@ -245,6 +245,9 @@ def code_version(root: Path = ROOT) -> dict:
     return {"commit": commit, "modified": sorted(line[3:] for line in changed.splitlines())}
 
 
+CODE = code_version()  # the code this process imported, read once: the checkout may move while it runs
+
+
 def run_one(setting_name: str, method: str, epochs: int, seed: int, out: Path, overrides: dict,
             tag: str) -> Path:
     """Run one (setting, method, epochs, seed) unless its result file exists; returns the file."""
@@ -255,7 +258,6 @@ def run_one(setting_name: str, method: str, epochs: int, seed: int, out: Path, o
         return path
     setting = SETTINGS[setting_name]
     data = load(setting, seed)
-    code = code_version()  # before the run: the checkout may move while it trains
     torch.set_num_threads(faiss_thread_count())  # OMP_NUM_THREADS when set, else every CPU
     started = time.perf_counter()
 
@@ -275,7 +277,7 @@ def run_one(setting_name: str, method: str, epochs: int, seed: int, out: Path, o
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
            "machine": {"cpus": os.cpu_count(), "threads": torch.get_num_threads(), "platform": platform.platform(),
                        "torch": torch.__version__, "load_average_after": os.getloadavg()},
-           "code": code, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+           "code": CODE, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(row, path)
     print(f"{name}: test acc {row['test_acc_last']:.4f}, recovery {row['label_recovery']:.4f}, "
