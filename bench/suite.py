@@ -245,12 +245,10 @@ def code_version(root: Path = ROOT) -> dict:
     return {"commit": commit, "modified": sorted(line[3:] for line in changed.splitlines())}
 
 
-CODE = code_version()  # the code this process imported, read once: the checkout may move while it runs
-
-
 def run_one(setting_name: str, method: str, epochs: int, seed: int, out: Path, overrides: dict,
-            tag: str) -> Path:
-    """Run one (setting, method, epochs, seed) unless its result file exists; returns the file."""
+            tag: str, code: dict) -> Path:
+    """Run one (setting, method, epochs, seed) unless its result file exists; returns the file.
+    ``code`` (``code_version``) is recorded in it."""
     name = f"{setting_name}-{method}-e{epochs}-s{seed}" + (f"-{tag}" if tag else "")
     path = out / f"{name}.json"
     if path.exists():
@@ -277,7 +275,7 @@ def run_one(setting_name: str, method: str, epochs: int, seed: int, out: Path, o
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
            "machine": {"cpus": os.cpu_count(), "threads": torch.get_num_threads(), "platform": platform.platform(),
                        "torch": torch.__version__, "load_average_after": os.getloadavg()},
-           "code": CODE, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+           "code": code, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(row, path)
     print(f"{name}: test acc {row['test_acc_last']:.4f}, recovery {row['label_recovery']:.4f}, "
@@ -317,7 +315,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
         args.settings, args.epochs = ["digits-sym40"], [6]
     if not args.settings:
         parser.error("name at least one setting (or --quick)")
-    return [run_one(setting, method, epochs, args.seed, args.out, overrides, args.tag)
+    code = code_version()  # once, before any row: the checkout may move while they run
+    return [run_one(setting, method, epochs, args.seed, args.out, overrides, args.tag, code)
             for setting in args.settings for epochs in args.epochs for method in args.methods]
 
 

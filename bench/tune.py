@@ -41,8 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.suite import (  # noqa: E402
-    CODE,
     SETTINGS,
+    code_version,
     config_assignments,
     load,
     out_of_fold_probabilities,
@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> Path:
     if out.exists():  # the name holds no epoch budget: a run at another budget would replace it
         parser.error(f"{out} exists; move it away or pass --tag")
     setting = SETTINGS[args.setting]
+    code = code_version()  # before training: the checkout may move while it runs
     data = load(setting, seed=args.seed)
     smallest_class = np.bincount(data.noisy_labels)[np.unique(data.noisy_labels)].min()
     if args.folds > smallest_class:
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> Path:
     write_json_atomic({"setting": args.setting, "method": args.method, "epochs": args.epochs, "field": field,
                        "fixed": fixed, "seed": args.seed, "tag": args.tag, "folds": args.folds,
                        "held_rows": held_rows.tolist(), "best": best, "held_rows_kept": int(kept.sum()),
-                       "code": CODE, "results": results}, out)
+                       "code": code, "results": results}, out)
     return out
 
 
