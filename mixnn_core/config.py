@@ -10,6 +10,7 @@ MIXTURE_LOSSES = ("current", "given")
 OWN_WEIGHTS = ("proportional", "clean_probability")
 CONSOLIDATION_WEIGHTS = ("clean_probability", "kept")
 CORRECTION_RATES = ("uniform", "noisy_probability", "estimated_noise", "none")
+MIXING_STRENGTHS = ("full", "estimated_noise")
 NEIGHBOR_SCOPES = ("dataset", "batch")
 LR_SCHEDULES = ("cosine", "cosine_restarts")
 
@@ -50,9 +51,9 @@ class TrainConfig:
     # step of a training soft label toward the prediction: (1 - alpha)(1 - p_clean)
     # ("noisy_probability", correction.correction_momentum; won on held-out noisy labels in five
     # of six settings, lost at pair-flip, BENCHMARKS.md), 1 - alpha for every sample ("uniform",
-    # the method), the first times the odds that a label is noisy by the mixture before the
-    # first correction, capped at 1 ("estimated_noise": a third of it at light noise, all of it
-    # from 50 % noisy) or 0 ("none": training keeps the given labels; the suggestions and the
+    # the method), the first times the odds that a label is noisy by the run's first mixture
+    # fit (labels still as given), capped at 1 ("estimated_noise": a third of it at light noise,
+    # all of it from 50 % noisy) or 0 ("none": training keeps the given labels; the suggestions and the
     # gate still follow the method's correction)
     correction_rate: str = "noisy_probability"
     loss_window: int = 1  # epochs of normalised losses averaged before the mixture fit
@@ -79,6 +80,10 @@ class TrainConfig:
     # a sample's own weight in its synthetic sample: p_i / sum of its set's p ("proportional",
     # the method) or p_i itself ("clean_probability", mixing.replacement_weights)
     own_weight: str = "proportional"
+    # the neighbours' share of each synthetic sample: as the weights give it ("full", the method)
+    # or times the same odds of noise as correction_rate="estimated_noise" ("estimated_noise",
+    # mixing.scaled_neighbor_share: a run that finds little noise mixes little)
+    mixing_strength: str = "full"
     bn_refresh_samples: int = 4096  # BatchNorm statistics re-estimated on this many un-mixed images
     crop_padding: int = -1  # random-crop padding in pixels; -1: height // 8
     hflip: bool = False  # horizontal flips (right for photos, wrong for digits)
@@ -99,6 +104,8 @@ class TrainConfig:
              f"consolidation_weights must be one of {CONSOLIDATION_WEIGHTS}, got {self.consolidation_weights!r}"),
             (self.own_weight in OWN_WEIGHTS,
              f"own_weight must be one of {OWN_WEIGHTS}, got {self.own_weight!r}"),
+            (self.mixing_strength in MIXING_STRENGTHS,
+             f"mixing_strength must be one of {MIXING_STRENGTHS}, got {self.mixing_strength!r}"),
             (self.lr_schedule in LR_SCHEDULES,
              f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),

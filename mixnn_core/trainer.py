@@ -40,7 +40,13 @@ from mixnn_core.correction import (
 from mixnn_core.files import replace_atomically
 from mixnn_core.gmm import MixtureFit, fit_mixture, fit_mixture_per_class, normalize_losses
 from mixnn_core.knn import nearest_neighbors, neighbors_within_groups
-from mixnn_core.mixing import mix_batch, mixing_weights, replacement_weights, soft_cross_entropy
+from mixnn_core.mixing import (
+    mix_batch,
+    mixing_weights,
+    replacement_weights,
+    scaled_neighbor_share,
+    soft_cross_entropy,
+)
 from mixnn_core.models import build_model, resolve_model_name
 from mixnn_core.outputs import SampleOutputs, sample_outputs
 
@@ -51,7 +57,7 @@ RESUMABLE_CHANGES = {"device", "eval_batch_size"}
 # checkpoint lacking them.
 FIELDS_OF_OLDER_CHECKPOINTS = {"consolidation_epochs": 0, "neighbor_scope": "dataset",
                                "gate_clean_probability": False, "gate_start": 0,
-                               "consolidation_weights": "clean_probability"}
+                               "consolidation_weights": "clean_probability", "mixing_strength": "full"}
 
 
 class TrainingDiverged(RuntimeError):
@@ -145,9 +151,9 @@ class Trainer:
         # the soft labels the method's uniform correction gives, which suggestions are read from;
         # the training soft labels themselves unless correction_rate scales each sample's step
         self.uniform_soft_labels = self.soft_labels
-        # correction_rate="estimated_noise": the strength of every training correction, fixed at
-        # the first one from the noise the mixture then sees in the still uncorrected labels
-        self.correction_strength: float | None = None
+        # the odds of noise the run's first mixture fit sees in the labels as given (capped at 1):
+        # the strength of the training correction and of the mixing under their "estimated_noise"
+        self.noise_strength: float | None = None
         self.recent_losses: list[np.ndarray] = []
         self.epoch = 0  # completed epochs
         self.history: list[dict] = []
@@ -206,6 +212,8 @@ class Trainer:
         self.p_clean = fit.p_clean
         if self.config.gates_clean_probability(self.epoch):
             self.p_clean = np.where(self.outputs().suggested_label != self.given_labels, 0.0, fit.p_clean)
+        if self.noise_strength is None:  # later fits see corrected labels (and a working correction)
+            self.noise_strength = noise_odds_strength(self.p_clean)
         return fit
 
     def correct_labels(self, probs: np.ndarray) -> bool:
@@ -213,8 +221,8 @@ class Trainer:
 
         With ``correction_rate="noisy_probability"`` each training soft label's step is scaled
         by 1 - p_clean of the last mixture fit (``"estimated_noise"``: also by
-        ``correction_strength``, the odds of noise by the fit before the first correction, capped
-        at 1; ``"none"``: 0), and
+        ``noise_strength``, the odds of noise by the run's first fit, capped at 1; ``"none"``: 0),
+        and
         ``uniform_soft_labels`` keeps the method's own correction for the suggestions, so the
         rate changes what the model trains on, not how a suggestion is read.
         """
@@ -224,11 +232,7 @@ class Trainer:
         if self.config.correction_rate == "uniform":
             self.soft_labels = self.uniform_soft_labels
         elif self.config.correction_rate != "none":
-            strength = 1.0
-            if self.config.correction_rate == "estimated_noise":
-                if self.correction_strength is None:
-                    self.correction_strength = noise_odds_strength(self.p_clean)
-                strength = self.correction_strength
+            strength = self.noise_strength if self.config.correction_rate == "estimated_noise" else 1.0
             momentum = correction_momentum(self.config.alpha, self.p_clean, strength)
             self.soft_labels = ema_update(self.soft_labels, probs, momentum).astype(np.float32)
         return True
@@ -312,12 +316,17 @@ class Trainer:
     def member_weights(self, neighbors: np.ndarray) -> np.ndarray:
         """Weights (N, K + 1) of each sample and its neighbours in its synthetic sample: by
         clean probability (``dynamic_weights``, the method; ``own_weight`` says how) or equal,
-        1 / (K + 1)."""
+        1 / (K + 1); with ``mixing_strength="estimated_noise"`` the neighbours' share scaled by
+        ``noise_strength``."""
         if not self.config.dynamic_weights:
-            return mixing_weights(np.ones_like(self.p_clean), neighbors)
-        if self.config.own_weight == "clean_probability":
-            return replacement_weights(self.p_clean, neighbors)
-        return mixing_weights(self.p_clean, neighbors)
+            weights = mixing_weights(np.ones_like(self.p_clean), neighbors)
+        elif self.config.own_weight == "clean_probability":
+            weights = replacement_weights(self.p_clean, neighbors)
+        else:
+            weights = mixing_weights(self.p_clean, neighbors)
+        if self.config.mixing_strength == "estimated_noise":
+            weights = scaled_neighbor_share(weights, self.noise_strength)
+        return weights
 
     @torch.no_grad()
     def refresh_batchnorm_statistics(self, rows: torch.Tensor) -> None:
@@ -424,7 +433,7 @@ class Trainer:
             "soft_labels": torch.from_numpy(self.soft_labels),
             "p_clean": torch.from_numpy(np.asarray(self.p_clean, dtype=np.float64)),
             "uniform_soft_labels": torch.from_numpy(self.uniform_soft_labels),
-            "correction_strength": self.correction_strength,
+            "noise_strength": self.noise_strength,
             "recent_losses": [torch.from_numpy(x) for x in self.recent_losses],
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
@@ -466,7 +475,8 @@ class Trainer:
         self.uniform_soft_labels = self.soft_labels
         if self.config.correction_rate != "uniform":  # never a format 1 checkpoint (above)
             self.uniform_soft_labels = state["uniform_soft_labels"].numpy().copy()
-        self.correction_strength = state.get("correction_strength")  # absent before estimated_noise
+        # absent before estimated_noise; named correction_strength before mixing_strength
+        self.noise_strength = state.get("noise_strength", state.get("correction_strength"))
         self.recent_losses = [x.numpy().copy() for x in state["recent_losses"]]
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
@@ -540,8 +550,8 @@ class Trainer:
     def _label_metrics(self) -> dict:
         """Reporting-only figures after an epoch: test accuracy, label changes and recovery."""
         metrics = {"mean_p_clean": float(np.mean(self.p_clean))}
-        if self.correction_strength is not None:
-            metrics["correction_strength"] = self.correction_strength
+        if self.noise_strength is not None:
+            metrics["noise_strength"] = self.noise_strength
         # ce / mixup suggestions need an evaluation pass: made only when recovery is measured
         suggested = self.outputs().suggested_label if self.config.method == "mixnn" or self.true_labels is not None else None
         if self.config.method == "mixnn":

@@ -18,6 +18,7 @@ from mixnn_core.mixing import (
     mix_batch,
     mixing_weights,
     replacement_weights,
+    scaled_neighbor_share,
     soft_cross_entropy,
 )
 from mixnn_core.outputs import sample_outputs
@@ -121,6 +122,17 @@ def test_weights_reject_bad_input(weights):
         weights(np.ones(2), np.array([[1], [2]]))
     with pytest.raises(ValueError, match="within"):
         weights(np.array([0.5, 1.5]), np.array([[1], [0]]))
+
+
+def test_scaled_neighbor_share_hands_the_rest_to_the_sample():
+    w = mixing_weights(np.array([0.2, 0.9, 0.6]), np.array([[1], [2], [0]]))
+    half = scaled_neighbor_share(w, 0.5)
+    assert np.allclose(half[:, 1], 0.5 * w[:, 1]) and np.allclose(half[:, 0], 0.5 + 0.5 * w[:, 0])
+    assert np.allclose(half.sum(axis=1), 1.0)
+    assert np.allclose(scaled_neighbor_share(w, 1.0), w)
+    assert np.allclose(scaled_neighbor_share(w, 0.0), [[1, 0]] * 3)
+    with pytest.raises(ValueError, match="strength"):
+        scaled_neighbor_share(w, 1.5)
 
 
 def test_replacement_weights_by_hand():

@@ -9,6 +9,7 @@ from sklearn.datasets import load_digits
 
 from mixnn_core.confident_learning import label_issues
 from mixnn_core.config import RESIDUAL_GIVEN_LABEL_WEIGHT, TrainConfig, cpu_preset, paper_preset
+from mixnn_core.correction import noise_odds_strength
 from mixnn_core.metrics import label_quality_metrics
 from mixnn_core.models import build_model, resolve_model_name
 from mixnn_core.noise import inject_noise
@@ -193,6 +194,8 @@ def test_configuration_is_validated():
         TrainConfig(correction_rate="fast")
     with pytest.raises(ValueError, match="neighbor_scope must be one of"):
         TrainConfig(neighbor_scope="global")
+    with pytest.raises(ValueError, match="mixing_strength must be one of"):
+        TrainConfig(mixing_strength="half")
     with pytest.raises(ValueError, match="gate_start must be None or >= 0"):
         TrainConfig(gate_start=-1)
 
@@ -226,24 +229,29 @@ def test_noisy_probability_correction_keeps_clean_looking_labels(digits, tmp_pat
     kept.epoch += 1
     np.testing.assert_array_equal(kept.soft_labels, one_hot)
     np.testing.assert_array_equal(kept.outputs().soft_label, uniform.outputs().soft_label)
-    # correction_rate="estimated_noise": the noisy_probability step times the odds of noise
+    # correction_rate="estimated_noise": the noisy_probability step times the odds of noise the
+    # run's first mixture fit sees (here about a fifth of the losses high: odds about 0.25)
     scaled = Trainer(cpu_preset(10, correction_rate="estimated_noise"), images, labels, 10)
-    scaled.epoch, scaled.p_clean = config.correction_start, p_clean
+    scaled.epoch = config.correction_start
+    rng = np.random.default_rng(0)
+    losses = np.where(np.arange(len(labels)) % 5 == 0, 5.0, 1.0) + rng.normal(0, 0.1, len(labels))
+    scaled.fit_clean_probability(losses)
+    strength = scaled.noise_strength
+    assert strength == pytest.approx(noise_odds_strength(scaled.p_clean)) and 0.2 < strength < 0.3
+    scaled.p_clean = p_clean
     assert scaled.correct_labels(probs)
-    share = 1.5 / len(labels)  # p_clean 0 and 0.5: 1.5 labels' worth of noise
-    share /= 1 - share
-    np.testing.assert_allclose(scaled.soft_labels[:3], (1 - share * step) * one_hot[:3] + share * step * probs[:3],
-                               atol=1e-6)
+    np.testing.assert_allclose(scaled.soft_labels[:3],
+                               (1 - strength * step) * one_hot[:3] + strength * step * probs[:3], atol=1e-6)
     np.testing.assert_array_equal(scaled.soft_labels[3:], one_hot[3:])
     np.testing.assert_array_equal(scaled.uniform_soft_labels, uniform.soft_labels)
-    # the strength is the first correction's: a later fit that calls every label noisy keeps it,
-    # and so does a checkpoint
+    # the strength is the first fit's: a later fit that calls most labels noisy keeps it, and so
+    # does a checkpoint
     scaled.epoch += 1
-    scaled.p_clean = np.zeros(len(labels))
-    assert scaled.correct_labels(probs) and scaled.correction_strength == pytest.approx(share)
+    scaled.fit_clean_probability(-losses)
+    assert scaled.p_clean.mean() < 0.5 and scaled.noise_strength == strength
     resumed = Trainer(cpu_preset(10, correction_rate="estimated_noise"), images, labels, 10)
     resumed.load(scaled.save(tmp_path / "scaled.pt"))
-    assert resumed.correction_strength == scaled.correction_strength
+    assert resumed.noise_strength == strength
 
 
 def test_mixture_switches_change_what_the_mixture_sees(digits):
@@ -278,6 +286,10 @@ def test_mixture_switches_change_what_the_mixture_sees(digits):
     replacing = Trainer(cpu_preset(4, own_weight="clean_probability"), images, noisy, 10)
     replacing.p_clean = dynamic.p_clean
     assert np.allclose(replacing.member_weights(neighbors), [[0, 1]] + [[1, 0]] * (len(noisy) - 1))
+    # mixing_strength="estimated_noise": the neighbours' share times the first fit's odds of noise
+    scaled = Trainer(cpu_preset(4, mixing_strength="estimated_noise"), images, noisy, 10)
+    scaled.p_clean, scaled.noise_strength = dynamic.p_clean, 0.25
+    assert np.allclose(scaled.member_weights(neighbors), 0.25 * dynamic.member_weights(neighbors) + [0.75, 0])
 
 
 def parameters(trainer):
@@ -285,7 +297,8 @@ def parameters(trainer):
 
 
 @pytest.mark.parametrize("method, options", [("mixnn", {}), ("mixup", {}),
-                                             ("mixnn", {"correction_rate": "uniform"})])
+                                             ("mixnn", {"correction_rate": "uniform"}),
+                                             ("mixnn", {"mixing_strength": "estimated_noise"})])
 def test_checkpoint_round_trip_continues_bit_for_bit(digits, tmp_path, method, options):
     images, labels = digits
     noisy, _ = inject_noise(labels, 10, "symmetric", 0.4, seed=0)
