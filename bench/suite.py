@@ -245,6 +245,15 @@ def code_version(root: Path = ROOT) -> dict:
     return {"commit": commit, "modified": sorted(line[3:] for line in changed.splitlines())}
 
 
+def machine_record() -> dict:
+    """The machine a result was measured on. ``cpu_capability`` is the vector instruction set
+    torch's CPU kernels use (AVX2, AVX512, ...): runs of one seed agree to the bit on one machine,
+    but two hosts of this cloud (platform 6.18.44-fc-v657 and -v857) trained different warm-ups
+    from the same seed and code, so rows compare exactly only within one platform and capability."""
+    return {"cpus": os.cpu_count(), "threads": torch.get_num_threads(), "platform": platform.platform(),
+            "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
 def run_one(setting_name: str, method: str, epochs: int, seed: int, out: Path, overrides: dict,
             tag: str, code: dict) -> Path:
     """Run one (setting, method, epochs, seed) unless its result file exists; returns the file.
@@ -273,8 +282,7 @@ def run_one(setting_name: str, method: str, epochs: int, seed: int, out: Path, o
            "overrides": overrides, "n_train": len(data.noisy_labels), "noise": data.noise_report,
            **summarise(result, data), "elapsed_seconds": time.perf_counter() - started,
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-           "machine": {"cpus": os.cpu_count(), "threads": torch.get_num_threads(), "platform": platform.platform(),
-                       "torch": torch.__version__, "load_average_after": os.getloadavg()},
+           "machine": {**machine_record(), "load_average_after": os.getloadavg()},
            "code": code, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(row, path)

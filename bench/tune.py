@@ -25,7 +25,7 @@ are then those of all K folds' held-out predictions together. Results go to
 ``bench/results/tune/<setting>-<method>-<field>[-<held fixed FIELD=VALUE>...][-s<seed>][-f<K>][-<tag>].json``;
 an existing result file is never replaced: ``--tag`` names a rerun (another budget, changed code
 defaults). Each file records the commit of the code it ran and the Python files changed from it
-(``code``).
+(``code``) and the machine (``machine``).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from bench.suite import (  # noqa: E402
     code_version,
     config_assignments,
     load,
+    machine_record,
     out_of_fold_probabilities,
     stratified_folds,
 )
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> Path:
     write_json_atomic({"setting": args.setting, "method": args.method, "epochs": args.epochs, "field": field,
                        "fixed": fixed, "seed": args.seed, "tag": args.tag, "folds": args.folds,
                        "held_rows": held_rows.tolist(), "best": best, "held_rows_kept": int(kept.sum()),
-                       "code": code, "results": results}, out)
+                       "code": code, "machine": machine_record(), "results": results}, out)
     return out
 
 

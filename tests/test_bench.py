@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import platform
 import subprocess
 
 import numpy as np
@@ -46,6 +47,7 @@ def test_quick_suite_measures_every_method_on_the_same_noisy_labels(quick_result
         assert run["test_acc_last"] > 0.5 and run["label_recovery"] > 0.5, run["method"]
         assert run["wall_seconds"] > 0
         assert run["code"] == suite.code_version()  # nothing moved since: the checkout's commit
+        assert run["machine"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     mixnn = next(run for run in runs if run["method"] == "mixnn")
     assert {"evaluation_pass", "feature_write", "mixture_fit", "neighbor_search", "training"} <= set(
         mixnn["stage_seconds"])
@@ -135,6 +137,7 @@ def test_tuning_on_held_out_noisy_labels_lands_in_the_report(quick_results, tmp_
     result = json.loads(tuned.read_text())
     assert result["field"] == "lr" and result["fixed"] == {"warmup_epochs": 1}
     assert result["code"] == suite.code_version()
+    assert result["machine"]["platform"] == platform.platform() and result["machine"]["threads"] >= 1
     assert set(result["results"]) == {"0.02", "0.05"} and result["best"] in result["results"]
     data = suite.load(suite.SETTINGS["digits-sym40"], 0)
     held_rows = tune.held_out_split(data.noisy_labels, 0)[1]
