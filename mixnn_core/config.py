@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 METHODS = ("mixnn", "ce", "mixup")
 MIXTURE_LOSSES = ("current", "given")
+MIXTURE_SCALES = ("linear", "log")  # gmm.mixture_input
 OWN_WEIGHTS = ("proportional", "clean_probability")
 CONSOLIDATION_WEIGHTS = ("clean_probability", "kept")
 CORRECTION_RATES = ("uniform", "noisy_probability", "estimated_noise", "none")
@@ -58,6 +59,9 @@ class TrainConfig:
     correction_rate: str = "noisy_probability"
     loss_window: int = 1  # epochs of normalised losses averaged before the mixture fit
     mixture_loss: str = "current"  # loss the mixture sees: vs "current" corrected labels or "given"
+    # the scale the mixture sees the losses on before min-max normalisation: "linear" (the method)
+    # or "log", log(1 + loss), so that a few confident mistakes do not set the range alone
+    mixture_scale: str = "linear"
     mixture_per_class: bool = False  # one mixture per label class instead of one over all samples
     # in the consolidation epochs (from gate_start, if set), after the mixture fit, p_clean = 0 for
     # the samples whose label the outputs would change (confident learning on the suggestion soft
@@ -96,6 +100,8 @@ class TrainConfig:
             (self.method in METHODS, f"method must be one of {METHODS}, got {self.method!r}"),
             (self.mixture_loss in MIXTURE_LOSSES,
              f"mixture_loss must be one of {MIXTURE_LOSSES}, got {self.mixture_loss!r}"),
+            (self.mixture_scale in MIXTURE_SCALES,
+             f"mixture_scale must be one of {MIXTURE_SCALES}, got {self.mixture_scale!r}"),
             (self.correction_rate in CORRECTION_RATES,
              f"correction_rate must be one of {CORRECTION_RATES}, got {self.correction_rate!r}"),
             (self.neighbor_scope in NEIGHBOR_SCOPES,

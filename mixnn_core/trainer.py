@@ -38,7 +38,7 @@ from mixnn_core.correction import (
     suggestion_soft_labels,
 )
 from mixnn_core.files import replace_atomically
-from mixnn_core.gmm import MixtureFit, fit_mixture, fit_mixture_per_class, normalize_losses
+from mixnn_core.gmm import MixtureFit, fit_mixture, fit_mixture_per_class, mixture_input
 from mixnn_core.knn import nearest_neighbors, neighbors_within_groups
 from mixnn_core.mixing import (
     mix_batch,
@@ -57,7 +57,8 @@ RESUMABLE_CHANGES = {"device", "eval_batch_size"}
 # checkpoint lacking them.
 FIELDS_OF_OLDER_CHECKPOINTS = {"consolidation_epochs": 0, "neighbor_scope": "dataset",
                                "gate_clean_probability": False, "gate_start": 0,
-                               "consolidation_weights": "clean_probability", "mixing_strength": "full"}
+                               "consolidation_weights": "clean_probability", "mixing_strength": "full",
+                               "mixture_scale": "linear"}
 
 
 class TrainingDiverged(RuntimeError):
@@ -202,7 +203,7 @@ class Trainer:
         epochs ``config.gates_clean_probability`` names, the samples whose label ``outputs()``
         would change then get ``p_clean`` 0 (the returned fit keeps the mixture's own
         posterior)."""
-        window = self.recent_losses + [normalize_losses(losses)]
+        window = self.recent_losses + [mixture_input(losses, self.config.mixture_scale)]
         averaged = np.mean(window, axis=0)
         if self.config.mixture_per_class:
             fit = fit_mixture_per_class(averaged, self.loss_labels(), seed=self.config.seed)

@@ -11,7 +11,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from mixnn_core.files import read_json
-from mixnn_core.gmm import normalize_losses
+from mixnn_core.gmm import mixture_input
 from mixnn_core.report import audit_sample, suspects_table, write_report
 from tasks.retries import IO_RETRIES, transient_io_error
 from tasks.run_files import RunFiles, dataset_arrays, training_labels
@@ -25,6 +25,7 @@ def mixture_snapshots(run: RunFiles, is_noisy: np.ndarray | None) -> list[dict]:
     fitted = sorted(run.root.glob("mixture/epoch=*.json"))
     if not fitted:
         return []
+    scale = read_json(run.config)["train"].get("mixture_scale", "linear")  # absent in older runs
     chosen = [fitted[i] for i in np.unique(np.linspace(0, len(fitted) - 1, MAX_SNAPSHOTS).round().astype(int))]
     snapshots = []
     for path in chosen:
@@ -33,7 +34,7 @@ def mixture_snapshots(run: RunFiles, is_noisy: np.ndarray | None) -> list[dict]:
         if not features.exists():
             continue
         losses = pq.read_table(features, columns=["loss"]).column("loss").to_numpy()
-        snapshot = {**fit, "losses": normalize_losses(losses)}
+        snapshot = {**fit, "losses": mixture_input(losses, scale)}
         if is_noisy is not None:
             snapshot["is_noisy"] = is_noisy
         snapshots.append(snapshot)

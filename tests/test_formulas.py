@@ -12,7 +12,13 @@ from mixnn_core.correction import (
     noise_odds_strength,
     suggestion_soft_labels,
 )
-from mixnn_core.gmm import clean_probability, fit_mixture, fit_mixture_per_class, normalize_losses
+from mixnn_core.gmm import (
+    clean_probability,
+    fit_mixture,
+    fit_mixture_per_class,
+    mixture_input,
+    normalize_losses,
+)
 from mixnn_core.mixing import (
     SELF_WEIGHT_EPSILON,
     mix_batch,
@@ -297,3 +303,24 @@ def test_channel_statistics_equal_the_float_computation_per_channel():
     np.testing.assert_allclose(mean, scaled.mean(axis=(0, 2, 3)), rtol=1e-12)
     np.testing.assert_allclose(std, scaled.std(axis=(0, 2, 3)), rtol=1e-12)
     assert channel_statistics(np.full((2, 1, 3, 3), 7, dtype=np.uint8))[1] == [1e-3]  # flat: floored
+
+
+def test_log_scale_keeps_a_few_confident_mistakes_from_hiding_the_noise():
+    """40 % noisy cross-entropy losses with 1 % confident mistakes (losses 10-20): on the linear
+    scale the second component fits the tail alone; on the log scale it finds the noisy labels."""
+    rng = np.random.default_rng(0)
+    n = 20000
+    noisy = rng.random(n) < 0.4
+    losses = -np.log(np.where(noisy, rng.beta(1, 4, n), rng.beta(3, 2, n)))
+    tail = rng.choice(n, n // 100, replace=False)
+    losses[tail] = rng.uniform(10, 20, tail.size)
+    linear = fit_mixture(mixture_input(losses, "linear")).p_clean
+    logged = fit_mixture(mixture_input(losses, "log")).p_clean
+    assert 1 - linear.mean() < 0.1 and 0.3 < 1 - logged.mean() < 0.5
+    assert logged[noisy].mean() < 0.5 < logged[~noisy].mean()
+    assert np.array_equal(mixture_input(losses), normalize_losses(losses))
+    assert np.allclose(mixture_input(losses, "log"), normalize_losses(np.log1p(losses)))
+    with pytest.raises(ValueError, match="scale must be one of"):
+        mixture_input(losses, "sqrt")
+    with pytest.raises(ValueError, match="losses >= 0"):
+        mixture_input(-losses, "log")

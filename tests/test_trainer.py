@@ -10,6 +10,7 @@ from sklearn.datasets import load_digits
 from mixnn_core.confident_learning import label_issues
 from mixnn_core.config import RESIDUAL_GIVEN_LABEL_WEIGHT, TrainConfig, cpu_preset, paper_preset
 from mixnn_core.correction import noise_odds_strength
+from mixnn_core.gmm import mixture_input, normalize_losses
 from mixnn_core.metrics import label_quality_metrics
 from mixnn_core.models import build_model, resolve_model_name
 from mixnn_core.noise import inject_noise
@@ -194,6 +195,8 @@ def test_configuration_is_validated():
         TrainConfig(correction_rate="fast")
     with pytest.raises(ValueError, match="neighbor_scope must be one of"):
         TrainConfig(neighbor_scope="global")
+    with pytest.raises(ValueError, match="mixture_scale must be one of"):
+        TrainConfig(mixture_scale="sqrt")
     with pytest.raises(ValueError, match="mixing_strength must be one of"):
         TrainConfig(mixing_strength="half")
     with pytest.raises(ValueError, match="gate_start must be None or >= 0"):
@@ -275,6 +278,10 @@ def test_mixture_switches_change_what_the_mixture_sees(digits):
     for label in range(10):  # each class's own min-max range
         rows = noisy == label
         assert fit.normalized_losses[rows].min() == 0 and fit.normalized_losses[rows].max() == 1
+
+    logged = Trainer(cpu_preset(4, mixture_scale="log"), images, noisy, 10)
+    assert np.allclose(logged.fit_clean_probability(losses).normalized_losses, mixture_input(losses, "log"))
+    assert np.allclose(current.fit_clean_probability(losses).normalized_losses, normalize_losses(losses))
 
     neighbors = (np.arange(len(noisy)) + 1)[:, None] % len(noisy)
     dynamic = Trainer(cpu_preset(4), images, noisy, 10)
