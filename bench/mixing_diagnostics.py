@@ -19,6 +19,12 @@ Trains one ``mixnn`` run (the cpu preset, ``--set FIELD=VALUE`` to change it) ep
   which the mixing uses; under ``correction_rate="noisy_probability"`` not the uniformly
   corrected ones the suggestions are read from).
 
+and, in every epoch that fits the mixture, how each ``mixture_scale`` would read that epoch's
+losses (an extra evaluation pass, which draws no random numbers, so the run is unchanged):
+``noise_share_<scale>`` (1 - mean p_clean) and ``p_clean_auroc_<scale>``. ``--until N`` stops
+after N epochs, scoring epoch N's fit without training it (``--until 4`` on a 20-epoch budget:
+the warm-up and the first fit only).
+
 Its numbers explain what a default does; they must not choose one (choices use held-out noisy
 labels, bench/tune.py). Results go to ``bench/results/diagnostics/<setting>-e<epochs>[-FIELD=VALUE...].json``;
 with ``--samples FILE.npz`` the final per-sample arrays too (given and true labels, suggestion
@@ -37,8 +43,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.suite import SETTINGS, config_assignments, load  # noqa: E402
-from mixnn_core.config import cpu_preset  # noqa: E402
+from mixnn_core.config import MIXTURE_SCALES, cpu_preset  # noqa: E402
 from mixnn_core.files import write_json_atomic  # noqa: E402
+from mixnn_core.gmm import fit_mixture, mixture_input  # noqa: E402
 from mixnn_core.metrics import detection_auroc  # noqa: E402
 from mixnn_core.trainer import Trainer  # noqa: E402
 
@@ -60,6 +67,17 @@ def mixing_scores(p_clean: np.ndarray, neighbors: np.ndarray, weights: np.ndarra
     }
 
 
+def scale_scores(losses: np.ndarray, given: np.ndarray, true: np.ndarray, seed: int = 0) -> dict:
+    """For each mixture scale, on one epoch's losses: the share of labels the mixture takes for
+    noisy and the AUROC of its p_clean for correct vs wrong given labels."""
+    scores = {}
+    for scale in MIXTURE_SCALES:
+        p_clean = fit_mixture(mixture_input(losses, scale), seed=seed).p_clean
+        scores[f"noise_share_{scale}"] = float(1.0 - p_clean.mean())
+        scores[f"p_clean_auroc_{scale}"] = detection_auroc(p_clean, given != true)
+    return scores
+
+
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--setting", choices=sorted(SETTINGS), required=True)
@@ -67,6 +85,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "diagnostics")
     parser.add_argument("--samples", type=Path, help="write the final per-sample arrays here (.npz)")
+    parser.add_argument("--until", type=int, help="stop after this many epochs, scoring the next fit")
     args = parser.parse_args(argv)
     overrides = config_assignments(parser, args.set)
     setting = SETTINGS[args.setting]
@@ -74,22 +93,34 @@ def main(argv: list[str] | None = None) -> Path:
     config = cpu_preset(args.epochs, "mixnn", **{**setting.train_options(), **overrides})
     trainer = Trainer(config, data.train.images, data.noisy_labels, 10,
                       test_images=data.test.images, test_labels=data.test.labels)
+    until = config.epochs if args.until is None else min(args.until, config.epochs)
+
+    def scored_scales() -> dict:
+        if not config.fits_mixture(trainer.epoch):
+            return {}
+        losses = trainer.evaluation_pass().losses
+        return scale_scores(losses, data.noisy_labels, data.train.labels, seed=config.seed)
+
     rows = []
-    while trainer.epoch < config.epochs:
-        scores = {}
+    while trainer.epoch < until:
+        scores = scored_scales()
         neighbors = trainer.mixing_neighbors() if config.fits_mixture(trainer.epoch) else None
         if neighbors is not None:
-            scores = mixing_scores(trainer.p_clean, neighbors, trainer.member_weights(neighbors),
-                                   trainer.soft_labels, data.noisy_labels, data.train.labels)
+            scores.update(mixing_scores(trainer.p_clean, neighbors, trainer.member_weights(neighbors),
+                                        trainer.soft_labels, data.noisy_labels, data.train.labels))
         row = trainer.train_epoch(neighbors)
         rows.append({"epoch": row["epoch"], "phase": row["phase"], "test_acc": row["test_acc"], **scores})
         print(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in rows[-1].items()), flush=True)
+    if until < config.epochs and config.fits_mixture(until):
+        rows.append({"epoch": until, "phase": "scored, not trained", **scored_scales()})
+        print(rows[-1], flush=True)
     if args.samples:
         args.samples.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(args.samples, given=data.noisy_labels, true=data.train.labels,
                             suggestion=trainer.outputs().soft_label, p_clean=trainer.p_clean,
                             probs=trainer.evaluation_pass().probs)
     suffix = "".join(f"-{key}={value}" for key, value in overrides.items())
+    suffix += f"-until{until}" if until < config.epochs else ""
     out = args.out / f"{args.setting}-e{args.epochs}{suffix}.json"
     write_json_atomic({"setting": args.setting, "config": config.to_dict(), "epochs": rows}, out)
     return out

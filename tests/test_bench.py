@@ -267,6 +267,15 @@ def test_mixing_diagnostics_score_every_mixing_epoch(tmp_path):
     for row in rows[1:2]:
         assert 0.5 < row["p_clean_auroc"] <= 1 and 0.5 < row["neighbor_agreement"] <= 1
         assert 0 <= row["target_wrong_mass"] < row["soft_label_wrong_mass"] + 0.2
+    for row in rows[1:]:  # every fitting epoch: both scales read the same losses
+        assert 0 < row["noise_share_linear"] < 1 and 0 < row["noise_share_log"] < 1
+        assert 0.5 < row["p_clean_auroc_linear"] <= 1 and 0.5 < row["p_clean_auroc_log"] <= 1
+    # the extra evaluation pass leaves the run as it would be without it
+    setting = suite.SETTINGS["digits-sym40"]
+    data = suite.load(setting, 0)
+    plain = Trainer(cpu_preset(3, "mixnn", **setting.train_options(), warmup_epochs=1), data.train.images,
+                    data.noisy_labels, 10, test_images=data.test.images, test_labels=data.test.labels)
+    assert [row["test_acc"] for row in plain.fit()] == [row["test_acc"] for row in rows]
     arrays = np.load(tmp_path / "digits.npz")
     assert arrays["suggestion"].shape == arrays["probs"].shape == (len(arrays["given"]), 10)
     assert (arrays["given"] != arrays["true"]).mean() > 0.3  # digits-sym40: 40 % redrawn
@@ -275,6 +284,15 @@ def test_mixing_diagnostics_score_every_mixing_epoch(tmp_path):
     assert current["changed"] == int((arrays["suggestion"].argmax(axis=1) != arrays["given"]).sum())
     for row in rows.values():
         assert row["fixed"] + row["broken"] <= row["changed"] <= current["changed"]
+
+
+def test_mixing_diagnostics_until_scores_the_first_fit_without_training_it(tmp_path):
+    out = mixing_diagnostics.main(["--setting", "digits-sym40", "--epochs", "5", "--until", "1",
+                                   "--out", str(tmp_path)])
+    assert out.name == "digits-sym40-e5-until1.json"
+    rows = json.loads(out.read_text())["epochs"]
+    assert [(row["epoch"], row["phase"]) for row in rows] == [(0, "warmup"), (1, "scored, not trained")]
+    assert 0 < rows[1]["noise_share_log"] < 1 and "test_acc" not in rows[1]
 
 
 def test_paired_comparison_of_two_tuned_values_on_the_same_rows(tmp_path, capsys):
