@@ -522,12 +522,13 @@ class Trainer:
             dist.broadcast(buffer, src=0)
 
     def _share_mixing_state(self, neighbors: np.ndarray | None) -> np.ndarray | None:
-        """Rank 0's ``neighbors``, clean probabilities and soft labels, in every process."""
+        """Rank 0's ``neighbors``, clean probabilities, soft labels and noise strength, in every
+        process."""
         if self.world_size == 1:
             return neighbors
-        shared = [neighbors, self.p_clean, self.soft_labels, self.uniform_soft_labels]
+        shared = [neighbors, self.p_clean, self.soft_labels, self.uniform_soft_labels, self.noise_strength]
         dist.broadcast_object_list(shared, src=0)
-        neighbors, self.p_clean, self.soft_labels, self.uniform_soft_labels = shared
+        neighbors, self.p_clean, self.soft_labels, self.uniform_soft_labels, self.noise_strength = shared
         return neighbors
 
     def _batch_members(self, phase, index, neighbors, weights):

@@ -45,7 +45,7 @@ def train_recording_shared_state(checkpoint: str) -> dict:
     """Train as ``Trainer.run_epoch`` does, fingerprinting what each mixing epoch trains with.
 
     Returns this process's rank, its fingerprints of (neighbours, p_clean, soft labels) per
-    mixing epoch and of the final model, its final soft labels and suggested labels.
+    mixing epoch and of the final model, its noise strength, final soft labels and suggested labels.
     """
     images, _, noisy = noisy_digits()
     trainer = Trainer(cpu_preset(EPOCHS, seed=0, device="cpu"), images, noisy, 10)
@@ -60,6 +60,7 @@ def train_recording_shared_state(checkpoint: str) -> dict:
         trainer.train_epoch(neighbors)
     trainer.save(checkpoint)
     return {"rank": trainer.rank, "world_size": trainer.world_size, "shared_state": shared_state,
+            "noise_strength": trainer.noise_strength,
             "model": model_fingerprint(trainer), "soft_labels": trainer.soft_labels,
             "suggested": trainer.outputs().suggested_label}
 
@@ -75,6 +76,8 @@ def test_two_processes_correct_labels_like_one_and_share_the_mixing_state(tmp_pa
     assert len(ranks[0]["shared_state"]) == EPOCHS - single.config.warmup_epochs
     assert ranks[0]["shared_state"] == ranks[1]["shared_state"]
     assert ranks[0]["model"] == ranks[1]["model"]
+    # read by rank 0's first fit; the mixing of every process may use it (mixing_strength)
+    assert ranks[1]["noise_strength"] == ranks[0]["noise_strength"] is not None
 
     suggested_single = single.outputs().suggested_label
     suggested_distributed = ranks[0]["suggested"]
