@@ -97,6 +97,14 @@ def test_report_writes_tables_targets_and_plots(quick_results, tmp_path):
     assert (out.parent / "recovery_digits-sym40_e6.png").exists()
 
 
+def test_report_names_every_machine_its_runs_came_from():
+    def run(platform_name):
+        return {"machine": {"cpus": 2, "platform": platform_name, "torch": "2.14"}}
+
+    assert report.machines([run("host-a"), run("host-b"), run("host-a")]) == (
+        "2 CPUs, host-a, torch 2.14: 2 runs; 2 CPUs, host-b, torch 2.14: 1 runs")
+
+
 def test_across_seeds_pairs_runs_of_the_same_seed_only():
     def run(method, seed, accuracy, recovery, tag=""):
         return {"setting": "fmnist20k-sym50", "epochs": 20, "method": method, "seed": seed, "tag": tag,
