@@ -315,7 +315,7 @@ def machines(runs: list[dict]) -> str:
         machine = run["machine"]
         name = f"{machine['cpus']} CPUs, {machine['platform']}, torch {machine['torch']}"
         counts[name] = counts.get(name, 0) + 1
-    return "; ".join(f"{name}: {count} runs" for name, count in sorted(counts.items()))
+    return "; ".join(f"{name}: {count} run{'s' * (count != 1)}" for name, count in sorted(counts.items()))
 
 
 def generated_section(runs: list[dict], plot_names: list[str], plot_folder: str,

@@ -102,7 +102,7 @@ def test_report_names_every_machine_its_runs_came_from():
         return {"machine": {"cpus": 2, "platform": platform_name, "torch": "2.14"}}
 
     assert report.machines([run("host-a"), run("host-b"), run("host-a")]) == (
-        "2 CPUs, host-a, torch 2.14: 2 runs; 2 CPUs, host-b, torch 2.14: 1 runs")
+        "2 CPUs, host-a, torch 2.14: 2 runs; 2 CPUs, host-b, torch 2.14: 1 run")
 
 
 def test_across_seeds_pairs_runs_of_the_same_seed_only():
