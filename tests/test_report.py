@@ -10,9 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from mixnn_core.files import write_json_atomic
+from mixnn_core.gmm import mixture_input
 from mixnn_core.report import (
     AUDIT_SIZE,
     PLOT_FILES,
@@ -21,6 +25,8 @@ from mixnn_core.report import (
     suspects_table,
     write_report,
 )
+from tasks.report import mixture_snapshots
+from tasks.run_files import RunFiles
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 UNESCAPED_PIPE = re.compile(r"(?<!\\)\|")
@@ -301,3 +307,19 @@ def test_report_module_imports_neither_prefect_nor_pyplot():
     code = ("import sys, mixnn_core.report; "
             "assert 'prefect' not in sys.modules and 'matplotlib.pyplot' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+@pytest.mark.parametrize("scale", ["linear", "log", None])
+def test_mixture_snapshots_show_the_losses_on_the_runs_mixture_scale(tmp_path, scale):
+    """The report plots the mixture's input: the run's losses on its ``mixture_scale`` (linear
+    when a run's configuration predates the field)."""
+    run = RunFiles(tmp_path)
+    write_json_atomic({"train": {} if scale is None else {"mixture_scale": scale}}, run.config)
+    losses = np.array([0.1, 0.5, 2.0, 15.0])
+    run.features(4).parent.mkdir(parents=True)
+    pq.write_table(pa.table({"loss": losses}), run.features(4))
+    run.mixture(4).parent.mkdir(parents=True)
+    write_json_atomic({"epoch": 4, "means": [0.1, 0.8]}, run.mixture(4))
+    (snapshot,) = mixture_snapshots(run, None)
+    assert np.allclose(snapshot["losses"], mixture_input(losses, scale or "linear"))
+    assert snapshot["means"] == [0.1, 0.8]
