@@ -42,7 +42,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.suite import SETTINGS, config_assignments, load  # noqa: E402
+from bench.suite import SETTINGS, code_version, config_assignments, load, machine_record  # noqa: E402
 from mixnn_core.config import MIXTURE_SCALES, cpu_preset  # noqa: E402
 from mixnn_core.files import write_json_atomic  # noqa: E402
 from mixnn_core.gmm import fit_mixture, mixture_input  # noqa: E402
@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--until", type=int, help="stop after this many epochs, scoring the next fit")
     args = parser.parse_args(argv)
     overrides = config_assignments(parser, args.set)
+    code = code_version()  # before training: the checkout may move while it runs
     setting = SETTINGS[args.setting]
     data = load(setting, seed=0)
     config = cpu_preset(args.epochs, "mixnn", **{**setting.train_options(), **overrides})
@@ -122,7 +123,8 @@ def main(argv: list[str] | None = None) -> Path:
     suffix = "".join(f"-{key}={value}" for key, value in overrides.items())
     suffix += f"-until{until}" if until < config.epochs else ""
     out = args.out / f"{args.setting}-e{args.epochs}{suffix}.json"
-    write_json_atomic({"setting": args.setting, "config": config.to_dict(), "epochs": rows}, out)
+    write_json_atomic({"setting": args.setting, "config": config.to_dict(), "code": code,
+                       "machine": machine_record(), "epochs": rows}, out)
     return out
 
 

@@ -298,7 +298,10 @@ def test_mixing_diagnostics_until_scores_the_first_fit_without_training_it(tmp_p
     out = mixing_diagnostics.main(["--setting", "digits-sym40", "--epochs", "5", "--until", "1",
                                    "--out", str(tmp_path)])
     assert out.name == "digits-sym40-e5-until1.json"
-    rows = json.loads(out.read_text())["epochs"]
+    result = json.loads(out.read_text())
+    assert result["code"] == suite.code_version()  # the code and host it ran on, as suite rows do
+    assert result["machine"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    rows = result["epochs"]
     assert [(row["epoch"], row["phase"]) for row in rows] == [(0, "warmup"), (1, "scored, not trained")]
     assert 0 < rows[1]["noise_share_log"] < 1 and "test_acc" not in rows[1]
 
