@@ -7,7 +7,9 @@
 Every row of a setting uses the same data, model (the setting's: the cpu preset's ``auto`` on
 Fashion-MNIST and digits, ``resnet18`` on CIFAR), epoch budget, seed and noisy labels. Each
 (setting, method, epochs, seed) is one JSON file under ``--out`` (``bench/results/runs`` by
-default); finished ones are skipped, so an interrupted suite resumes.
+default); finished ones are skipped, so an interrupted suite resumes: a ce, mixup or mixnn run
+after its last finished epoch (from ``--out``/partial/, exactly; its ``segments`` say where each
+part ran), a cleanlab run from its start.
 
 Per run: test accuracy after the last epoch and at the best epoch (the best is selected ON THE
 TEST SET, so it is a ceiling for reference, never a result), label recovery (suggested label =
@@ -50,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 from bench.datasets import Split, cifar10, fashion_mnist, subset  # noqa: E402
 from flows.mixnn_flow import StageClock  # noqa: E402
 from mixnn_core.config import TrainConfig, cpu_preset  # noqa: E402
-from mixnn_core.files import vector_column, write_json_atomic, write_parquet_atomic  # noqa: E402
+from mixnn_core.files import replace_atomically, vector_column, write_json_atomic, write_parquet_atomic  # noqa: E402
 from mixnn_core.knn import faiss_thread_count  # noqa: E402
 from mixnn_core.metrics import label_quality_metrics  # noqa: E402
 from mixnn_core.noise import inject_noise  # noqa: E402
@@ -152,15 +154,36 @@ def train_timed(trainer: Trainer, clock: StageClock, scratch: Path, log: Callabl
 
 
 def run_trainer_method(method: str, data: Data, epochs: int, seed: int, scratch: Path,
-                       log: Callable[[dict], None], options: dict) -> dict:
-    """ce, mixup or mixnn through mixnn_core's Trainer; suggestions from its outputs."""
+                       log: Callable[[dict], None], options: dict, partial: Path, code: dict) -> dict:
+    """ce, mixup or mixnn through mixnn_core's Trainer; suggestions from its outputs.
+
+    After every epoch the trainer's state, the stage times, the wall time so far and the run's
+    segments (epoch, machine and ``code`` each started with) go to ``partial``; a run finding it
+    there continues from it (exactly, on one machine: the state holds the random generators) and
+    removes it once the result exists (``run_one``)."""
     clock = StageClock()
     config = cpu_preset(epochs, method, seed=seed, **options)
     trainer = Trainer(config, data.train.images, data.noisy_labels, 10, test_images=data.test.images,
                       test_labels=data.test.labels, true_labels=data.train.labels)
-    history = train_timed(trainer, clock, scratch, log)
+    earlier = {"segments": [], "elapsed_seconds": 0.0}
+    if partial.exists():
+        earlier = torch.load(partial, map_location="cpu", weights_only=True)
+        trainer.load_state_dict(earlier["trainer"], origin=partial)
+        clock.seconds = dict(earlier["stage_seconds"])
+        print(f"{partial}: resumed after epoch {trainer.epoch}", flush=True)
+    segments = [*earlier["segments"], {"from_epoch": trainer.epoch, "machine": machine_record(), "code": code}]
+    started = time.perf_counter()
+
+    def checkpoint(row: dict) -> None:
+        log(row)
+        state = {"trainer": trainer.state_dict(), "stage_seconds": clock.seconds, "segments": segments,
+                 "elapsed_seconds": earlier["elapsed_seconds"] + time.perf_counter() - started}
+        replace_atomically(partial, lambda tmp: torch.save(state, tmp))
+
+    history = train_timed(trainer, clock, scratch, checkpoint)
     outputs = clock.run("final_outputs", trainer.outputs)
     return {"config": config.to_dict(), "stage_seconds": clock.seconds, "history": history,
+            "segments": segments, "earlier_elapsed_seconds": earlier["elapsed_seconds"],
             "outputs": outputs_of(outputs.suggested_label, outputs.label_quality, outputs.is_label_issue)}
 
 
@@ -251,7 +274,7 @@ def machine_record() -> dict:
     but two hosts of this cloud (platform 6.18.44-fc-v657 and -v857) trained different warm-ups
     from the same seed and code, so rows compare exactly only within one platform and capability."""
     return {"cpus": os.cpu_count(), "threads": torch.get_num_threads(), "platform": platform.platform(),
-            "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+            "torch": str(torch.__version__), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def run_one(setting_name: str, method: str, epochs: int, seed: int, out: Path, overrides: dict,
@@ -273,19 +296,22 @@ def run_one(setting_name: str, method: str, epochs: int, seed: int, out: Path, o
         print(f"{name} {json.dumps(shown)}", flush=True)
 
     options = {**setting.train_options(), **overrides}
+    partial = out / "partial" / f"{name}.pt"
+    partial.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         if method == "cleanlab":
             result = run_cleanlab(data, epochs, seed, Path(scratch), log, options)
         else:
-            result = run_trainer_method(method, data, epochs, seed, Path(scratch), log, options)
+            result = run_trainer_method(method, data, epochs, seed, Path(scratch), log, options, partial, code)
+    elapsed = result.pop("earlier_elapsed_seconds", 0.0) + time.perf_counter() - started
     row = {"setting": setting_name, "method": method, "epochs": epochs, "seed": seed, "tag": tag,
            "overrides": overrides, "n_train": len(data.noisy_labels), "noise": data.noise_report,
-           **summarise(result, data), "elapsed_seconds": time.perf_counter() - started,
+           **summarise(result, data), "elapsed_seconds": elapsed,
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
            "machine": {**machine_record(), "load_average_after": os.getloadavg()},
            "code": code, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(row, path)
+    partial.unlink(missing_ok=True)
     print(f"{name}: test acc {row['test_acc_last']:.4f}, recovery {row['label_recovery']:.4f}, "
           f"F1 {row['f1']:.3f}, AUROC {row['auroc']:.4f}, {row['wall_seconds']:.0f} s", flush=True)
     return path

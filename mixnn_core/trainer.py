@@ -454,9 +454,13 @@ class Trainer:
 
     def load(self, path: str | Path) -> None:
         """Continue from a checkpoint written by ``save`` for the same data and configuration."""
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), origin=path)
+
+    def load_state_dict(self, state: dict, origin: str | Path = "checkpoint") -> None:
+        """Continue from a ``state_dict()`` of a trainer of the same data and configuration;
+        errors name ``origin`` (the file it was read from)."""
         if state.get("format") not in (1, CHECKPOINT_FORMAT):
-            raise ValueError(f"{path}: unknown checkpoint format {state.get('format')!r}")
+            raise ValueError(f"{origin}: unknown checkpoint format {state.get('format')!r}")
         recorded = {**FIELDS_OF_OLDER_CHECKPOINTS, **state["config"]}
         if state["format"] == 1:  # written before correction_rate existed: the uniform correction
             recorded.setdefault("correction_rate", "uniform")
@@ -464,10 +468,10 @@ class Trainer:
         differing = [k for k, v in self.config.to_dict().items()
                      if k not in RESUMABLE_CHANGES and saved.to_dict()[k] != v]
         if differing:
-            raise ValueError(f"{path}: checkpoint was written with a different configuration "
+            raise ValueError(f"{origin}: checkpoint was written with a different configuration "
                              f"({', '.join(differing)}); use a new run directory")
         if state["soft_labels"].shape != self.soft_labels.shape:
-            raise ValueError(f"{path}: checkpoint is for {tuple(state['soft_labels'].shape)} "
+            raise ValueError(f"{origin}: checkpoint is for {tuple(state['soft_labels'].shape)} "
                              f"soft labels, this data gives {self.soft_labels.shape}")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])

@@ -5,7 +5,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import platform
+import signal
 import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -77,6 +80,34 @@ def test_second_call_skips_finished_runs(quick_results):
     before = {path: path.stat().st_mtime_ns for path in out.glob("*.json")}
     suite.main(["--quick", "--out", str(out), "--methods", *methods])
     assert {path: path.stat().st_mtime_ns for path in out.glob("*.json")} == before
+
+
+def test_a_killed_run_resumes_after_its_last_epoch_to_the_same_result(quick_results, tmp_path):
+    _, _, runs = quick_results
+    uninterrupted = next(run for run in runs if run["method"] == "mixnn")
+    command = [sys.executable, str(suite.ROOT / "bench" / "suite.py"), "--quick", "--methods", "mixnn",
+               "--out", str(tmp_path)]
+    partial = tmp_path / "partial" / "digits-sym40-mixnn-e6-s0.pt"
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    while not partial.exists() and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)  # a crash: no handler runs
+    process.wait()
+    assert partial.exists() and not list(tmp_path.glob("*.json"))
+    [path] = suite.main(["--quick", "--methods", "mixnn", "--out", str(tmp_path)])
+    resumed = json.loads(path.read_text())
+    assert not partial.exists()
+    assert [segment["from_epoch"] for segment in resumed["segments"]][0] == 0
+    assert len(resumed["segments"]) == 2 and 1 <= resumed["segments"][1]["from_epoch"] < 6
+    assert resumed["elapsed_seconds"] > resumed["wall_seconds"] - 1e-9  # both parts counted
+
+    def untimed(history):
+        return [{key: value for key, value in row.items() if key != "seconds"} for row in history]
+
+    assert untimed(resumed["history"]) == untimed(uninterrupted["history"])
+    for key in ("test_acc_last", "label_recovery", "f1", "auroc"):
+        assert resumed[key] == uninterrupted[key], key
+    assert set(resumed["stage_seconds"]) == set(uninterrupted["stage_seconds"])
 
 
 def test_report_writes_tables_targets_and_plots(quick_results, tmp_path):
