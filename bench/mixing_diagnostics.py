@@ -21,7 +21,9 @@ Trains one ``mixnn`` run (the cpu preset, ``--set FIELD=VALUE`` to change it) ep
 
 and, in every epoch that fits the mixture, how each ``mixture_scale`` would read that epoch's
 losses (an extra evaluation pass, which draws no random numbers, so the run is unchanged):
-``noise_share_<scale>`` (1 - mean p_clean) and ``p_clean_auroc_<scale>``. ``--until N`` stops
+``noise_share_<scale>`` (1 - mean p_clean) and ``p_clean_auroc_<scale>``, and the share of
+wrong labels confident learning estimates from that pass's predictions
+(``noise_share_confident_joint``, no loss scale). ``--until N`` stops
 after N epochs, scoring epoch N's fit without training it (``--until 4`` on a 20-epoch budget:
 the warm-up and the first fit only).
 
@@ -44,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.suite import SETTINGS, code_version, config_assignments, load, machine_record  # noqa: E402
 from mixnn_core.config import MIXTURE_SCALES, cpu_preset  # noqa: E402
+from mixnn_core.confident_learning import confident_joint  # noqa: E402
 from mixnn_core.files import write_json_atomic  # noqa: E402
 from mixnn_core.gmm import fit_mixture, mixture_input  # noqa: E402
 from mixnn_core.metrics import detection_auroc  # noqa: E402
@@ -78,6 +81,13 @@ def scale_scores(losses: np.ndarray, given: np.ndarray, true: np.ndarray, seed: 
     return scores
 
 
+def confident_joint_share(probs: np.ndarray, given: np.ndarray) -> float:
+    """The share of labels confident learning's joint count puts off its diagonal (given label
+    not the estimated true class): a noise estimate from the predictions, on no loss scale."""
+    joint = confident_joint(given, probs)
+    return float(1.0 - np.trace(joint) / joint.sum())
+
+
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--setting", choices=sorted(SETTINGS), required=True)
@@ -99,8 +109,9 @@ def main(argv: list[str] | None = None) -> Path:
     def scored_scales() -> dict:
         if not config.fits_mixture(trainer.epoch):
             return {}
-        losses = trainer.evaluation_pass().losses
-        return scale_scores(losses, data.noisy_labels, data.train.labels, seed=config.seed)
+        evaluation = trainer.evaluation_pass()
+        return {**scale_scores(evaluation.losses, data.noisy_labels, data.train.labels, seed=config.seed),
+                "noise_share_confident_joint": confident_joint_share(evaluation.probs, data.noisy_labels)}
 
     rows = []
     while trainer.epoch < until:
