@@ -45,8 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.suite import SETTINGS, code_version, config_assignments, load, machine_record  # noqa: E402
-from mixnn_core.config import MIXTURE_SCALES, cpu_preset  # noqa: E402
 from mixnn_core.confident_learning import confident_joint  # noqa: E402
+from mixnn_core.config import MIXTURE_SCALES, cpu_preset  # noqa: E402
 from mixnn_core.files import write_json_atomic  # noqa: E402
 from mixnn_core.gmm import fit_mixture, mixture_input  # noqa: E402
 from mixnn_core.metrics import detection_auroc  # noqa: E402
