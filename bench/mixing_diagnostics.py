@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.suite import SETTINGS, code_version, config_assignments, load, machine_record  # noqa: E402
-from mixnn_core.confident_learning import confident_joint  # noqa: E402
+from mixnn_core.confident_learning import confident_joint_noise_share  # noqa: E402
 from mixnn_core.config import MIXTURE_SCALES, cpu_preset  # noqa: E402
 from mixnn_core.files import write_json_atomic  # noqa: E402
 from mixnn_core.gmm import fit_mixture, mixture_input  # noqa: E402
@@ -81,13 +81,6 @@ def scale_scores(losses: np.ndarray, given: np.ndarray, true: np.ndarray, seed: 
     return scores
 
 
-def confident_joint_share(probs: np.ndarray, given: np.ndarray) -> float:
-    """The share of labels confident learning's joint count puts off its diagonal (given label
-    not the estimated true class): a noise estimate from the predictions, on no loss scale."""
-    joint = confident_joint(given, probs)
-    return float(1.0 - np.trace(joint) / joint.sum())
-
-
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--setting", choices=sorted(SETTINGS), required=True)
@@ -111,7 +104,7 @@ def main(argv: list[str] | None = None) -> Path:
             return {}
         evaluation = trainer.evaluation_pass()
         return {**scale_scores(evaluation.losses, data.noisy_labels, data.train.labels, seed=config.seed),
-                "noise_share_confident_joint": confident_joint_share(evaluation.probs, data.noisy_labels)}
+                "noise_share_confident_joint": confident_joint_noise_share(data.noisy_labels, evaluation.probs)}
 
     rows = []
     while trainer.epoch < until:

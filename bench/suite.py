@@ -142,7 +142,7 @@ def train_timed(trainer: Trainer, clock: StageClock, scratch: Path, log: Callabl
             table = pa.table({"feature": vector_column(evaluation.features), "loss": evaluation.losses,
                               "probs": vector_column(evaluation.probs)})
             clock.run("feature_write", write_parquet_atomic, table, scratch / "features.parquet")
-            clock.run("mixture_fit", trainer.fit_clean_probability, evaluation.losses)
+            clock.run("mixture_fit", trainer.fit_clean_probability, evaluation.losses, evaluation.probs)
             if config.phase(trainer.epoch) == "mixnn":
                 neighbors = clock.run("neighbor_search", epoch_neighbors, evaluation.features, config,
                                       trainer.epoch)

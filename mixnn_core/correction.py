@@ -53,15 +53,17 @@ def estimated_noise_share(p_clean: np.ndarray) -> float:
     return float(1.0 - p_clean.mean())
 
 
-def noise_odds_strength(p_clean: np.ndarray) -> float:
-    """Strength of the training correction from the noise the mixture sees: the odds that a label
-    is noisy, ``share / (1 - share)`` of ``estimated_noise_share``, capped at 1. Full strength
-    once the mixture takes at least half the labels for noisy; about a third at 20 % symmetric
+def noise_odds_strength(share: float) -> float:
+    """Strength of the training correction from an estimated share of noisy labels (the
+    mixture's ``estimated_noise_share``, or ``confident_learning.confident_joint_noise_share``
+    under config ``noise_estimate="confident_joint"``): the odds that a label is noisy,
+    ``share / (1 - share)``, capped at 1. Full strength from half the labels noisy; about a third at 20 % symmetric
     noise, where correcting the training labels cost held-out accuracy (BENCHMARKS.md, thirteenth
     and fourteenth passes). The trainer reads it once, from the fit before the first correction:
     later fits see the corrected labels, and a strength that fell as the correction worked cost
     0.4 points on the clean judge at 80 % noise."""
-    share = estimated_noise_share(p_clean)
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"share must be in [0, 1], got {share}")
     return 1.0 if share >= 0.5 else share / (1.0 - share)
 
 

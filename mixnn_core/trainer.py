@@ -29,11 +29,12 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from mixnn_core.augment import channel_statistics, normalize, random_crop_flip
-from mixnn_core.confident_learning import label_issues
+from mixnn_core.confident_learning import confident_joint_noise_share, label_issues
 from mixnn_core.config import SUGGESTION_GIVEN_LABEL_WEIGHT, TrainConfig
 from mixnn_core.correction import (
     correction_momentum,
     ema_update,
+    estimated_noise_share,
     noise_odds_strength,
     suggestion_soft_labels,
 )
@@ -58,7 +59,7 @@ RESUMABLE_CHANGES = {"device", "eval_batch_size"}
 FIELDS_OF_OLDER_CHECKPOINTS = {"consolidation_epochs": 0, "neighbor_scope": "dataset",
                                "gate_clean_probability": False, "gate_start": 0,
                                "consolidation_weights": "clean_probability", "mixing_strength": "full",
-                               "mixture_scale": "linear"}
+                               "mixture_scale": "linear", "noise_estimate": "mixture"}
 
 
 class TrainingDiverged(RuntimeError):
@@ -197,12 +198,14 @@ class Trainer:
             return self.given_labels
         return self.soft_labels.argmax(axis=1)
 
-    def fit_clean_probability(self, losses: np.ndarray) -> MixtureFit:
+    def fit_clean_probability(self, losses: np.ndarray, probs: np.ndarray | None = None) -> MixtureFit:
         """Fit the mixture to this epoch's losses (averaged over ``loss_window`` epochs),
         over all samples or per class of ``loss_labels()`` (``mixture_per_class``); in the
         epochs ``config.gates_clean_probability`` names, the samples whose label ``outputs()``
         would change then get ``p_clean`` 0 (the returned fit keeps the mixture's own
-        posterior)."""
+        posterior). The run's first fit also sets ``noise_strength``, from the share of noisy
+        labels ``config.noise_estimate`` names (``"confident_joint"`` reads it from ``probs``,
+        the same evaluation pass's predictions)."""
         window = self.recent_losses + [mixture_input(losses, self.config.mixture_scale)]
         averaged = np.mean(window, axis=0)
         if self.config.mixture_per_class:
@@ -214,8 +217,16 @@ class Trainer:
         if self.config.gates_clean_probability(self.epoch):
             self.p_clean = np.where(self.outputs().suggested_label != self.given_labels, 0.0, fit.p_clean)
         if self.noise_strength is None:  # later fits see corrected labels (and a working correction)
-            self.noise_strength = noise_odds_strength(self.p_clean)
+            self.noise_strength = noise_odds_strength(self.first_noise_share(probs))
         return fit
+
+    def first_noise_share(self, probs: np.ndarray | None) -> float:
+        """The share of noisy labels ``noise_strength`` is read from (labels still as given)."""
+        if self.config.noise_estimate == "mixture":
+            return estimated_noise_share(self.p_clean)
+        if probs is None:
+            raise ValueError('noise_estimate="confident_joint" needs the evaluation pass\'s predictions (probs)')
+        return confident_joint_noise_share(self.given_labels, probs)
 
     def correct_labels(self, probs: np.ndarray) -> bool:
         """EMA label correction with predictions ``probs``, when scheduled for this epoch.
@@ -374,7 +385,7 @@ class Trainer:
         neighbors = None
         if self.rank == 0:
             evaluation = self.evaluation_pass()
-            self.fit_clean_probability(evaluation.losses)
+            self.fit_clean_probability(evaluation.losses, evaluation.probs)
             if self.config.phase(self.epoch) == "mixnn":
                 neighbors = epoch_neighbors(evaluation.features, self.config, self.epoch)
             self.correct_labels(evaluation.probs)

@@ -48,12 +48,13 @@ def train_epoch(run_dir: str, epoch: int) -> dict:
             raise diverged(run, epoch, f"training diverged before epoch {epoch}: the evaluation pass gave "
                                        f"{int((~np.isfinite(losses)).sum())} non-finite losses; lower "
                                        f"the learning rate")
-        fit = trainer.fit_clean_probability(losses)
+        probs = read_vector_column(evaluation, "probs")
+        fit = trainer.fit_clean_probability(losses, probs)
         write_json_atomic({"epoch": epoch, "means": fit.means, "variances": fit.variances,
                            "weights": fit.weights, "mean_p_clean": float(fit.p_clean.mean()),
                            "mean_p_clean_gated": float(np.mean(trainer.p_clean))},
                           run.mixture(epoch))
-        trainer.correct_labels(read_vector_column(evaluation, "probs"))
+        trainer.correct_labels(probs)
         if trainer.config.phase(epoch) == "mixnn":
             neighbors = np.load(run.neighbors(epoch), allow_pickle=False)
     try:

@@ -296,16 +296,6 @@ def test_mixing_scores_by_hand():
     assert np.isclose(scores["soft_label_wrong_mass"], 1 / 3)
 
 
-def test_confident_joint_share_counts_the_labels_predictions_contradict():
-    true = np.repeat(np.arange(4), 25)
-    given = true.copy()
-    given[::5] = (true[::5] + 1) % 4  # every fifth label moved to the next class
-    probs = np.full((100, 4), 0.1)
-    probs[np.arange(100), true] = 0.7  # predictions that know the true class
-    assert mixing_diagnostics.confident_joint_share(probs, given) == pytest.approx(0.2)
-    assert mixing_diagnostics.confident_joint_share(probs, true) == 0.0
-
-
 def test_mixing_diagnostics_score_every_mixing_epoch(tmp_path):
     out = mixing_diagnostics.main(["--setting", "digits-sym40", "--epochs", "3", "--set", "warmup_epochs=1",
                                    "--out", str(tmp_path), "--samples", str(tmp_path / "digits.npz")])

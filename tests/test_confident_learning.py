@@ -7,6 +7,7 @@ import pytest
 
 from mixnn_core.confident_learning import (
     confident_joint,
+    confident_joint_noise_share,
     confident_thresholds,
     label_issues,
     round_preserving_row_sums,
@@ -25,6 +26,18 @@ def noisy_problem(seed: int, n: int = 600, classes: int = 4, wrong: float = 0.3,
     logits[np.arange(n), true] += rng.uniform(0.5, 3.0, n)
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     return given, true, probs
+
+
+def test_noise_share_counts_the_labels_predictions_contradict():
+    true = np.repeat(np.arange(4), 25)
+    given = true.copy()
+    given[::5] = (true[::5] + 1) % 4  # every fifth label moved to the next class
+    probs = np.full((100, 4), 0.1)
+    probs[np.arange(100), true] = 0.7  # predictions that know the true class
+    assert confident_joint_noise_share(given, probs) == pytest.approx(0.2)
+    assert confident_joint_noise_share(true, probs) == 0.0
+    # predictions that follow the given labels see no noise: the share reads the predictions
+    assert confident_joint_noise_share(given, np.eye(4)[given] * 0.7 + 0.075) == 0.0
 
 
 def test_thresholds_and_joint_by_hand():

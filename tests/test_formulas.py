@@ -264,10 +264,12 @@ def test_estimated_noise_share_is_the_mass_the_mixture_calls_noisy():
 
 
 def test_noise_odds_strength_is_full_from_half_the_labels_noisy():
-    assert noise_odds_strength(np.r_[np.ones(3), np.zeros(1)]) == pytest.approx(1 / 3)  # 25 % noisy
-    assert noise_odds_strength(np.r_[np.ones(2), np.zeros(2)]) == 1.0
-    assert noise_odds_strength(np.zeros(4)) == 1.0  # every label noisy: capped, not infinite
-    assert noise_odds_strength(np.ones(4)) == 0.0
+    assert noise_odds_strength(0.25) == pytest.approx(1 / 3)
+    assert noise_odds_strength(0.5) == 1.0
+    assert noise_odds_strength(1.0) == 1.0  # every label noisy: capped, not infinite
+    assert noise_odds_strength(0.0) == 0.0
+    with pytest.raises(ValueError, match="share"):
+        noise_odds_strength(1.5)
 
 
 # -- per-sample outputs ------------------------------------------------------------------------

@@ -64,22 +64,32 @@ def test_run_directory_holds_every_promised_output(finished_run):
     assert result["counts"] == {"n_input": 1797, "n_ingested": 1797, "n_quarantined": 0}
 
 
-def test_in_batch_neighbour_scope_runs_through_the_flow(prefect_server, tmp_path):
+def test_in_batch_neighbour_scope_and_counted_noise_run_through_the_flow(prefect_server, tmp_path):
     """neighbor_scope="batch" (the ablation of the reference code's in-batch search): each mixing
     epoch saves neighbours found within random groups of batch_size samples of that epoch's
-    features, and no index over the whole set; every sample reaches the manifest."""
+    features, and no index over the whole set; every sample reaches the manifest. In the same run,
+    noise_estimate="confident_joint" reads the mixing strength from the first fit's predictions."""
+    from mixnn_core.confident_learning import confident_joint_noise_share
+    from mixnn_core.correction import noise_odds_strength
     from mixnn_core.files import read_vector_column
     from mixnn_core.knn import neighbors_within_groups
 
     run_dir = tmp_path / "batch-scope"
+    options = {"neighbor_scope": "batch", "mixing_strength": "estimated_noise", "noise_estimate": "confident_joint"}
     mixnn(run_dir=str(run_dir), **{**RUN, "epochs": 4,  # warm-up 1, mixing 1-2, consolidation 3
-                                   "train_options": {**RUN["train_options"], "neighbor_scope": "batch"}})
+                                   "train_options": {**RUN["train_options"], **options}})
     assert not list((run_dir / "index").glob("epoch=*.faiss"))
     for epoch in (1, 2):
         features = read_vector_column(pq.read_table(run_dir / "features" / f"epoch={epoch:03d}.parquet"), "feature")
         saved = np.load(run_dir / "index" / f"epoch={epoch:03d}.neighbors.npy", allow_pickle=False)
         assert np.array_equal(saved, neighbors_within_groups(features, 1, 128, seed=(0, epoch)))
-    assert len(pd.read_parquet(run_dir / "manifest.parquet")) == 1797
+    manifest = pd.read_parquet(run_dir / "manifest.parquet")
+    assert len(manifest) == 1797
+    first_probs = read_vector_column(pq.read_table(run_dir / "features" / "epoch=001.parquet"), "probs")
+    share = confident_joint_noise_share(manifest.sort_values("sample_id")["given_label"].to_numpy(), first_probs)
+    history = json.loads((run_dir / "run.json").read_text())["history"]
+    assert 0.2 < share < 0.6  # digits with 40 % symmetric noise (36 % wrong)
+    assert [row["noise_strength"] for row in history[1:]] == [pytest.approx(noise_odds_strength(share))] * 3
 
 
 def test_manifest_schema_and_contents(finished_run):

@@ -240,7 +240,7 @@ def test_noisy_probability_correction_keeps_clean_looking_labels(digits, tmp_pat
     losses = np.where(np.arange(len(labels)) % 5 == 0, 5.0, 1.0) + rng.normal(0, 0.1, len(labels))
     scaled.fit_clean_probability(losses)
     strength = scaled.noise_strength
-    assert strength == pytest.approx(noise_odds_strength(scaled.p_clean)) and 0.2 < strength < 0.3
+    assert strength == pytest.approx(noise_odds_strength(1 - scaled.p_clean.mean())) and 0.2 < strength < 0.3
     scaled.p_clean = p_clean
     assert scaled.correct_labels(probs)
     np.testing.assert_allclose(scaled.soft_labels[:3],
@@ -255,6 +255,14 @@ def test_noisy_probability_correction_keeps_clean_looking_labels(digits, tmp_pat
     resumed = Trainer(cpu_preset(10, correction_rate="estimated_noise"), images, labels, 10)
     resumed.load(scaled.save(tmp_path / "scaled.pt"))
     assert resumed.noise_strength == strength
+    # noise_estimate="confident_joint": the share from the predictions, not the losses' mixture
+    counted = Trainer(cpu_preset(10, correction_rate="estimated_noise", noise_estimate="confident_joint"),
+                      images, labels, 10)
+    with pytest.raises(ValueError, match="probs"):
+        counted.fit_clean_probability(losses)
+    predicted = (labels + (np.arange(len(labels)) % 3 == 0)) % 10  # a third of the labels contradicted
+    counted.fit_clean_probability(losses, 0.9 * np.eye(10, dtype=np.float32)[predicted] + 0.01)
+    assert counted.noise_strength == pytest.approx(0.5, abs=0.02)  # odds of 1/3; the mixture's: ~0.25
 
 
 def test_mixture_switches_change_what_the_mixture_sees(digits):
