@@ -91,9 +91,9 @@ class TrainConfig:
     mixing_strength: str = "full"
     # what the two "estimated_noise" options read the share of noisy labels from, once, at the first
     # fit: the mixture's (1 - mean p_clean, "mixture") or confident learning's count of labels the
-    # evaluation pass's predictions contradict ("confident_joint", no loss scale: 0.57 for
-    # CIFAR-10N worse_label's 0.40 wrong where the linear mixture read 0.009, BENCHMARKS.md
-    # eighteenth pass)
+    # evaluation pass's predictions contradict ("confident_joint", no loss scale: 0.57 / 0.32 for
+    # CIFAR-10N's 0.40 / 0.09 wrong where the linear mixture read 0.009 / 0.17, BENCHMARKS.md
+    # eighteenth pass: ordered right, read high where the warm-up model is weak)
     noise_estimate: str = "mixture"
     bn_refresh_samples: int = 4096  # BatchNorm statistics re-estimated on this many un-mixed images
     crop_padding: int = -1  # random-crop padding in pixels; -1: height // 8
