@@ -297,7 +297,6 @@ def run_one(setting_name: str, method: str, epochs: int, seed: int, out: Path, o
 
     options = {**setting.train_options(), **overrides}
     partial = out / "partial" / f"{name}.pt"
-    partial.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         if method == "cleanlab":
             result = run_cleanlab(data, epochs, seed, Path(scratch), log, options)

@@ -97,7 +97,7 @@ def test_a_killed_run_resumes_after_its_last_epoch_to_the_same_result(quick_resu
     [path] = suite.main(["--quick", "--methods", "mixnn", "--out", str(tmp_path)])
     resumed = json.loads(path.read_text())
     assert not partial.exists()
-    assert [segment["from_epoch"] for segment in resumed["segments"]][0] == 0
+    assert resumed["segments"][0]["from_epoch"] == 0
     assert len(resumed["segments"]) == 2 and 1 <= resumed["segments"][1]["from_epoch"] < 6
     assert resumed["elapsed_seconds"] > resumed["wall_seconds"] - 1e-9  # both parts counted
 
