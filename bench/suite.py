@@ -52,7 +52,13 @@ sys.path.insert(0, str(ROOT))
 from bench.datasets import Split, cifar10, fashion_mnist, subset  # noqa: E402
 from flows.mixnn_flow import StageClock  # noqa: E402
 from mixnn_core.config import TrainConfig, cpu_preset  # noqa: E402
-from mixnn_core.files import replace_atomically, vector_column, write_json_atomic, write_parquet_atomic  # noqa: E402
+from mixnn_core.files import (  # noqa: E402
+    read_torch_state,
+    replace_atomically,
+    vector_column,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 from mixnn_core.knn import faiss_thread_count  # noqa: E402
 from mixnn_core.metrics import label_quality_metrics  # noqa: E402
 from mixnn_core.noise import inject_noise  # noqa: E402
@@ -167,7 +173,7 @@ def run_trainer_method(method: str, data: Data, epochs: int, seed: int, scratch:
                       test_labels=data.test.labels, true_labels=data.train.labels)
     earlier = {"segments": [], "elapsed_seconds": 0.0}
     if partial.exists():
-        earlier = torch.load(partial, map_location="cpu", weights_only=True)
+        earlier = read_torch_state(partial, remedy="; delete it to run the row from its start")
         trainer.load_state_dict(earlier["trainer"], origin=partial)
         clock.seconds = dict(earlier["stage_seconds"])
         print(f"{partial}: resumed after epoch {trainer.epoch}", flush=True)

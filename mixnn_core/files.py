@@ -1,4 +1,4 @@
-"""Atomic file writes, JSON reads that name a damaged file, and Parquet vector columns.
+"""Atomic file writes, JSON and torch reads that name a damaged file, and Parquet vector columns.
 
 Every file is written aside and renamed into place (``os.replace`` is atomic on one file
 system), so a crash never leaves a half-written file where a reader expects a whole one.
@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
 
 # ``.<name>.<pid>.tmp`` (written aside) and ``.<name>.<pid>.old`` (moved aside to be deleted).
 TEMPORARY_NAME = re.compile(r"\..+\.\d+\.(tmp|old)")
@@ -82,6 +83,19 @@ def read_json(path: str | Path):
         return json.loads(text)
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not valid JSON: {error}") from error
+
+
+def read_torch_state(path: str | Path, remedy: str = "") -> dict:
+    """The tensors-only state ``torch.save`` wrote to ``path`` (loaded on the CPU); a file torch
+    cannot read (truncated, or damaged outside this tool) raises a ValueError that names it,
+    followed by ``remedy``. A missing file stays a FileNotFoundError."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise
+    except Exception as error:  # torch raises RuntimeError, KeyError, EOFError, UnpicklingError...
+        raise ValueError(f"{path} is not a readable torch file ({type(error).__name__}: "
+                         f"{str(error)[:200]}){remedy}") from error
 
 
 def _json_default(value):

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from mixnn_core.augment import normalize
-from mixnn_core.files import read_json
+from mixnn_core.files import read_json, read_torch_state
 from mixnn_core.knn import search_index
 from mixnn_core.models import FeatureClassifier, build_model
 from mixnn_core.outputs import sample_outputs
@@ -52,8 +52,7 @@ def load_exported_model(run_dir: str | Path) -> ExportedModel:
     run_dir = Path(run_dir)
     card = read_model_card(run_dir)
     model = build_model(card["architecture"], tuple(card["input_shape"]), card["num_classes"])
-    state = torch.load(run_dir / "model" / card["files"]["weights"], map_location="cpu",
-                       weights_only=True)
+    state = read_torch_state(run_dir / "model" / card["files"]["weights"])
     model.load_state_dict(state)
     manifest = pd.read_parquet(run_dir / "manifest.parquet", columns=["sample_id", "suggested_label"])
     index = faiss.read_index(str(run_dir / "index" / "final.faiss"))

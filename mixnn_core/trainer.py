@@ -38,7 +38,7 @@ from mixnn_core.correction import (
     noise_odds_strength,
     suggestion_soft_labels,
 )
-from mixnn_core.files import replace_atomically
+from mixnn_core.files import read_torch_state, replace_atomically
 from mixnn_core.gmm import MixtureFit, fit_mixture, fit_mixture_per_class, mixture_input
 from mixnn_core.knn import nearest_neighbors, neighbors_within_groups
 from mixnn_core.mixing import (
@@ -463,9 +463,10 @@ class Trainer:
         state = self.state_dict()
         return replace_atomically(path, lambda tmp: torch.save(state, tmp))
 
-    def load(self, path: str | Path) -> None:
-        """Continue from a checkpoint written by ``save`` for the same data and configuration."""
-        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), origin=path)
+    def load(self, path: str | Path, remedy: str = "") -> None:
+        """Continue from a checkpoint written by ``save`` for the same data and configuration;
+        an unreadable file's error names it, followed by ``remedy``."""
+        self.load_state_dict(read_torch_state(path, remedy), origin=path)
 
     def load_state_dict(self, state: dict, origin: str | Path = "checkpoint") -> None:
         """Continue from a ``state_dict()`` of a trainer of the same data and configuration;

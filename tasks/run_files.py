@@ -139,7 +139,7 @@ def checkout_trainer(run: RunFiles, epoch: int) -> Trainer:
     trainer = Trainer(config, images, given, len(class_names), test_images=test_images,
                       test_labels=test_labels, true_labels=true)
     if epoch > 0:
-        trainer.load(run.checkpoint(epoch - 1))
+        trainer.load(run.checkpoint(epoch - 1), remedy="; delete it to resume from the checkpoint before it")
     return trainer
 
 

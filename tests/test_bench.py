@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -108,6 +109,16 @@ def test_a_killed_run_resumes_after_its_last_epoch_to_the_same_result(quick_resu
     for key in ("test_acc_last", "label_recovery", "f1", "auroc"):
         assert resumed[key] == uninterrupted[key], key
     assert set(resumed["stage_seconds"]) == set(uninterrupted["stage_seconds"])
+
+
+def test_a_damaged_partial_file_is_named_with_what_to_do(tmp_path):
+    partial = tmp_path / "partial" / "digits-sym40-mixnn-e6-s0.pt"
+    partial.parent.mkdir()
+    partial.write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match=f"{re.escape(str(partial))} is not a readable torch file .*"
+                                         "delete it to run the row from its start"):
+        suite.main(["--quick", "--methods", "mixnn", "--out", str(tmp_path)])
+    assert not list(tmp_path.glob("*.json"))
 
 
 def test_report_writes_tables_targets_and_plots(quick_results, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -164,7 +165,7 @@ def test_rerun_with_another_configuration_is_refused(finished_run):
         mixnn(run_dir=str(run_dir), **{**RUN, "seed": 1})
 
 
-def test_killed_run_resumes_to_the_same_manifest(finished_run, tmp_path):
+def test_killed_run_resumes_to_the_same_manifest_past_a_damaged_checkpoint(finished_run, tmp_path):
     reference_dir, _ = finished_run
     run_dir = tmp_path / "killed"
     command = [sys.executable, "-m", "flows.cli", "clean", "digits", "--run-dir", str(run_dir),
@@ -182,8 +183,15 @@ def test_killed_run_resumes_to_the_same_manifest(finished_run, tmp_path):
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     assert not (run_dir / "manifest.parquet").exists()
+    # the newest checkpoint damaged outside the tool: named, and deleting it resumes from the spare
+    newest = max((run_dir / "checkpoints").glob("epoch=*.pt"))
+    newest.write_bytes(newest.read_bytes()[:1000])
+    with pytest.raises(ValueError, match=f"{re.escape(str(newest))} is not a readable torch file .*"
+                                         "delete it to resume from the checkpoint before it"):
+        mixnn(run_dir=str(run_dir), **RUN)
+    newest.unlink()
     mixnn(run_dir=str(run_dir), **RUN)
-    assert json.loads((run_dir / "run.json").read_text())["resumed_from_epoch"] >= 3
+    assert json.loads((run_dir / "run.json").read_text())["resumed_from_epoch"] >= 2
     resumed = pd.read_parquet(run_dir / "manifest.parquet")
     reference = pd.read_parquet(reference_dir / "manifest.parquet")
     pd.testing.assert_frame_equal(resumed, reference)
