@@ -18,6 +18,7 @@ import torch
 from bench import (
     compare_tune,
     mixing_diagnostics,
+    noise_share_estimates,
     prefect_overhead,
     report,
     suggestion_rules,
@@ -347,6 +348,31 @@ def test_mixing_diagnostics_until_scores_the_first_fit_without_training_it(tmp_p
     rows = result["epochs"]
     assert [(row["epoch"], row["phase"]) for row in rows] == [(0, "warmup"), (1, "scored, not trained")]
     assert 0 < rows[1]["noise_share_log"] < 1 and "test_acc" not in rows[1]
+
+
+def test_noise_share_estimates_by_hand():
+    true = np.arange(1000) % 10
+    wrong = true < 3  # 30 % of the labels, one class up
+    given = np.where(wrong, (true + 1) % 10, true)
+    independent_mistakes = (np.arange(1000) // 10) % 5 == 0  # 20 %, to a class no label names
+    predicted = np.where(independent_mistakes, (true + 5) % 10, true)
+    estimates = noise_share_estimates.noise_share_estimates(given, true, np.eye(10)[predicted])
+    assert estimates["wrong"] == 0.3 and estimates["model_error"] == 0.2
+    assert estimates["disagreement"] == pytest.approx(0.7 * 0.2 + 0.3)
+    assert estimates["corrected"] == pytest.approx(0.3)  # mistakes independent of the noise
+    assert estimates["predicts_given_when_wrong"] == 0.0
+    learned_the_noise = noise_share_estimates.noise_share_estimates(given, true, np.eye(10)[given])
+    assert learned_the_noise["disagreement"] == 0.0 and learned_the_noise["predicts_given_when_wrong"] == 1.0
+    assert learned_the_noise["corrected"] < 0  # the correction cannot see noise the model learned
+
+
+def test_noise_share_estimates_read_the_first_fit_samples_of_the_diagnostic(tmp_path):
+    samples = tmp_path / "first-fit.npz"
+    mixing_diagnostics.main(["--setting", "digits-sym40", "--epochs", "5", "--until", "1",
+                             "--out", str(tmp_path), "--samples", str(samples)])
+    estimates = noise_share_estimates.main([str(samples)])["first-fit"]
+    assert 0.3 < estimates["wrong"] < 0.4  # 40 % symmetric, true class included
+    assert 0 < estimates["model_error"] < estimates["disagreement"] < 1
 
 
 def test_paired_comparison_of_two_tuned_values_on_the_same_rows(tmp_path, capsys):
