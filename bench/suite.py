@@ -289,7 +289,9 @@ def run_one(setting_name: str, method: str, epochs: int, seed: int, out: Path, o
     ``code`` (``code_version``) is recorded in it."""
     name = f"{setting_name}-{method}-e{epochs}-s{seed}" + (f"-{tag}" if tag else "")
     path = out / f"{name}.json"
+    partial = out / "partial" / f"{name}.pt"
     if path.exists():
+        partial.unlink(missing_ok=True)  # left by a crash between writing the result and this
         print(f"{name}: done before, skipped", flush=True)
         return path
     setting = SETTINGS[setting_name]
@@ -302,7 +304,6 @@ def run_one(setting_name: str, method: str, epochs: int, seed: int, out: Path, o
         print(f"{name} {json.dumps(shown)}", flush=True)
 
     options = {**setting.train_options(), **overrides}
-    partial = out / "partial" / f"{name}.pt"
     with tempfile.TemporaryDirectory() as scratch:
         if method == "cleanlab":
             result = run_cleanlab(data, epochs, seed, Path(scratch), log, options)

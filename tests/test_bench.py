@@ -80,8 +80,12 @@ def test_code_version_names_the_commit_and_the_changed_python_files(tmp_path):
 def test_second_call_skips_finished_runs(quick_results):
     out, methods, runs = quick_results
     before = {path: path.stat().st_mtime_ns for path in out.glob("*.json")}
+    orphan = out / "partial" / f"{runs[0]['setting']}-{methods[0]}-e6-s0.pt"  # crash after the JSON
+    orphan.parent.mkdir(exist_ok=True)
+    orphan.write_bytes(b"left behind")
     suite.main(["--quick", "--out", str(out), "--methods", *methods])
     assert {path: path.stat().st_mtime_ns for path in out.glob("*.json")} == before
+    assert not orphan.exists()
 
 
 def test_a_killed_run_resumes_after_its_last_epoch_to_the_same_result(quick_results, tmp_path):
