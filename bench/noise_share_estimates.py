@@ -2,8 +2,8 @@
 TRUE labels.
 
     .venv/bin/python bench/mixing_diagnostics.py --setting cifar10n-worse --until 4 \
-        --samples /tmp/first-fits/cifar10n-worse.npz   # and so on for each setting
-    .venv/bin/python bench/noise_share_estimates.py /tmp/first-fits/*.npz
+        --samples samples/cifar10n-worse-until4.npz   # and so on for each setting
+    .venv/bin/python bench/noise_share_estimates.py samples/*-until4.npz
 
 Reads the predictions of the first mixture fit's evaluation pass (``--samples`` of
 ``mixing_diagnostics.py --until 4``) and prints, next to the true share of wrong given labels:
