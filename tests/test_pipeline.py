@@ -191,7 +191,10 @@ def test_killed_run_resumes_to_the_same_manifest_past_a_damaged_checkpoint(finis
         mixnn(run_dir=str(run_dir), **RUN)
     newest.unlink()
     mixnn(run_dir=str(run_dir), **RUN)
-    assert json.loads((run_dir / "run.json").read_text())["resumed_from_epoch"] >= 2
+    # resumed after the spare, the epoch before the deleted one (which was epoch 2 or later)
+    newest_epoch = int(re.fullmatch(r"epoch=(\d+)\.pt", newest.name).group(1))
+    assert newest_epoch >= 2
+    assert json.loads((run_dir / "run.json").read_text())["resumed_from_epoch"] == newest_epoch
     resumed = pd.read_parquet(run_dir / "manifest.parquet")
     reference = pd.read_parquet(reference_dir / "manifest.parquet")
     pd.testing.assert_frame_equal(resumed, reference)
