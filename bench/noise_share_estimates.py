@@ -13,7 +13,7 @@ Reads the predictions of the first mixture fit's evaluation pass (``--samples`` 
 - ``model_error``: share whose predicted class is not the TRUE one (an oracle: no run knows it);
 - ``corrected``: (disagreement - model_error) / (1 - model_error), the noise share if the model's
   mistakes were independent of the label noise; with the oracle error, the best any estimate of
-  the model's error could do with that correction;
+  the model's error could do with that correction (NaN for a model wrong on every sample);
 - ``predicts_given_when_wrong``: share of wrongly labelled samples whose predicted class IS the
   wrong given label: the model has learned the noise there, which the correction cannot see.
 """
@@ -43,7 +43,7 @@ def noise_share_estimates(given: np.ndarray, true: np.ndarray, probs: np.ndarray
         "disagreement": disagreement,
         "confident_joint": confident_joint_noise_share(given, probs),
         "model_error": model_error,
-        "corrected": (disagreement - model_error) / (1.0 - model_error),
+        "corrected": (disagreement - model_error) / (1.0 - model_error) if model_error < 1 else float("nan"),
         "predicts_given_when_wrong": float((predicted[wrong] == given[wrong]).mean()) if wrong.any() else 0.0,
     }
 
@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     results = {}
     for path in args.samples:
         with np.load(path, allow_pickle=False) as arrays:
+            missing = [name for name in ("given", "true", "probs") if name not in arrays.files]
+            if missing:
+                raise ValueError(f"{path} has no {', '.join(missing)} array(s); pass the --samples file "
+                                 "of mixing_diagnostics.py")
             results[path.stem] = noise_share_estimates(arrays["given"], arrays["true"], arrays["probs"])
         print(f"{path.stem:32s} " + "  ".join(f"{key} {value:.3f}" for key, value in results[path.stem].items()),
               flush=True)

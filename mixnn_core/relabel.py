@@ -52,7 +52,9 @@ def load_exported_model(run_dir: str | Path) -> ExportedModel:
     run_dir = Path(run_dir)
     card = read_model_card(run_dir)
     model = build_model(card["architecture"], tuple(card["input_shape"]), card["num_classes"])
-    state = read_torch_state(run_dir / "model" / card["files"]["weights"])
+    state = read_torch_state(run_dir / "model" / card["files"]["weights"],
+                             remedy="; re-run the clean-dataset run into this run directory with "
+                                    "the same arguments to export it again")
     model.load_state_dict(state)
     manifest = pd.read_parquet(run_dir / "manifest.parquet", columns=["sample_id", "suggested_label"])
     index = faiss.read_index(str(run_dir / "index" / "final.faiss"))

@@ -368,6 +368,15 @@ def test_noise_share_estimates_by_hand():
     learned_the_noise = noise_share_estimates.noise_share_estimates(given, true, np.eye(10)[given])
     assert learned_the_noise["disagreement"] == 0.0 and learned_the_noise["predicts_given_when_wrong"] == 1.0
     assert learned_the_noise["corrected"] < 0  # the correction cannot see noise the model learned
+    wrong_everywhere = noise_share_estimates.noise_share_estimates(given, true, np.eye(10)[(true + 5) % 10])
+    assert wrong_everywhere["model_error"] == 1.0 and np.isnan(wrong_everywhere["corrected"])
+
+
+def test_noise_share_estimates_name_a_file_without_the_predictions(tmp_path):
+    samples = tmp_path / "other.npz"
+    np.savez(samples, given=np.zeros(3, dtype=np.int64))
+    with pytest.raises(ValueError, match=r"other\.npz has no true, probs array"):
+        noise_share_estimates.main([str(samples)])
 
 
 def test_noise_share_estimates_read_the_first_fit_samples_of_the_diagnostic(tmp_path):

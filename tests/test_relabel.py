@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from flows.relabel_flow import relabel
+from tests.conftest import DIGITS_RUN
 
 
 def write_batch(folder, indices, wrong):
@@ -78,3 +80,19 @@ def test_relabel_names_a_run_without_a_model(tmp_path, prefect_server):
     batch = write_batch(tmp_path / "batch", range(3), set())
     with pytest.raises(FileNotFoundError, match="no exported model"):
         relabel(incoming=str(batch), model_run_dir=str(tmp_path), output_dir=str(tmp_path / "out"))
+
+
+def test_unreadable_exported_weights_are_named_and_a_rerun_exports_them_again(digits_run, tmp_path):
+    from flows.mixnn_flow import mixnn
+
+    run_dir = shutil.copytree(digits_run[0], tmp_path / "run")
+    weights = run_dir / "model" / "model.pt"
+    weights.write_bytes(weights.read_bytes()[:100])
+    batch = write_batch(tmp_path / "batch", range(5), set())
+    with pytest.raises(ValueError, match=r"model\.pt is not a readable torch file.*re-run"):
+        relabel(incoming=str(batch), model_run_dir=str(run_dir), output_dir=str(tmp_path / "out"))
+
+    rerun = mixnn(run_dir=str(run_dir), **DIGITS_RUN)
+    assert rerun["metrics"] == digits_run[1]["metrics"]
+    scored = relabel(incoming=str(batch), model_run_dir=str(run_dir), output_dir=str(tmp_path / "out"))
+    assert scored["version"] == 1 and scored["n_new"] == 5
