@@ -30,6 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mixnn_core.confident_learning import confident_joint_noise_share  # noqa: E402
+from mixnn_core.ingest import load_npz  # noqa: E402
+
+PREDICTION_ARRAYS = ("given", "true", "probs")  # the arguments of noise_share_estimates, in order
 
 
 def noise_share_estimates(given: np.ndarray, true: np.ndarray, probs: np.ndarray) -> dict[str, float]:
@@ -54,12 +57,12 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     args = parser.parse_args(argv)
     results = {}
     for path in args.samples:
-        with np.load(path, allow_pickle=False) as arrays:
-            missing = [name for name in ("given", "true", "probs") if name not in arrays.files]
-            if missing:
-                raise ValueError(f"{path} has no {', '.join(missing)} array(s); pass the --samples file "
-                                 "of mixing_diagnostics.py")
-            results[path.stem] = noise_share_estimates(arrays["given"], arrays["true"], arrays["probs"])
+        _, arrays = load_npz(path, PREDICTION_ARRAYS)
+        missing = [name for name in PREDICTION_ARRAYS if name not in arrays]
+        if missing:
+            raise ValueError(f"{path} has no {', '.join(missing)} array(s); pass the --samples file "
+                             "of mixing_diagnostics.py")
+        results[path.stem] = noise_share_estimates(*(arrays[name] for name in PREDICTION_ARRAYS))
         print(f"{path.stem:32s} " + "  ".join(f"{key} {value:.3f}" for key, value in results[path.stem].items()),
               flush=True)
     return results
