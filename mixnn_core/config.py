@@ -50,14 +50,16 @@ class TrainConfig:
     alpha: float = 0.8  # EMA momentum of label correction
     correction_start: int = 6
     correction_every: int = 1
-    # step of a training soft label toward the prediction: (1 - alpha)(1 - p_clean)
+    # step of a training soft label toward the prediction: (1 - alpha)(1 - p_clean) times the
+    # odds that a label is noisy by the run's first mixture fit (labels still as given), capped
+    # at 1 ("estimated_noise": a third of it at light noise, all of it from 50 % noisy; with
+    # mixing_strength below, held out 5-fold: +0.35 asym 40, +0.40 pair-flip 45, +0.10 sym 50,
+    # level sym 20, the same at sym 80, BENCHMARKS.md twenty-first pass), without that factor
     # ("noisy_probability", correction.correction_momentum; won on held-out noisy labels in five
-    # of six settings, lost at pair-flip, BENCHMARKS.md), 1 - alpha for every sample ("uniform",
-    # the method), the first times the odds that a label is noisy by the run's first mixture
-    # fit (labels still as given), capped at 1 ("estimated_noise": a third of it at light noise,
-    # all of it from 50 % noisy) or 0 ("none": training keeps the given labels; the suggestions and the
-    # gate still follow the method's correction)
-    correction_rate: str = "noisy_probability"
+    # of six settings against "uniform"), 1 - alpha for every sample ("uniform", the method) or 0
+    # ("none": training keeps the given labels; the suggestions and the gate still follow the
+    # method's correction)
+    correction_rate: str = "estimated_noise"
     loss_window: int = 1  # epochs of normalised losses averaged before the mixture fit
     mixture_loss: str = "current"  # loss the mixture sees: vs "current" corrected labels or "given"
     # the scale the mixture sees the losses on before min-max normalisation: "linear" (the method)
@@ -85,10 +87,10 @@ class TrainConfig:
     # a sample's own weight in its synthetic sample: p_i / sum of its set's p ("proportional",
     # the method) or p_i itself ("clean_probability", mixing.replacement_weights)
     own_weight: str = "proportional"
-    # the neighbours' share of each synthetic sample: as the weights give it ("full", the method)
-    # or times the same odds of noise as correction_rate="estimated_noise" ("estimated_noise",
-    # mixing.scaled_neighbor_share: a run that finds little noise mixes little)
-    mixing_strength: str = "full"
+    # the neighbours' share of each synthetic sample times the same odds of noise as
+    # correction_rate="estimated_noise" ("estimated_noise", mixing.scaled_neighbor_share: a run
+    # that finds little noise mixes little) or as the weights give it ("full", the method)
+    mixing_strength: str = "estimated_noise"
     # what the two "estimated_noise" options read the share of noisy labels from, once, at the first
     # fit: the mixture's (1 - mean p_clean, "mixture") or confident learning's count of labels the
     # evaluation pass's predictions contradict ("confident_joint", no loss scale: 0.57 / 0.32 for
@@ -243,8 +245,8 @@ def paper_preset(method: str = "mixnn", **overrides) -> TrainConfig:
                   batch_size=128, lr=0.02, momentum=0.9, weight_decay=1e-3,
                   lr_schedule="cosine_restarts", restart_period=10, lr_min=0.001,
                   num_neighbors=1, alpha=0.9, correction_start=60, correction_every=10,
-                  correction_rate="uniform", consolidation_epochs=0, gate_clean_probability=False,
-                  crop_padding=4, hflip=True)
+                  correction_rate="uniform", mixing_strength="full", consolidation_epochs=0,
+                  gate_clean_probability=False, crop_padding=4, hflip=True)
     values.update(overrides)
     return TrainConfig(**values)
 

@@ -337,6 +337,9 @@ class Trainer:
         else:
             weights = mixing_weights(self.p_clean, neighbors)
         if self.config.mixing_strength == "estimated_noise":
+            if self.noise_strength is None:
+                raise RuntimeError('mixing_strength="estimated_noise" reads its strength from the run\'s first '
+                                   'mixture fit (fit_clean_probability); none has run yet')
             weights = scaled_neighbor_share(weights, self.noise_strength)
         return weights
 

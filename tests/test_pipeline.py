@@ -69,14 +69,15 @@ def test_in_batch_neighbour_scope_and_counted_noise_run_through_the_flow(prefect
     """neighbor_scope="batch" (the ablation of the reference code's in-batch search): each mixing
     epoch saves neighbours found within random groups of batch_size samples of that epoch's
     features, and no index over the whole set; every sample reaches the manifest. In the same run,
-    noise_estimate="confident_joint" reads the mixing strength from the first fit's predictions."""
+    noise_estimate="confident_joint" reads the (default) estimated-noise strength of the correction
+    and the mixing from the first fit's predictions."""
     from mixnn_core.confident_learning import confident_joint_noise_share
     from mixnn_core.correction import noise_odds_strength
     from mixnn_core.files import read_vector_column
     from mixnn_core.knn import neighbors_within_groups
 
     run_dir = tmp_path / "batch-scope"
-    options = {"neighbor_scope": "batch", "mixing_strength": "estimated_noise", "noise_estimate": "confident_joint"}
+    options = {"neighbor_scope": "batch", "noise_estimate": "confident_joint"}
     mixnn(run_dir=str(run_dir), **{**RUN, "epochs": 4,  # warm-up 1, mixing 1-2, consolidation 3
                                    "train_options": {**RUN["train_options"], **options}})
     assert not list((run_dir / "index").glob("epoch=*.faiss"))

@@ -176,7 +176,7 @@ def test_gate_starts_with_the_consolidation_epochs_unless_told_otherwise():
 def test_paper_preset_keeps_the_reference_schedule():
     config = paper_preset()
     assert (config.epochs, config.warmup_epochs, config.alpha, config.num_neighbors) == (300, 10, 0.9, 1)
-    assert config.correction_rate == "uniform"  # the method as published
+    assert (config.correction_rate, config.mixing_strength) == ("uniform", "full")  # the method as published
     assert not config.gate_clean_probability
     assert [e for e in range(config.epochs) if config.corrects_labels(e)][:3] == [60, 70, 80]
     assert config.learning_rate(0) == pytest.approx(0.02)
@@ -208,8 +208,7 @@ def test_noisy_probability_correction_keeps_clean_looking_labels(digits, tmp_pat
     with p_clean 0 moves by the method's step 1 - alpha; the suggestions are read from the
     method's uniform correction whatever the rate."""
     images, labels = digits
-    config = cpu_preset(10)  # correction_rate="noisy_probability", the default
-    assert config.correction_rate == "noisy_probability"
+    config = cpu_preset(10, correction_rate="noisy_probability")
     trainer = Trainer(config, images, labels, 10)
     uniform = Trainer(cpu_preset(10, correction_rate="uniform"), images, labels, 10)
     p_clean = np.r_[1.0, 0.0, 0.5, np.ones(len(labels) - 3)]
@@ -292,18 +291,22 @@ def test_mixture_switches_change_what_the_mixture_sees(digits):
     assert np.allclose(current.fit_clean_probability(losses).normalized_losses, normalize_losses(losses))
 
     neighbors = (np.arange(len(noisy)) + 1)[:, None] % len(noisy)
-    dynamic = Trainer(cpu_preset(4), images, noisy, 10)
-    equal = Trainer(cpu_preset(4, dynamic_weights=False), images, noisy, 10)
+    dynamic = Trainer(cpu_preset(4, mixing_strength="full"), images, noisy, 10)
+    equal = Trainer(cpu_preset(4, dynamic_weights=False, mixing_strength="full"), images, noisy, 10)
     dynamic.p_clean = equal.p_clean = np.r_[0.0, np.ones(len(noisy) - 1)]
     assert np.allclose(dynamic.member_weights(neighbors)[0], [0, 1], atol=1e-5)
     assert np.allclose(equal.member_weights(neighbors), 0.5)
     assert np.allclose(dynamic.member_weights(neighbors)[1:-1], 0.5)  # the last one's neighbour is 0
-    replacing = Trainer(cpu_preset(4, own_weight="clean_probability"), images, noisy, 10)
+    replacing = Trainer(cpu_preset(4, own_weight="clean_probability", mixing_strength="full"), images, noisy, 10)
     replacing.p_clean = dynamic.p_clean
     assert np.allclose(replacing.member_weights(neighbors), [[0, 1]] + [[1, 0]] * (len(noisy) - 1))
-    # mixing_strength="estimated_noise": the neighbours' share times the first fit's odds of noise
-    scaled = Trainer(cpu_preset(4, mixing_strength="estimated_noise"), images, noisy, 10)
-    scaled.p_clean, scaled.noise_strength = dynamic.p_clean, 0.25
+    # mixing_strength="estimated_noise" (the default): the neighbours' share times the first fit's
+    # odds of noise, unknown before that fit
+    scaled = Trainer(cpu_preset(4), images, noisy, 10)
+    scaled.p_clean = dynamic.p_clean
+    with pytest.raises(RuntimeError, match="first mixture fit"):
+        scaled.member_weights(neighbors)
+    scaled.noise_strength = 0.25
     assert np.allclose(scaled.member_weights(neighbors), 0.25 * dynamic.member_weights(neighbors) + [0.75, 0])
 
 
@@ -313,7 +316,8 @@ def parameters(trainer):
 
 @pytest.mark.parametrize("method, options", [("mixnn", {}), ("mixup", {}),
                                              ("mixnn", {"correction_rate": "uniform"}),
-                                             ("mixnn", {"mixing_strength": "estimated_noise"})])
+                                             ("mixnn", {"correction_rate": "noisy_probability",
+                                                        "mixing_strength": "full"})])
 def test_checkpoint_round_trip_continues_bit_for_bit(digits, tmp_path, method, options):
     images, labels = digits
     noisy, _ = inject_noise(labels, 10, "symmetric", 0.4, seed=0)
