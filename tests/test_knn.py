@@ -77,13 +77,15 @@ def test_collapsed_features_get_exact_neighbours_where_ivf_comes_back_short():
     found = knn.query_neighbors(index, features, 1)
     assert found.shape == (20_000, 1) and (found >= 0).all()
     assert not np.any(found[:, 0] == np.arange(20_000))
-    outliers = np.flatnonzero(short)
-    assert set(outliers) <= set(range(5))
-    similarity = normalized[outliers] @ normalized.T
-    similarity[np.arange(len(outliers)), outliers] = -np.inf  # a sample is not its own neighbour
-    assert np.allclose(similarity[np.arange(len(outliers)), found[outliers, 0]], similarity.max(axis=1))
-    queried = knn.search_index(index, features[outliers], 2)  # new data against the same index
-    assert (queried >= 0).all() and np.array_equal(queried[:, 0], outliers)
+    # which rows come back short depends on how k-means breaks the ties between its identical
+    # centroids, which differs between CPUs: the few distinct rows (AVX2), or nearly all (AVX512)
+    checked = np.flatnonzero(short)[:50]
+    similarity = normalized[checked] @ normalized.T
+    similarity[np.arange(len(checked)), checked] = -np.inf  # a sample is not its own neighbour
+    assert np.allclose(similarity[np.arange(len(checked)), found[checked, 0]], similarity.max(axis=1))
+    queried = knn.search_index(index, features[checked], 2)  # new data against the same index
+    assert (queried >= 0).all()
+    assert np.allclose(np.sum(normalized[queried[:, 0]] * normalized[checked], axis=1), 1)  # itself or a copy
     assert index.nprobe == knn.IVF_PROBES  # the whole-index search did not stay on
 
 
