@@ -39,28 +39,37 @@ def tasks_run_on(cluster) -> dict[str, int]:
 
 
 def assert_same_run(run_dir, reference_dir):
-    """The same manifest (labels, flags and ids exactly, scores up to float rounding) and the
-    same features and predictions up to float rounding.
+    """The same manifest (ids and given labels exactly, suggestions and flags but for a sample
+    or two near a tie, scores up to float drift) and the same features and predictions up to
+    float drift.
 
     A Dask worker runs torch with 1 thread (distributed sets OMP_NUM_THREADS=1) where this
     process has 2, and oneDNN's channels-last convolutions round differently with another
     thread count: features move in the last bits, and through the training that follows,
     later epochs' features by up to 1e-3 (measured 7e-4 in CI), soft labels by about 1e-5 and
-    the clean probabilities (a steep posterior) by up to 1e-4. Since the default correction
-    rate scales each label's correction by 1 - p_clean, those differences feed back into the
-    training targets: measured 4e-4 on soft labels and label quality, 5.4e-3 on p_clean and
-    0.044 on the last epoch's features; the labels, suggestions and flags still agree exactly.
+    the clean probabilities (a steep posterior) by up to 1e-4. The default correction scales
+    each label's step by 1 - p_clean, so those differences feed back into the training targets,
+    and under the estimated-noise defaults (a third of the mixing and of the correction on these
+    digits) further: measured 1 of the 1,797 suggestions and flags tipped, 3.9e-3 on soft
+    labels, 2.6e-3 on label quality, 2e-3 on the confidence of the suggestions that agree, 0.049
+    on p_clean, and in the last epoch 4.7 % of the features and 8.8 % of the losses beyond
+    0.01 (at most 0.065). A different run moves nearly every one of these.
     """
     ours = pd.read_parquet(run_dir / "manifest.parquet")
     theirs = pd.read_parquet(reference_dir / "manifest.parquet")
     vectors = [column for column in theirs.columns if isinstance(theirs[column].iloc[0], np.ndarray)]
     scores = [column for column in theirs.columns if theirs[column].dtype.kind == "f"]
-    pd.testing.assert_frame_equal(ours.drop(columns=scores + vectors), theirs.drop(columns=scores + vectors))
-    scores.remove("p_clean")
-    pd.testing.assert_frame_equal(ours[scores], theirs[scores], check_exact=False, rtol=1e-3, atol=1e-3)
-    np.testing.assert_allclose(ours["p_clean"], theirs["p_clean"], rtol=0, atol=2e-2)
+    tipped = ["suggested_label", "suggested_label_name", "is_label_issue"]
+    for column in tipped:
+        assert (ours[column] != theirs[column]).mean() <= 0.003, column  # up to 5 of 1,797
+    exact = scores + vectors + tipped
+    pd.testing.assert_frame_equal(ours.drop(columns=exact), theirs.drop(columns=exact))
+    agreeing = ours["suggested_label"] == theirs["suggested_label"]
+    for column in ("label_quality", "suggested_confidence"):
+        np.testing.assert_allclose(ours[column][agreeing], theirs[column][agreeing], rtol=0, atol=1e-2)
+    np.testing.assert_allclose(ours["p_clean"], theirs["p_clean"], rtol=0, atol=0.1)
     for column in vectors:
-        np.testing.assert_allclose(np.stack(ours[column]), np.stack(theirs[column]), rtol=1e-3, atol=1e-3)
+        np.testing.assert_allclose(np.stack(ours[column]), np.stack(theirs[column]), rtol=0, atol=1e-2)
     for features in sorted((reference_dir / "features").glob("epoch=*.parquet")):
         ours, theirs = pd.read_parquet(run_dir / "features" / features.name), pd.read_parquet(features)
         assert ours["sample_id"].tolist() == theirs["sample_id"].tolist()
@@ -71,11 +80,11 @@ def assert_same_run(run_dir, reference_dir):
 
 
 def assert_mostly_close(ours: np.ndarray, theirs: np.ndarray, what: str) -> None:
-    """At most 2 % of the values differ by more than 0.01 and none by more than 0.2: the
-    drift float rounding causes through training (measured: 0.4 % of the last epoch's features
-    beyond 0.01, at most 0.044), not a different run."""
+    """At most 15 % of the values differ by more than 0.01 and none by more than 0.2: the
+    drift float rounding causes through training (measured up to 8.8 % beyond 0.01, at most
+    0.065, above), not a different run."""
     difference = np.abs(ours - theirs)
-    assert (difference > 1e-2).mean() <= 0.02 and difference.max() <= 0.2, (
+    assert (difference > 1e-2).mean() <= 0.15 and difference.max() <= 0.2, (
         what, float((difference > 1e-2).mean()), float(difference.max()))
 
 
