@@ -50,7 +50,7 @@ from bench.suite import (  # noqa: E402
     stratified_folds,
 )
 from mixnn_core.confident_learning import label_issues  # noqa: E402
-from mixnn_core.config import cpu_preset  # noqa: E402
+from mixnn_core.config import FIELDS_CE_IGNORES, cpu_preset  # noqa: E402
 from mixnn_core.files import read_json, write_json_atomic  # noqa: E402
 from mixnn_core.trainer import Trainer  # noqa: E402
 
@@ -73,6 +73,11 @@ def held_out_splits(noisy: np.ndarray, seed: int, folds: int) -> list[tuple[np.n
     return stratified_folds(noisy, folds, seed)
 
 
+def read_by_ce(config: dict) -> dict:
+    """The fields of a configuration (``TrainConfig.to_dict()``) a ce run reads."""
+    return {field: value for field, value in config.items() if field not in FIELDS_CE_IGNORES}
+
+
 def reference_kept_rows(setting: str, images: np.ndarray, noisy: np.ndarray, epochs: int, seed: int,
                         folder: Path) -> np.ndarray:
     """Which rows (bool, one per training row) a reference keeps: 2-fold out-of-fold plain
@@ -85,8 +90,8 @@ def reference_kept_rows(setting: str, images: np.ndarray, noisy: np.ndarray, epo
     config = cpu_preset(epochs, "ce", **{**SETTINGS[setting].train_options(), "seed": seed})
     if cached.exists():
         reference = read_json(cached)
-        # else the setting or the defaults changed (or a file from before "rows_kept"): redo
-        if reference["config"] == config.to_dict() and "rows_kept" in reference:
+        # else the setting or a default a ce run reads changed (or a file from before "rows_kept"): redo
+        if read_by_ce(reference["config"]) == read_by_ce(config.to_dict()) and "rows_kept" in reference:
             return np.asarray(reference["rows_kept"], dtype=bool)
     kept = ~label_issues(noisy, out_of_fold_probabilities(config, images, noisy, seed))
     write_json_atomic({"setting": setting, "epochs": epochs, "seed": seed, "config": config.to_dict(),

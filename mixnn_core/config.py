@@ -15,6 +15,16 @@ MIXING_STRENGTHS = ("full", "estimated_noise")
 NOISE_ESTIMATES = ("mixture", "confident_joint")
 NEIGHBOR_SCOPES = ("dataset", "batch")
 LR_SCHEDULES = ("cosine", "cosine_restarts")
+# The fields a method="ce" run never reads: two ce runs that differ only in them train the same
+# model to the bit (tests/test_trainer.py), so a cached ce result outlives a change of them. A
+# field missing here only costs a re-run; one listed wrongly would reuse a stale result.
+FIELDS_CE_IGNORES = frozenset({
+    "warmup_epochs", "mixup_epochs", "num_neighbors", "knn_method", "normalize_features",
+    "neighbor_scope", "alpha", "correction_start", "correction_every", "correction_rate",
+    "loss_window", "mixture_loss", "mixture_scale", "mixture_per_class", "gate_clean_probability",
+    "gate_start", "consolidation_epochs", "consolidation_weights", "dynamic_weights", "own_weight",
+    "mixing_strength", "noise_estimate", "bn_refresh_samples",
+})
 
 
 @dataclass(frozen=True)

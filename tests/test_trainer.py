@@ -8,7 +8,13 @@ import torch
 from sklearn.datasets import load_digits
 
 from mixnn_core.confident_learning import label_issues
-from mixnn_core.config import RESIDUAL_GIVEN_LABEL_WEIGHT, TrainConfig, cpu_preset, paper_preset
+from mixnn_core.config import (
+    FIELDS_CE_IGNORES,
+    RESIDUAL_GIVEN_LABEL_WEIGHT,
+    TrainConfig,
+    cpu_preset,
+    paper_preset,
+)
 from mixnn_core.correction import noise_odds_strength
 from mixnn_core.gmm import mixture_input, normalize_losses
 from mixnn_core.metrics import label_quality_metrics
@@ -338,6 +344,35 @@ def test_checkpoint_round_trip_continues_bit_for_bit(digits, tmp_path, method, o
     assert np.array_equal(straight.p_clean, resumed.p_clean)
     assert np.array_equal(straight.uniform_soft_labels, resumed.uniform_soft_labels)
     assert [r["train_loss"] for r in straight.history] == [r["train_loss"] for r in resumed.history]
+
+
+# a valid value other than cpu_preset(2, "ce")'s for every field a ce run ignores
+OTHER_VALUES = {"warmup_epochs": 2, "mixup_epochs": 1, "num_neighbors": 3, "knn_method": "exact",
+                "normalize_features": False, "neighbor_scope": "batch", "alpha": 0.5, "correction_start": 0,
+                "correction_every": 2, "correction_rate": "uniform", "loss_window": 3, "mixture_loss": "given",
+                "mixture_scale": "log", "mixture_per_class": True, "gate_clean_probability": False,
+                "gate_start": 1, "consolidation_epochs": 1, "consolidation_weights": "kept",
+                "dynamic_weights": False, "own_weight": "clean_probability", "mixing_strength": "full",
+                "noise_estimate": "confident_joint", "bn_refresh_samples": 7}
+
+
+def test_fields_ce_ignores_do_not_change_a_ce_run(digits):
+    images, labels = digits
+    noisy, _ = inject_noise(labels, 10, "symmetric", 0.4, seed=0)
+    base = cpu_preset(2, "ce", seed=1)
+    assert set(OTHER_VALUES) == FIELDS_CE_IGNORES
+    assert all(getattr(base, field) != value for field, value in OTHER_VALUES.items())
+
+    def trained(config):
+        trainer = Trainer(config, images, noisy, 10)
+        trainer.fit()
+        return parameters(trainer), trainer.evaluation_pass().probs
+
+    weights, probabilities = trained(base)
+    changed = trained(base.with_changes(**OTHER_VALUES))
+    assert torch.equal(changed[0], weights) and np.array_equal(changed[1], probabilities)
+    # the comparison sees a field ce does read
+    assert not torch.equal(trained(base.with_changes(weight_decay=0.01))[0], weights)
 
 
 def test_checkpoint_of_format_1_still_resumes(digits, tmp_path):
