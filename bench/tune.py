@@ -22,8 +22,9 @@ stratified K-fold splits, so that every training row is held out once and scored
 did not train on it: K times the cost, ten times the scored rows (about 3.2x finer), and each
 model trains on (K - 1) / K of the rows (K = 10: 90 %, as the single split). The per-epoch scores
 are then those of all K folds' held-out predictions together. Results go to
-``bench/results/tune/<setting>-<method>-<field>[-<held fixed FIELD=VALUE>...][-s<seed>][-f<K>][-<tag>].json``;
-an existing result file is never replaced: ``--tag`` names a rerun (another budget, changed code
+``bench/results/tune/<setting>-<method>-<field>=<values>[-<held fixed FIELD=VALUE>...][-s<seed>][-f<K>][-<tag>].json``
+(the values in the name: two runs of one field over different values never share a file); an
+existing result file is never replaced: ``--tag`` names a rerun (another budget, changed code
 defaults). Each file records the commit of the code it ran and the Python files changed from it
 (``code``) and the machine (``machine``).
 """
@@ -122,7 +123,8 @@ def main(argv: list[str] | None = None) -> Path:
     seed = f"-s{args.seed}" if args.seed else ""
     folds = f"-f{args.folds}" if args.folds > 1 else ""
     tag = f"-{args.tag}" if args.tag else ""
-    out = args.out / f"{args.setting}-{args.method}-{field}{held_fixed}{seed}{folds}{tag}.json"
+    tried = ",".join(str(value) for value in grid)
+    out = args.out / f"{args.setting}-{args.method}-{field}={tried}{held_fixed}{seed}{folds}{tag}.json"
     if out.exists():  # the name holds no epoch budget: a run at another budget would replace it
         parser.error(f"{out} exists; move it away or pass --tag")
     setting = SETTINGS[args.setting]

@@ -219,10 +219,13 @@ def test_tuning_on_held_out_noisy_labels_lands_in_the_report(quick_results, tmp_
 def test_tuning_seed_changes_the_noisy_labels_and_names_the_file(tmp_path):
     tuned = tune.main(["--setting", "digits-sym40", "--method", "ce", "--epochs", "1", "--grid", "lr=0.02",
                        "--seed", "1", "--tag", "rerun", "--out", str(tmp_path)])
-    assert tuned.name == "digits-sym40-ce-lr-s1-rerun.json"
+    assert tuned.name == "digits-sym40-ce-lr=0.02-s1-rerun.json"
     with pytest.raises(SystemExit):  # a second run would replace the first's results
         tune.main(["--setting", "digits-sym40", "--method", "ce", "--epochs", "1", "--grid", "lr=0.02",
                    "--seed", "1", "--tag", "rerun", "--out", str(tmp_path)])
+    other_value = tune.main(["--setting", "digits-sym40", "--method", "ce", "--epochs", "1", "--grid", "lr=0.05",
+                             "--seed", "1", "--tag", "rerun", "--out", str(tmp_path)])
+    assert other_value.name == "digits-sym40-ce-lr=0.05-s1-rerun.json" and tuned.exists()
     result = json.loads(tuned.read_text())
     assert result["seed"] == 1 and result["tag"] == "rerun" and result["results"]["0.02"]["config"]["seed"] == 1
     assert not np.array_equal(suite.load(suite.SETTINGS["digits-sym40"], 1).noisy_labels,
@@ -232,7 +235,7 @@ def test_tuning_seed_changes_the_noisy_labels_and_names_the_file(tmp_path):
 def test_tuning_over_k_folds_scores_every_row_once(tmp_path):
     tuned = tune.main(["--setting", "digits-sym40", "--method", "ce", "--epochs", "2", "--grid", "lr=0.02",
                        "--folds", "3", "--out", str(tmp_path)])
-    assert tuned.name == "digits-sym40-ce-lr-f3.json"
+    assert tuned.name == "digits-sym40-ce-lr=0.02-f3.json"
     result = json.loads(tuned.read_text())
     data = suite.load(suite.SETTINGS["digits-sym40"], 0)
     held_rows = np.asarray(result["held_rows"])
