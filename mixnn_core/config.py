@@ -23,7 +23,7 @@ FIELDS_CE_IGNORES = frozenset({
     "neighbor_scope", "alpha", "correction_start", "correction_every", "correction_rate",
     "loss_window", "mixture_loss", "mixture_scale", "mixture_per_class", "gate_clean_probability",
     "gate_start", "consolidation_epochs", "consolidation_weights", "dynamic_weights", "own_weight",
-    "mixing_strength", "noise_estimate", "bn_refresh_samples",
+    "mixing_strength", "noise_estimate", "bn_refresh_samples", "bn_refresh_augmented",
 })
 
 
@@ -108,6 +108,7 @@ class TrainConfig:
     # eighteenth pass: ordered right, read high where the warm-up model is weak)
     noise_estimate: str = "mixture"
     bn_refresh_samples: int = 4096  # BatchNorm statistics re-estimated on this many un-mixed images
+    bn_refresh_augmented: bool = False  # those images randomly cropped (and flipped) as in training
     crop_padding: int = -1  # random-crop padding in pixels; -1: height // 8
     hflip: bool = False  # horizontal flips (right for photos, wrong for digits)
     eval_batch_size: int = 256  # small CNN, 2 CPU cores: 4.8 s per 20k-image pass vs 11.3 s at 1024

@@ -345,7 +345,8 @@ class Trainer:
 
     @torch.no_grad()
     def refresh_batchnorm_statistics(self, rows: torch.Tensor) -> None:
-        """Re-estimate the BatchNorm running statistics on the un-mixed training images ``rows``.
+        """Re-estimate the BatchNorm running statistics on the un-mixed training images ``rows``
+        (augmented as in training when ``bn_refresh_augmented``).
 
         A blend of two images has less contrast than either, so statistics gathered while
         training on mixed inputs misfit the real images the model is evaluated on (the next
@@ -365,7 +366,10 @@ class Trainer:
             batch = rows[first:first + self.config.eval_batch_size].to(self.device)
             if batch.numel() < 2:  # batch statistics need two samples
                 break
-            self.model(normalize(self.images[batch], self._mean, self._std))
+            if self.config.bn_refresh_augmented:
+                self.model(self._augmented(batch[:, None])[:, 0])
+            else:
+                self.model(normalize(self.images[batch], self._mean, self._std))
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
 

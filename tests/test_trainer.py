@@ -7,6 +7,7 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
+from mixnn_core.augment import normalize
 from mixnn_core.confident_learning import label_issues
 from mixnn_core.config import (
     FIELDS_CE_IGNORES,
@@ -442,6 +443,27 @@ def test_mixnn_fixes_digits_with_40_percent_symmetric_noise(digits):
     assert metrics["f1"] > 0.85
     # only the labels confident learning counts as wrong are changed, and all of them are
     np.testing.assert_array_equal(out.suggested_label != noisy, label_issues(noisy, out.soft_label))
+
+
+def test_batchnorm_refresh_images_are_augmented_only_when_asked(digits):
+    """``bn_refresh_augmented`` feeds the refresh randomly cropped copies of its rows; off, the
+    rows as they are."""
+    images, labels = digits
+    rows = torch.arange(256)
+    for augmented in (False, True):
+        trainer = Trainer(cpu_preset(4, "mixup", bn_refresh_augmented=augmented), images, labels, 10)
+        seen = []
+        hook = trainer.model.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+        trainer.refresh_batchnorm_statistics(rows)
+        hook.remove()
+        seen = torch.cat(seen)
+        plain = normalize(trainer.images[rows], trainer._mean, trainer._std)
+        assert seen.shape == plain.shape
+        changed = (seen != plain).flatten(1).any(dim=1).float().mean().item()
+        if augmented:
+            assert changed > 0.5  # most crops are shifted (1 pixel of padding on 8x8 digits)
+        else:
+            assert changed == 0.0
 
 
 def test_batchnorm_statistics_are_re_estimated_on_unmixed_images(digits):
