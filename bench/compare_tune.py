@@ -17,6 +17,7 @@ when two models agree on most rows. It covers the rows, not the training's own r
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -52,9 +53,21 @@ def candidate(argument: str) -> tuple[Path, dict, str]:
         if len(values) != 1:
             raise ValueError(f"{path} holds the values {values}: name one as {path}:VALUE")
         value = values[0]
-    if value not in result["results"]:
-        raise ValueError(f"{path} holds no value {value!r}; it holds {values}")
-    return path, result, value
+    return path, result, recorded_value(value, values, path)
+
+
+def recorded_value(text: str, values: list[str], path: Path) -> str:
+    """The value ``text`` names as ``bench/tune.py`` recorded it: as written there, or spelled as
+    on its ``--grid`` (JSON: ``false`` names the recorded ``False``)."""
+    if text in values:
+        return text
+    try:
+        recorded = str(json.loads(text))
+    except ValueError:
+        recorded = None
+    if recorded not in values:
+        raise ValueError(f"{path} holds no value {text!r}; it holds {values}")
+    return recorded
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -419,5 +419,8 @@ def test_paired_comparison_of_two_tuned_values_on_the_same_rows(tmp_path, capsys
         compare_tune.main([f"{tmp_path / 'missing.json'}:0.02", f"{tuned}:0.1"])
     with pytest.raises(ValueError, match="holds no value '0.5'"):
         compare_tune.main([f"{tuned}:0.5", f"{tuned}:0.1"])
+    assert compare_tune.recorded_value("false", ["False", "True"], tuned) == "False"  # as on --grid
+    with pytest.raises(ValueError, match="holds no value 'nope'"):
+        compare_tune.recorded_value("nope", ["False", "True"], tuned)
     assert compare_tune.paired_difference(np.array([1, 1, 0, 0]), np.array([1, 0, 1, 1])) == pytest.approx(
         (25.0, 100 * np.std([0, -1, 1, 1], ddof=1) / 2))
