@@ -354,7 +354,8 @@ OTHER_VALUES = {"warmup_epochs": 2, "mixup_epochs": 1, "num_neighbors": 3, "knn_
                 "mixture_scale": "log", "mixture_per_class": True, "gate_clean_probability": False,
                 "gate_start": 1, "consolidation_epochs": 1, "consolidation_weights": "kept",
                 "dynamic_weights": False, "own_weight": "clean_probability", "mixing_strength": "full",
-                "noise_estimate": "confident_joint", "bn_refresh_samples": 7}
+                "noise_estimate": "confident_joint", "bn_refresh_samples": 7,
+                "bn_refresh_augmented": True}
 
 
 def test_fields_ce_ignores_do_not_change_a_ce_run(digits):
