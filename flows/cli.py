@@ -106,6 +106,10 @@ def summary_text(result: dict) -> str:
         lines.append(f"  labels right: given {metrics['given_label_accuracy']:.1%} -> suggested "
                      f"{metrics['label_recovery']:.1%} ({metrics['n_fixed']} fixed, "
                      f"{metrics['n_broken']} broken); detection AUROC {metrics['auroc']:.3f}")
+    if "noise_strength" in metrics:
+        lines.append(f"  noise strength {metrics['noise_strength']:.3f} (odds of a noisy label by the first "
+                     f"mixture fit, at most 1; by default the mixing and the training-label correction run "
+                     f"at this share of their full strength)")
     lines += [f"  manifest: {result['manifest']}", f"  model:    {result['model']}",
               f"  report:   {result['report']}"]
     if metrics["n_suggested_changes"]:

@@ -35,6 +35,8 @@ def export_results(run_dir: str) -> dict:
     metrics = {"n_samples": int(len(manifest)),
                "n_label_issues": int(outputs.is_label_issue.sum()),
                "n_suggested_changes": int((outputs.suggested_label != given).sum())}
+    if trainer.noise_strength is not None:  # mixnn: set by the first mixture fit
+        metrics["noise_strength"] = trainer.noise_strength
     test_curve = [row["test_acc"] for row in trainer.history if "test_acc" in row]
     if test_curve:
         metrics.update(test_accuracy_summary(test_curve))

@@ -148,6 +148,24 @@ def test_run_json_records_configuration_versions_timings_and_metrics(finished_ru
     assert len(run["history"]) == 6
 
 
+def test_noise_strength_of_the_first_fit_reaches_the_metrics_report_and_summary(finished_run):
+    """The odds of noise the first mixture fit (epoch 1, labels as given, no gate) reads set the
+    strength of the default mixing and correction; the user sees it in the metrics, the report and
+    the command's summary."""
+    from flows.cli import summary_text
+    from mixnn_core.correction import noise_odds_strength
+
+    run_dir, result = finished_run
+    first_fit = json.loads((run_dir / "mixture" / "epoch=001.json").read_text())
+    strength = result["metrics"]["noise_strength"]
+    assert strength == pytest.approx(noise_odds_strength(1 - first_fit["mean_p_clean"]))
+    assert 0.3 < strength <= 1  # digits with 40 % symmetric noise (36 % wrong)
+    report = (run_dir / "report" / "report.md").read_text(encoding="utf-8")
+    assert f"| Noise strength (odds of a noisy label by the first mixture fit, at most 1) | {strength:.4f} |" in report
+    assert "read few noisy labels" not in report
+    assert f"noise strength {strength:.3f}" in summary_text(result)
+
+
 def test_rerun_skips_finished_work(finished_run):
     run_dir, _ = finished_run
     before = (run_dir / "manifest.parquet").read_bytes()
@@ -231,5 +249,6 @@ def test_summary_points_to_the_audit_sample_only_when_labels_changed():
     result = {"counts": {"n_ingested": 10, "n_quarantined": 0}, "manifest": "m", "model": "d", "report": "r",
               "metrics": {"n_suggested_changes": 3, "n_label_issues": 4}}
     assert "audit sample" in summary_text(result)
+    assert "noise strength" not in summary_text(result)  # ce / mixup runs fit no mixture
     result["metrics"]["n_suggested_changes"] = 0
     assert "audit sample" not in summary_text(result)

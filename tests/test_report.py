@@ -303,6 +303,24 @@ def test_optional_metrics_and_extra_keys_are_rendered():
     assert not any(label.startswith("Label recovery") for label in summary_rows)
 
 
+@pytest.mark.parametrize("strength, warned", [(0.004, True), (0.0999, True), (0.1, False), (0.9, False),
+                                              (None, False)])
+def test_a_weak_noise_strength_is_explained_below_the_summary(strength, warned):
+    summary = {**SUMMARY} if strength is None else {**SUMMARY, "noise_strength": strength}
+    manifest = make_manifest(20, ["a", "b"], with_truth=False, rng=np.random.default_rng(5))
+
+    markdown = render_markdown(manifest=manifest, class_names=["a", "b"], summary=summary,
+                               suspects=suspects_table(manifest, 5), audit=audit_sample(manifest))
+
+    between_summary_and_plots = markdown.split("## Summary", 1)[1].split("## Plots", 1)[0]
+    assert ("read few noisy labels" in between_summary_and_plots) == warned
+    if warned:
+        assert f"(noise strength {strength:.3f})" in between_summary_and_plots
+    summary_rows = dict(table_rows(markdown, "## Summary"))
+    label = "Noise strength (odds of a noisy label by the first mixture fit, at most 1)"
+    assert summary_rows.get(label) == (None if strength is None else f"{strength:.4f}")
+
+
 def test_report_module_imports_neither_prefect_nor_pyplot():
     code = ("import sys, mixnn_core.report; "
             "assert 'prefect' not in sys.modules and 'matplotlib.pyplot' not in sys.modules")
