@@ -138,6 +138,8 @@ def test_report_writes_tables_targets_and_plots(quick_results, tmp_path):
         assert f"| {method} |" in text
     assert "| recovery > " in text and "mixnn epoch <= 1.5x ce epoch" in text
     assert "### Across seeds" in text
+    if "mixnn" in methods:
+        assert "| digits-sym40 e6 | 0 | " in text.split("### Noise strength read by the first mixture fit")[1]
     if "cleanlab" in methods:
         assert "| time to corrected labels vs cleanlab route | digits-sym40 e6 |" in text
     assert (out.parent / "stage_breakdown.png").stat().st_size > 1000
@@ -183,6 +185,21 @@ def test_across_seeds_pairs_runs_of_the_same_seed_only():
     for strict, outcome in ((False, "PASS"), (True, "MISS")):  # a mean difference of exactly 0
         assert report.seed_mean_target(level, "fmnist20k-sym50", 20, "label_recovery", "recovery >", verdict,
                                        strict=strict)[0].endswith(f"| +0.00 points | {outcome} |")
+
+
+def test_noise_strength_table_lists_each_seeds_first_fit_beside_the_true_odds():
+    def run(seed, strengths, wrong=0.2, method="mixnn", tag=""):
+        return {"setting": "fmnist20k-asym40", "epochs": 20, "method": method, "seed": seed, "tag": tag,
+                "given_label_accuracy": 1 - wrong,
+                "history": [{"epoch": e} if s is None else {"epoch": e, "noise_strength": s}
+                            for e, s in enumerate(strengths)]}
+
+    runs = [run(1, [None, 0.31, 0.31]), run(0, [None, None, 0.36, 0.36], wrong=0.6),
+            run(2, [None, 0.9], tag="other"),  # tagged: another configuration
+            run(3, [None, 0.5], method="ce")]
+    assert report.first_noise_strength(runs[0]) == 0.31 and report.first_noise_strength(runs[3] | {"history": []}) is None
+    assert report.noise_strength_table(runs).splitlines()[2:] == [
+        "| fmnist20k-asym40 e20 | 0, 1 | 60.0%, 20.0% | 1.00, 0.25 | 0.360, 0.310 |"]
 
 
 def test_tuning_on_held_out_noisy_labels_lands_in_the_report(quick_results, tmp_path):
