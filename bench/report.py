@@ -13,6 +13,7 @@ import json
 import math
 import statistics
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
 import matplotlib
@@ -183,6 +184,7 @@ def target_checks(runs: list[dict]) -> str:
         lines.append(f"| mixnn epoch <= 1.5x ce epoch | {where} | {per_epoch_ratio:.2f}x | " + (
             verdict(per_epoch_ratio <= 1.5) if comparable(mixnn, ce) else
             f"not comparable: {not_alone(mixnn, ce)}") + " |")
+        lines += side_by_side_cost_target(runs, setting, epochs, verdict)
         if cleanlab is not None:
             # cleanlab's suggestions exist once the cross-validation and find_label_issues are
             # done (its retraining only makes the model); mixnn's at the end of its run.
@@ -208,6 +210,47 @@ def seed_mean_target(runs: list[dict], setting: str, epochs: int, key: str, labe
     passed = mean > 0 if strict else mean >= 0
     return [f"| {label} ce, mean over seeds {', '.join(map(str, differences))} | {setting} e{epochs} | "
             f"{100 * mean:+.2f} points | {verdict(passed)} |"]
+
+
+def side_by_side_cost_target(runs: list[dict], setting: str, epochs: int,
+                             verdict: Callable[[bool], str]) -> list[str]:
+    """The per-epoch cost target on the seeds whose mixnn and ce ran together on one host with
+    nothing else (``ran_together_alone``): each ratio is passed at 1.5x or less; none when no
+    seed ran so."""
+    mixnn, ce = (runs_by_seed(runs, setting, epochs, method) for method in ("mixnn", "ce"))
+    ratios = {seed: epoch_cost(mixnn[seed]) / epoch_cost(ce[seed]) for seed in sorted(mixnn.keys() & ce.keys())
+              if ran_together_alone(mixnn[seed], ce[seed])}
+    if not ratios:
+        return []
+    return [f"| mixnn epoch <= 1.5x ce epoch, run together on one host, seeds {', '.join(map(str, ratios))} | "
+            f"{setting} e{epochs} | {', '.join(f'{ratio:.2f}x' for ratio in ratios.values())} | "
+            f"{verdict(max(ratios.values()) <= 1.5)} |"]
+
+
+def ran_together_alone(first: dict, second: dict, overlap: float = 0.9) -> bool:
+    """Whether two runs' wall times compare although neither had the whole machine: one host
+    and thread count, both threads' worth of CPUs at once (2 x threads <= CPUs), neither resumed,
+    their spans overlapping for ``overlap`` of the shorter, and a 15-minute load average after
+    each of at most the CPUs + 0.5 (nothing else ran beside them)."""
+    machines = first["machine"], second["machine"]
+    if machines[0]["platform"] != machines[1]["platform"] or threads_of(first) != threads_of(second):
+        return False
+    if 2 * threads_of(first) > machines[0]["cpus"]:
+        return False
+    if any(len(run.get("segments", [])) != 1 or "finished_at" not in run or "load_average_after" not in machine
+           for run, machine in zip((first, second), machines)):
+        return False
+    if any(machine["load_average_after"][2] > machine["cpus"] + 0.5 for machine in machines):
+        return False
+    spans = [run_span(run) for run in (first, second)]
+    shared = min(end for _, end in spans) - max(start for start, _ in spans)
+    return shared >= overlap * min(end - start for start, end in spans)
+
+
+def run_span(run: dict) -> tuple[float, float]:
+    """Start and end of a run, in seconds since the epoch (from ``finished_at`` and its elapsed time)."""
+    end = datetime.strptime(run["finished_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+    return end - run["elapsed_seconds"], end
 
 
 def comparable(*runs: dict) -> bool:

@@ -187,6 +187,37 @@ def test_across_seeds_pairs_runs_of_the_same_seed_only():
                                        strict=strict)[0].endswith(f"| +0.00 points | {outcome} |")
 
 
+def test_cost_target_reads_only_seeds_whose_two_runs_ran_together_alone_on_one_host():
+    def run(method, seed, finished="2026-12-03T12:00:00Z", elapsed=1000.0, platform_name="host-a",
+            threads=1, load=2.0, segments=1):
+        history = [{"phase": "warmup", "seconds": 40.0}] + [{"phase": "mixnn", "seconds": 50.0}] * 2
+        stages = ({"training": 140.0, "evaluation_pass": 10.0, "neighbor_search": 4.0} if method == "mixnn"
+                  else {"training": 120.0})
+        return {"setting": "cifar10n-aggre", "epochs": 3, "method": method, "seed": seed, "tag": "",
+                "finished_at": finished, "elapsed_seconds": elapsed, "segments": [{}] * segments,
+                "history": history, "stage_seconds": stages,
+                "machine": {"cpus": 2, "threads": threads, "platform": platform_name,
+                            "load_average_after": [load, load, load]}}
+
+    def verdict(ok):
+        return "PASS" if ok else "MISS"
+
+    # mixnn: (50 + 10/2 + 4/2) = 57 s per mixing epoch; ce: 40 s per epoch
+    assert report.epoch_cost(run("mixnn", 1)) == pytest.approx(57.0)
+    assert report.ran_together_alone(run("mixnn", 1), run("ce", 1))
+    apart = [run("ce", 1, finished="2026-12-03T13:00:00Z"), run("ce", 1, platform_name="host-b"),
+             run("ce", 1, threads=2), run("ce", 1, load=3.0), run("ce", 1, segments=2),
+             run("ce", 1, finished="2026-12-03T12:02:00Z")]  # overlapping 880 of 1000 s
+    for other in apart:
+        assert not report.ran_together_alone(run("mixnn", 1), other), other
+    runs = [run("mixnn", 1), run("ce", 1), run("mixnn", 2), run("ce", 2, load=4.0), run("mixnn", 0)]
+    assert report.side_by_side_cost_target(runs, "cifar10n-aggre", 3, verdict) == [
+        "| mixnn epoch <= 1.5x ce epoch, run together on one host, seeds 1 | cifar10n-aggre e3 | 1.43x | PASS |"]
+    runs[0]["stage_seconds"]["evaluation_pass"] = 40.0  # 72 s per mixing epoch: 1.8x
+    assert report.side_by_side_cost_target(runs, "cifar10n-aggre", 3, verdict)[0].endswith("| 1.80x | MISS |")
+    assert report.side_by_side_cost_target(runs[2:], "cifar10n-aggre", 3, verdict) == []
+
+
 def test_noise_strength_table_lists_each_seeds_first_fit_beside_the_true_odds():
     def run(seed, strengths, wrong=0.2, method="mixnn", tag=""):
         return {"setting": "fmnist20k-asym40", "epochs": 20, "method": method, "seed": seed, "tag": tag,
