@@ -21,6 +21,7 @@ from bench import (
     noise_share_estimates,
     prefect_overhead,
     report,
+    retrain_on_suggestions,
     suggestion_rules,
     suggestion_share,
     suite,
@@ -216,6 +217,19 @@ def test_cost_target_reads_only_seeds_whose_two_runs_ran_together_alone_on_one_h
     runs[0]["stage_seconds"]["evaluation_pass"] = 40.0  # 72 s per mixing epoch: 1.8x
     assert report.side_by_side_cost_target(runs, "cifar10n-aggre", 3, verdict)[0].endswith("| 1.80x | MISS |")
     assert report.side_by_side_cost_target(runs[2:], "cifar10n-aggre", 3, verdict) == []
+
+
+def test_retraining_probe_trains_each_second_model_on_the_first_ones_suggestions(tmp_path):
+    path = retrain_on_suggestions.main(["--setting", "digits-sym40", "--epochs", "3", "--out", str(tmp_path)])
+    assert path == tmp_path / "digits-sym40-s0-e3.json"
+    trainings = json.loads(path.read_text())["trainings"]
+    assert list(trainings) == ["ce", "mixnn", "ce_on_mixnn_suggestions", "ce_on_ce_suggestions"]
+    assert trainings["ce"]["trained_label_accuracy"] == pytest.approx(0.6, abs=0.05)  # 40 % symmetric noise
+    assert trainings["mixnn"]["trained_label_accuracy"] == trainings["ce"]["trained_label_accuracy"]
+    for first in ("mixnn", "ce"):
+        assert (trainings[f"ce_on_{first}_suggestions"]["trained_label_accuracy"]
+                == trainings[first]["suggestion_recovery"])
+    assert all(0.0 < training["test_acc_last"] <= 1.0 for training in trainings.values())
 
 
 def test_noise_strength_table_lists_each_seeds_first_fit_beside_the_true_odds():
