@@ -26,6 +26,7 @@ from bench import (
     suggestion_share,
     suite,
     tune,
+    weight_average,
 )
 from mixnn_core.config import cpu_preset
 from mixnn_core.trainer import Trainer
@@ -230,6 +231,35 @@ def test_retraining_probe_trains_each_second_model_on_the_first_ones_suggestions
         assert (trainings[f"ce_on_{first}_suggestions"]["trained_label_accuracy"]
                 == trainings[first]["suggestion_recovery"])
     assert all(0.0 < training["test_acc_last"] <= 1.0 for training in trainings.values())
+
+
+def test_weight_average_means_parameters_and_keeps_the_last_batchnorm_statistics():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    first = {k: v.clone() for k, v in model.state_dict().items()}
+    second = {k: v + 2.0 if v.is_floating_point() else v + 1 for k, v in first.items()}
+    averaged = weight_average.averaged_parameters([first, second])
+    assert torch.allclose(averaged["0.weight"], first["0.weight"] + 1.0)
+    assert torch.allclose(averaged["1.bias"], first["1.bias"] + 1.0)
+    assert torch.equal(averaged["1.running_mean"], second["1.running_mean"])
+    assert torch.equal(averaged["1.num_batches_tracked"], second["1.num_batches_tracked"])
+    assert all(torch.equal(v, second[k]) for k, v in weight_average.averaged_parameters([second]).items())
+
+
+def test_weight_average_probe_scores_each_average_on_the_same_held_out_rows(tmp_path):
+    path = weight_average.main(["--setting", "digits-sym40", "--epochs", "3", "--last", "2", "--folds", "2",
+                                "--out", str(tmp_path), "--reference", str(tmp_path / "reference")])
+    assert path == tmp_path / "digits-sym40-mixnn-e3-f2.json"
+    record = json.loads(path.read_text())
+    results = record["results"]
+    assert list(results) == ["own", "1", "2"]
+    assert results["own"]["held_out_noisy_minus_own"] == 0.0
+    for result in results.values():
+        assert 0.0 < result["held_out_noisy_accuracy"] < 1.0 and 0.0 < result["test_acc_mean_over_folds"] <= 1.0
+        assert result["held_out_noisy_minus_own"] == pytest.approx(
+            result["held_out_noisy_accuracy"] - results["own"]["held_out_noisy_accuracy"])
+    with pytest.raises(SystemExit):  # never replaces a result
+        weight_average.main(["--setting", "digits-sym40", "--epochs", "3", "--last", "2", "--folds", "2",
+                             "--out", str(tmp_path), "--reference", str(tmp_path / "reference")])
 
 
 def test_noise_strength_table_lists_each_seeds_first_fit_beside_the_true_odds():
