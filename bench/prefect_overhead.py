@@ -28,6 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.timestamps import utc_now  # noqa: E402
+
 
 def covered_seconds(intervals: list[tuple[float, float]]) -> float:
     """Length of the union of ``(start, end)`` intervals (overlaps counted once)."""
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
            "orchestration_share": (wall - inside) / wall,
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
            "load_average_after": os.getloadavg(),
-           "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+           "finished_at": utc_now()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(row, indent=2))
     print(json.dumps(row, indent=2))

@@ -12,8 +12,8 @@ import argparse
 import json
 import math
 import statistics
+import sys
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 
 import matplotlib
@@ -22,6 +22,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.timestamps import seconds_since_epoch  # noqa: E402
+
 START, END = "<!-- generated: start -->", "<!-- generated: end -->"
 METHOD_ORDER = ("ce", "mixup", "cleanlab", "mixnn")
 MIXING_STEPS = ("evaluation_pass", "feature_write", "mixture_fit", "neighbor_search", "correction")
@@ -249,7 +253,7 @@ def ran_together_alone(first: dict, second: dict, overlap: float = 0.9) -> bool:
 
 def run_span(run: dict) -> tuple[float, float]:
     """Start and end of a run, in seconds since the epoch (from ``finished_at`` and its elapsed time)."""
-    end = datetime.strptime(run["finished_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+    end = seconds_since_epoch(run["finished_at"])
     return end - run["elapsed_seconds"], end
 
 

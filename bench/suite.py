@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.datasets import Split, cifar10, fashion_mnist, subset  # noqa: E402
+from bench.timestamps import utc_now  # noqa: E402
 from flows.mixnn_flow import StageClock  # noqa: E402
 from mixnn_core.config import TrainConfig, cpu_preset  # noqa: E402
 from mixnn_core.files import (  # noqa: E402
@@ -315,7 +316,7 @@ def run_one(setting_name: str, method: str, epochs: int, seed: int, out: Path, o
            **summarise(result, data), "elapsed_seconds": elapsed,
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
            "machine": {**machine_record(), "load_average_after": os.getloadavg()},
-           "code": code, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+           "code": code, "finished_at": utc_now()}
     write_json_atomic(row, path)
     partial.unlink(missing_ok=True)
     print(f"{name}: test acc {row['test_acc_last']:.4f}, recovery {row['label_recovery']:.4f}, "

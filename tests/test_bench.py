@@ -25,6 +25,7 @@ from bench import (
     suggestion_rules,
     suggestion_share,
     suite,
+    timestamps,
     tune,
     weight_average,
 )
@@ -231,6 +232,11 @@ def test_retraining_probe_trains_each_second_model_on_the_first_ones_suggestions
         assert (trainings[f"ce_on_{first}_suggestions"]["trained_label_accuracy"]
                 == trainings[first]["suggestion_recovery"])
     assert all(0.0 < training["test_acc_last"] <= 1.0 for training in trainings.values())
+
+
+def test_result_timestamps_read_back_as_the_time_they_were_written():
+    assert timestamps.seconds_since_epoch("1970-01-02T00:00:00Z") == 86400.0
+    assert abs(timestamps.seconds_since_epoch(timestamps.utc_now()) - time.time()) < 2.0
 
 
 def test_weight_average_means_parameters_and_keeps_the_last_batchnorm_statistics():
