@@ -184,6 +184,12 @@ def test_across_seeds_pairs_runs_of_the_same_seed_only():
     assert report.seed_mean_target(runs, "fmnist20k-sym50", 20, "test_acc_last", "test acc >=", verdict, strict=False)[0].endswith(
         "| -1.00 points | MISS |")
     assert report.seed_mean_target(runs[:2], "fmnist20k-sym50", 20, "test_acc_last", "test acc >=", verdict, strict=False) == []
+    runs[3]["test_acc_last"] = 0.880  # ce 0.870 / 0.860 (mean 0.865), mixnn 0.860 / 0.880 (mean 0.870)
+    assert report.seed_mean_gap_target(runs, "fmnist20k-sym50", 20, 0.885, verdict) == [
+        "| closes >= half the ce-to-clean gap, mean over seeds 0, 1 | fmnist20k-sym50 e20 | 0.25 of 2.0 points | MISS |"]
+    assert report.seed_mean_gap_target(runs, "fmnist20k-sym50", 20, 0.874, verdict)[0].endswith(
+        "| 0.56 of 0.9 points | PASS |")
+    assert report.seed_mean_gap_target(runs[:2], "fmnist20k-sym50", 20, 0.885, verdict) == []
     level = [run("ce", 0, 0.5, 0.5), run("mixnn", 0, 0.25, 0.25), run("ce", 1, 0.5, 0.5), run("mixnn", 1, 0.75, 0.75)]
     for strict, outcome in ((False, "PASS"), (True, "MISS")):  # a mean difference of exactly 0
         assert report.seed_mean_target(level, "fmnist20k-sym50", 20, "label_recovery", "recovery >", verdict,
