@@ -177,8 +177,7 @@ def target_checks(runs: list[dict]) -> str:
         clean_setting = setting.rsplit("-", 1)[0] + "-clean"
         clean = by(runs, clean_setting, epochs, "ce")
         if clean is not None and any(s in setting for s in ("sym80", "asym40")):
-            gap = clean["test_acc_last"] - ce["test_acc_last"]
-            closed = (mixnn["test_acc_last"] - ce["test_acc_last"]) / gap if gap > 0 else math.nan
+            closed, gap = share_of_gap_closed(mixnn["test_acc_last"], ce["test_acc_last"], clean["test_acc_last"])
             lines.append(f"| closes >= half the ce-to-clean gap | {where} | {closed:.2f} of "
                          f"{100 * gap:.1f} points | {verdict(closed >= 0.5)} |")
             lines += seed_mean_gap_target(runs, setting, epochs, clean["test_acc_last"], verdict)
@@ -217,6 +216,13 @@ def seed_mean_target(runs: list[dict], setting: str, epochs: int, key: str, labe
             f"{100 * mean:+.2f} points | {verdict(passed)} |"]
 
 
+def share_of_gap_closed(mixnn_accuracy: float, ce_accuracy: float, clean_accuracy: float) -> tuple[float, float]:
+    """The share of the gap between ce's and the clean reference's accuracy that mixnn closes
+    (NaN when ce is not below the reference), and that gap."""
+    gap = clean_accuracy - ce_accuracy
+    return ((mixnn_accuracy - ce_accuracy) / gap if gap > 0 else math.nan), gap
+
+
 def seed_mean_gap_target(runs: list[dict], setting: str, epochs: int, clean_accuracy: float,
                          verdict: Callable[[bool], str]) -> list[str]:
     """The half-gap target over seeds: the share of the gap between ce's mean test accuracy and
@@ -226,9 +232,8 @@ def seed_mean_gap_target(runs: list[dict], setting: str, epochs: int, clean_accu
     seeds = sorted(mixnn.keys() & ce.keys())
     if len(seeds) < 2:
         return []
-    ce_mean = statistics.mean(ce[seed]["test_acc_last"] for seed in seeds)
-    gap = clean_accuracy - ce_mean
-    closed = (statistics.mean(mixnn[seed]["test_acc_last"] for seed in seeds) - ce_mean) / gap if gap > 0 else math.nan
+    closed, gap = share_of_gap_closed(statistics.mean(mixnn[seed]["test_acc_last"] for seed in seeds),
+                                      statistics.mean(ce[seed]["test_acc_last"] for seed in seeds), clean_accuracy)
     return [f"| closes >= half the ce-to-clean gap, mean over seeds {', '.join(map(str, seeds))} | "
             f"{setting} e{epochs} | {closed:.2f} of {100 * gap:.1f} points | {verdict(closed >= 0.5)} |"]
 

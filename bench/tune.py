@@ -74,6 +74,17 @@ def held_out_splits(noisy: np.ndarray, seed: int, folds: int) -> list[tuple[np.n
     return stratified_folds(noisy, folds, seed)
 
 
+def check_folds(parser: argparse.ArgumentParser, folds: int, noisy: np.ndarray, setting: str) -> None:
+    """Stop with a usage error unless every one of ``folds`` (>= 1) can hold a row of each
+    noisy-label class."""
+    if folds < 1:
+        parser.error(f"--folds must be >= 1, got {folds}")
+    smallest_class = np.bincount(noisy)[np.unique(noisy)].min()
+    if folds > smallest_class:
+        parser.error(f"--folds {folds}: the smallest noisy-label class of {setting} has "
+                     f"{smallest_class} rows, too few for one in each fold")
+
+
 def read_by_ce(config: dict) -> dict:
     """The fields of a configuration (``TrainConfig.to_dict()``) a ce run reads."""
     return {field: value for field, value in config.items() if field not in FIELDS_CE_IGNORES}
@@ -117,8 +128,6 @@ def main(argv: list[str] | None = None) -> Path:
     if not separator or not field:
         parser.error(f"--grid {args.grid!r}: expected FIELD=V1,V2,...")
     grid = [config_assignments(parser, [f"{field}={text}"])[field] for text in values.split(",")]
-    if args.folds < 1:
-        parser.error(f"--folds must be >= 1, got {args.folds}")
     held_fixed = "".join(f"-{key}={value}" for key, value in fixed.items())
     seed = f"-s{args.seed}" if args.seed else ""
     folds = f"-f{args.folds}" if args.folds > 1 else ""
@@ -130,10 +139,7 @@ def main(argv: list[str] | None = None) -> Path:
     setting = SETTINGS[args.setting]
     code = code_version()  # before training: the checkout may move while it runs
     data = load(setting, seed=args.seed)
-    smallest_class = np.bincount(data.noisy_labels)[np.unique(data.noisy_labels)].min()
-    if args.folds > smallest_class:
-        parser.error(f"--folds {args.folds}: the smallest noisy-label class of {args.setting} has "
-                     f"{smallest_class} rows, too few for one in each fold")
+    check_folds(parser, args.folds, data.noisy_labels, args.setting)
     splits = held_out_splits(data.noisy_labels, args.seed, args.folds)
     held_rows = np.concatenate([held for _, held in splits])
     held_noisy = data.noisy_labels[held_rows]

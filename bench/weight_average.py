@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.suite import SETTINGS, code_version, load, machine_record  # noqa: E402
-from bench.tune import held_out_splits, reference_kept_rows  # noqa: E402
+from bench.tune import check_folds, held_out_splits, reference_kept_rows  # noqa: E402
 from mixnn_core.config import cpu_preset  # noqa: E402
 from mixnn_core.files import write_json_atomic  # noqa: E402
 from mixnn_core.trainer import Trainer  # noqa: E402
@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> Path:
     setting = SETTINGS[args.setting]
     code = code_version()
     data = load(setting, seed=args.seed)
+    check_folds(parser, args.folds, data.noisy_labels, args.setting)
     splits = held_out_splits(data.noisy_labels, args.seed, args.folds)
     kept = reference_kept_rows(args.setting, data.train.images, data.noisy_labels, args.epochs, args.seed,
                                args.reference)

@@ -272,6 +272,11 @@ def test_weight_average_probe_scores_each_average_on_the_same_held_out_rows(tmp_
     with pytest.raises(SystemExit):  # never replaces a result
         weight_average.main(["--setting", "digits-sym40", "--epochs", "3", "--last", "2", "--folds", "2",
                              "--out", str(tmp_path), "--reference", str(tmp_path / "reference")])
+    for folds in ("0", "1000"):  # none, or more folds than the smallest class has rows
+        with pytest.raises(SystemExit):
+            weight_average.main(["--setting", "digits-sym40", "--epochs", "3", "--last", "2", "--folds", folds,
+                                 "--out", str(tmp_path / "other"), "--reference", str(tmp_path / "reference")])
+    assert not (tmp_path / "other").exists()
 
 
 def test_noise_strength_table_lists_each_seeds_first_fit_beside_the_true_odds():
