@@ -107,6 +107,10 @@ class TrainConfig:
     # CIFAR-10N's 0.40 / 0.09 wrong where the linear mixture read 0.009 / 0.17, BENCHMARKS.md
     # eighteenth pass: ordered right, read high where the warm-up model is weak)
     noise_estimate: str = "mixture"
+    # share of every training target spread evenly over the classes, (1 - s) target + s / C, in
+    # every epoch of every method (0: the targets as they are; under test, BENCHMARKS.md
+    # thirtieth pass)
+    label_smoothing: float = 0.0
     bn_refresh_samples: int = 4096  # BatchNorm statistics re-estimated on this many un-mixed images
     bn_refresh_augmented: bool = False  # those images randomly cropped (and flipped) as in training
     crop_padding: int = -1  # random-crop padding in pixels; -1: height // 8
@@ -148,6 +152,8 @@ class TrainConfig:
             (self.correction_every >= 1,
              f"correction_every must be >= 1, got {self.correction_every}"),
             (self.loss_window >= 1, f"loss_window must be >= 1, got {self.loss_window}"),
+            (0.0 <= self.label_smoothing < 1.0,
+             f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
             (self.bn_refresh_samples >= 0,
              f"bn_refresh_samples must be >= 0, got {self.bn_refresh_samples}"),
             (self.gate_start is None or self.gate_start >= 0,

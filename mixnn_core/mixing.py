@@ -94,6 +94,17 @@ def mix_batch(inputs: torch.Tensor, soft_labels: torch.Tensor,
     return mixed_inputs, mixed_labels
 
 
+def smoothed_targets(targets: torch.Tensor, share: float) -> torch.Tensor:
+    """Targets (B, C) with ``share`` of each row's mass spread evenly over the C classes:
+    ``(1 - share) * targets + share / C``. Rows that sum to 1 still do; ``share`` 0 returns
+    ``targets``."""
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"share must be in [0, 1), got {share}")
+    if share == 0.0:
+        return targets
+    return (1.0 - share) * targets + share / targets.shape[1]
+
+
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
                        sample_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over the batch of ``-sum_c targets[c] * log softmax(logits)[c]``, each row's term

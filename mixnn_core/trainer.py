@@ -46,6 +46,7 @@ from mixnn_core.mixing import (
     mixing_weights,
     replacement_weights,
     scaled_neighbor_share,
+    smoothed_targets,
     soft_cross_entropy,
 )
 from mixnn_core.models import build_model, resolve_model_name
@@ -291,6 +292,7 @@ class Trainer:
             inputs = self._augmented(members)
             mixed_inputs, mixed_labels = mix_batch(inputs, soft_labels[members].to(self.device),
                                                    member_weights.to(self.device))
+            mixed_labels = smoothed_targets(mixed_labels, self.config.label_smoothing)
             rows = self._rows_of_this_process(mixed_inputs.shape[0])
             sample_weights = None
             if phase == "consolidate":

@@ -25,6 +25,7 @@ from mixnn_core.mixing import (
     mixing_weights,
     replacement_weights,
     scaled_neighbor_share,
+    smoothed_targets,
     soft_cross_entropy,
 )
 from mixnn_core.outputs import sample_outputs
@@ -139,6 +140,17 @@ def test_scaled_neighbor_share_hands_the_rest_to_the_sample():
     assert np.allclose(scaled_neighbor_share(w, 0.0), [[1, 0]] * 3)
     with pytest.raises(ValueError, match="strength"):
         scaled_neighbor_share(w, 1.5)
+
+
+def test_smoothed_targets_spread_the_share_evenly():
+    targets = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.25, 0.75, 0.0, 0.0]])
+    smoothed = smoothed_targets(targets, 0.2)
+    assert torch.allclose(smoothed[0], torch.tensor([0.85, 0.05, 0.05, 0.05]))
+    assert torch.allclose(smoothed[1], torch.tensor([0.25, 0.65, 0.05, 0.05]))
+    assert torch.allclose(smoothed.sum(dim=1), torch.ones(2))
+    assert smoothed_targets(targets, 0.0) is targets
+    with pytest.raises(ValueError, match="share"):
+        smoothed_targets(targets, 1.0)
 
 
 def test_replacement_weights_by_hand():

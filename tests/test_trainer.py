@@ -140,6 +140,25 @@ def test_consolidation_epoch_trains_unmixed_and_ignores_samples_with_clean_proba
     assert torch.equal(trained(kept, ones)[1], consolidated)
 
 
+def test_label_smoothing_trains_on_the_smoothed_targets(digits):
+    """An epoch with label_smoothing s trains bit-near the model of one on (1 - s) one-hot + s / C."""
+    images, labels = digits
+
+    def one_epoch(config, soft_labels=None):
+        trainer = Trainer(config, images, labels, 10)
+        if soft_labels is not None:
+            trainer.soft_labels = soft_labels
+        trainer.train_epoch()
+        return parameters(trainer)
+
+    smoothed = one_epoch(cpu_preset(5, method="ce", label_smoothing=0.2))
+    assert not torch.allclose(smoothed, one_epoch(cpu_preset(5, method="ce")), atol=1e-4)
+    by_hand = (0.8 * np.eye(10)[labels] + 0.02).astype(np.float32)
+    assert torch.allclose(one_epoch(cpu_preset(5, method="ce"), by_hand), smoothed, atol=1e-5)
+    with pytest.raises(ValueError, match="label_smoothing must be in"):
+        TrainConfig(label_smoothing=1.0)
+
+
 def test_gate_sets_clean_probability_0_where_the_outputs_would_change_the_label(digits):
     """``gate_clean_probability``: after the mixture fit, p_clean is 0 exactly where the outputs
     suggest another label and the mixture's posterior elsewhere; without it, or before
