@@ -51,7 +51,7 @@ from bench.suite import (  # noqa: E402
     stratified_folds,
 )
 from mixnn_core.confident_learning import label_issues  # noqa: E402
-from mixnn_core.config import FIELDS_CE_IGNORES, cpu_preset  # noqa: E402
+from mixnn_core.config import FIELDS_CE_IGNORES, TrainConfig, cpu_preset  # noqa: E402
 from mixnn_core.files import read_json, write_json_atomic  # noqa: E402
 from mixnn_core.trainer import Trainer  # noqa: E402
 
@@ -86,8 +86,11 @@ def check_folds(parser: argparse.ArgumentParser, folds: int, noisy: np.ndarray, 
 
 
 def read_by_ce(config: dict) -> dict:
-    """The fields of a configuration (``TrainConfig.to_dict()``) a ce run reads."""
-    return {field: value for field, value in config.items() if field not in FIELDS_CE_IGNORES}
+    """The fields of a configuration (``TrainConfig.to_dict()``) a ce run reads; a field the
+    configuration was recorded without reads as its default, so a field added later with a
+    default that changes nothing does not make a cached ce result stale."""
+    complete = TrainConfig.from_dict(config).to_dict()
+    return {field: value for field, value in complete.items() if field not in FIELDS_CE_IGNORES}
 
 
 def reference_kept_rows(setting: str, images: np.ndarray, noisy: np.ndarray, epochs: int, seed: int,
