@@ -110,6 +110,12 @@ def summary_text(result: dict) -> str:
         lines.append(f"  noise strength {metrics['noise_strength']:.3f} (odds of a noisy label by the first "
                      f"mixture fit, at most 1; by default the mixing and the training-label correction run "
                      f"at this share of their full strength)")
+    if "noise_concentration" in metrics:
+        from mixnn_core.confident_learning import SYMMETRIC_NOISE_CONCENTRATION
+        kind = "evenly over the classes" if metrics["noise_concentration"] < SYMMETRIC_NOISE_CONCENTRATION else \
+            "mostly into particular other classes"
+        lines.append(f"  noise concentration {metrics['noise_concentration']:.3f} (the labels the first fit "
+                     f"contradicts point {kind})")
     lines += [f"  manifest: {result['manifest']}", f"  model:    {result['model']}",
               f"  report:   {result['report']}"]
     if metrics["n_suggested_changes"]:

@@ -23,7 +23,8 @@ FIELDS_CE_IGNORES = frozenset({
     "neighbor_scope", "alpha", "correction_start", "correction_every", "correction_rate",
     "loss_window", "mixture_loss", "mixture_scale", "mixture_per_class", "gate_clean_probability",
     "gate_start", "consolidation_epochs", "consolidation_weights", "dynamic_weights", "own_weight",
-    "mixing_strength", "noise_estimate", "bn_refresh_samples", "bn_refresh_augmented",
+    "mixing_strength", "noise_estimate", "symmetric_noise_smoothing", "bn_refresh_samples",
+    "bn_refresh_augmented",
 })
 
 
@@ -111,6 +112,11 @@ class TrainConfig:
     # every epoch of every method (0: the targets as they are). Held out 5-fold, 0.1: +0.23 sym 20
     # (0.2 level), -0.36 asym 40, level sym 80 (BENCHMARKS.md thirtieth pass), so off
     label_smoothing: float = 0.0
+    # the same smoothing in a mixnn run's epochs from its first mixture fit on, and only when that
+    # fit's evaluation pass reads the noise as spread evenly over the classes (confident learning's
+    # noise_concentration below SYMMETRIC_NOISE_CONCENTRATION): symmetric noise, where label
+    # smoothing helped, not the flips between similar classes, where it hurt (0: never)
+    symmetric_noise_smoothing: float = 0.0
     bn_refresh_samples: int = 4096  # BatchNorm statistics re-estimated on this many un-mixed images
     bn_refresh_augmented: bool = False  # those images randomly cropped (and flipped) as in training
     crop_padding: int = -1  # random-crop padding in pixels; -1: height // 8
@@ -154,6 +160,8 @@ class TrainConfig:
             (self.loss_window >= 1, f"loss_window must be >= 1, got {self.loss_window}"),
             (0.0 <= self.label_smoothing < 1.0,
              f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (0.0 <= self.symmetric_noise_smoothing < 1.0,
+             f"symmetric_noise_smoothing must be in [0, 1), got {self.symmetric_noise_smoothing}"),
             (self.bn_refresh_samples >= 0,
              f"bn_refresh_samples must be >= 0, got {self.bn_refresh_samples}"),
             (self.gate_start is None or self.gate_start >= 0,

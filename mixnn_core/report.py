@@ -90,6 +90,8 @@ SUMMARY_METRIC_LABELS = {
     "f1": "Label-error detection F1",
     "auroc": "Label-error detection AUROC (of 1 - label quality)",
     "noise_strength": "Noise strength (odds of a noisy label by the first mixture fit, at most 1)",
+    "noise_concentration": "Noise concentration (first fit; below 0.5: labels contradicted evenly "
+                           "over the other classes, symmetric noise; above: flips between classes)",
     "wall_seconds": "Wall time",
 }
 # below this noise strength the default mixing and training correction are nearly off

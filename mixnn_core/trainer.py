@@ -29,7 +29,12 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from mixnn_core.augment import channel_statistics, normalize, random_crop_flip
-from mixnn_core.confident_learning import confident_joint_noise_share, label_issues
+from mixnn_core.confident_learning import (
+    SYMMETRIC_NOISE_CONCENTRATION,
+    confident_joint_noise_share,
+    label_issues,
+    noise_concentration,
+)
 from mixnn_core.config import SUGGESTION_GIVEN_LABEL_WEIGHT, TrainConfig
 from mixnn_core.correction import (
     correction_momentum,
@@ -60,7 +65,8 @@ RESUMABLE_CHANGES = {"device", "eval_batch_size"}
 FIELDS_OF_OLDER_CHECKPOINTS = {"consolidation_epochs": 0, "neighbor_scope": "dataset",
                                "gate_clean_probability": False, "gate_start": 0,
                                "consolidation_weights": "clean_probability", "mixing_strength": "full",
-                               "mixture_scale": "linear", "noise_estimate": "mixture"}
+                               "mixture_scale": "linear", "noise_estimate": "mixture",
+                               "symmetric_noise_smoothing": 0.0}
 
 
 class TrainingDiverged(RuntimeError):
@@ -157,6 +163,10 @@ class Trainer:
         # the odds of noise the run's first mixture fit sees in the labels as given (capped at 1):
         # the strength of the training correction and of the mixing under their "estimated_noise"
         self.noise_strength: float | None = None
+        # how unevenly the first fit's evaluation pass puts labels in other classes
+        # (confident_learning.noise_concentration): symmetric noise below
+        # SYMMETRIC_NOISE_CONCENTRATION; decides symmetric_noise_smoothing
+        self.noise_concentration: float | None = None
         self.recent_losses: list[np.ndarray] = []
         self.epoch = 0  # completed epochs
         self.history: list[dict] = []
@@ -206,7 +216,7 @@ class Trainer:
         would change then get ``p_clean`` 0 (the returned fit keeps the mixture's own
         posterior). The run's first fit also sets ``noise_strength``, from the share of noisy
         labels ``config.noise_estimate`` names (``"confident_joint"`` reads it from ``probs``,
-        the same evaluation pass's predictions)."""
+        the same evaluation pass's predictions), and ``noise_concentration`` from ``probs``."""
         window = self.recent_losses + [mixture_input(losses, self.config.mixture_scale)]
         averaged = np.mean(window, axis=0)
         if self.config.mixture_per_class:
@@ -219,6 +229,8 @@ class Trainer:
             self.p_clean = np.where(self.outputs().suggested_label != self.given_labels, 0.0, fit.p_clean)
         if self.noise_strength is None:  # later fits see corrected labels (and a working correction)
             self.noise_strength = noise_odds_strength(self.first_noise_share(probs))
+            if probs is not None:
+                self.noise_concentration = noise_concentration(self.given_labels, probs)
         return fit
 
     def first_noise_share(self, probs: np.ndarray | None) -> float:
@@ -292,7 +304,7 @@ class Trainer:
             inputs = self._augmented(members)
             mixed_inputs, mixed_labels = mix_batch(inputs, soft_labels[members].to(self.device),
                                                    member_weights.to(self.device))
-            mixed_labels = smoothed_targets(mixed_labels, self.config.label_smoothing)
+            mixed_labels = smoothed_targets(mixed_labels, self.target_smoothing())
             rows = self._rows_of_this_process(mixed_inputs.shape[0])
             sample_weights = None
             if phase == "consolidate":
@@ -318,6 +330,15 @@ class Trainer:
         row.update(self._label_metrics())  # after the count: outputs() counts completed epochs
         self.history.append(row)
         return row
+
+    def target_smoothing(self) -> float:
+        """The share of every training target spread evenly over the classes this epoch:
+        ``label_smoothing``, and on top of it ``symmetric_noise_smoothing`` once the first fit
+        has read the noise as symmetric (``noise_concentration``)."""
+        share = self.config.label_smoothing
+        if self.noise_concentration is not None and self.noise_concentration < SYMMETRIC_NOISE_CONCENTRATION:
+            share = 1.0 - (1.0 - share) * (1.0 - self.config.symmetric_noise_smoothing)
+        return share
 
     def consolidation_loss_weights(self) -> np.ndarray:
         """Each sample's loss weight (N,) in a consolidation epoch (before the batch's
@@ -455,6 +476,7 @@ class Trainer:
             "p_clean": torch.from_numpy(np.asarray(self.p_clean, dtype=np.float64)),
             "uniform_soft_labels": torch.from_numpy(self.uniform_soft_labels),
             "noise_strength": self.noise_strength,
+            "noise_concentration": self.noise_concentration,
             "recent_losses": [torch.from_numpy(x) for x in self.recent_losses],
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
@@ -503,6 +525,7 @@ class Trainer:
             self.uniform_soft_labels = state["uniform_soft_labels"].numpy().copy()
         # absent before estimated_noise; named correction_strength before mixing_strength
         self.noise_strength = state.get("noise_strength", state.get("correction_strength"))
+        self.noise_concentration = state.get("noise_concentration")  # absent before the thirty-first pass
         self.recent_losses = [x.numpy().copy() for x in state["recent_losses"]]
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
@@ -551,9 +574,11 @@ class Trainer:
         process."""
         if self.world_size == 1:
             return neighbors
-        shared = [neighbors, self.p_clean, self.soft_labels, self.uniform_soft_labels, self.noise_strength]
+        shared = [neighbors, self.p_clean, self.soft_labels, self.uniform_soft_labels, self.noise_strength,
+                  self.noise_concentration]
         dist.broadcast_object_list(shared, src=0)
-        neighbors, self.p_clean, self.soft_labels, self.uniform_soft_labels, self.noise_strength = shared
+        (neighbors, self.p_clean, self.soft_labels, self.uniform_soft_labels, self.noise_strength,
+         self.noise_concentration) = shared
         return neighbors
 
     def _batch_members(self, phase, index, neighbors, weights):
@@ -579,6 +604,8 @@ class Trainer:
         metrics = {"mean_p_clean": float(np.mean(self.p_clean))}
         if self.noise_strength is not None:
             metrics["noise_strength"] = self.noise_strength
+        if self.noise_concentration is not None:
+            metrics["noise_concentration"] = self.noise_concentration
         # ce / mixup suggestions need an evaluation pass: made only when recovery is measured
         suggested = self.outputs().suggested_label if self.config.method == "mixnn" or self.true_labels is not None else None
         if self.config.method == "mixnn":

@@ -10,6 +10,7 @@ from mixnn_core.confident_learning import (
     confident_joint_noise_share,
     confident_thresholds,
     label_issues,
+    noise_concentration,
     round_preserving_row_sums,
 )
 
@@ -38,6 +39,29 @@ def test_noise_share_counts_the_labels_predictions_contradict():
     assert confident_joint_noise_share(true, probs) == 0.0
     # predictions that follow the given labels see no noise: the share reads the predictions
     assert confident_joint_noise_share(given, np.eye(4)[given] * 0.7 + 0.075) == 0.0
+
+
+def test_noise_concentration_tells_random_labels_from_flips():
+    """Labels changed at random spread their off-diagonal counts evenly (concentration near 0);
+    labels moved to the next class put them in one cell per row (near 1), as long as the
+    model's own mistakes, which spread evenly here, are fewer than the flips."""
+    def concentration(seed, flip_to_next):
+        given, true, _ = noisy_problem(seed, 3000, 10, 0.3, flip_to_next)
+        rng = np.random.default_rng(seed)
+        logits = rng.normal(0, 1, (3000, 10))
+        logits[np.arange(3000), true] += 4.0  # the model right on about 95 %
+        return noise_concentration(given, np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True))
+
+    assert max(concentration(seed, False) for seed in range(3)) < 0.25
+    assert min(concentration(seed, True) for seed in range(3)) > 0.75
+    # by hand: class 0's three mistakes all in class 1 (2 of them above an even 1 per class), class
+    # 1's spread one to each other class (none above)
+    joint_rows = [(0, 0)] * 5 + [(0, 1)] * 3 + [(1, 1)] * 5 + [(1, 0), (1, 2), (1, 3)] + [(2, 2)] * 5 + [(3, 3)] * 5
+    given, predicted = np.array(joint_rows).T
+    probs = np.eye(4)[predicted] * 0.9 + 0.025
+    assert confident_joint(given, probs)[:2].tolist() == [[5, 3, 0, 0], [1, 5, 1, 1]]
+    assert noise_concentration(given, probs) == pytest.approx(2 / 6)
+    assert noise_concentration(predicted, probs) == 0.0  # nothing off the diagonal
 
 
 def test_thresholds_and_joint_by_hand():

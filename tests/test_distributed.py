@@ -60,7 +60,7 @@ def train_recording_shared_state(checkpoint: str) -> dict:
         trainer.train_epoch(neighbors)
     trainer.save(checkpoint)
     return {"rank": trainer.rank, "world_size": trainer.world_size, "shared_state": shared_state,
-            "noise_strength": trainer.noise_strength,
+            "noise_strength": trainer.noise_strength, "noise_concentration": trainer.noise_concentration,
             "model": model_fingerprint(trainer), "soft_labels": trainer.soft_labels,
             "suggested": trainer.outputs().suggested_label}
 
@@ -78,6 +78,7 @@ def test_two_processes_correct_labels_like_one_and_share_the_mixing_state(tmp_pa
     assert ranks[0]["model"] == ranks[1]["model"]
     # read by rank 0's first fit; the mixing of every process may use it (mixing_strength)
     assert ranks[1]["noise_strength"] == ranks[0]["noise_strength"] is not None
+    assert ranks[1]["noise_concentration"] == ranks[0]["noise_concentration"] is not None
 
     suggested_single = single.outputs().suggested_label
     suggested_distributed = ranks[0]["suggested"]

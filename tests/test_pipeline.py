@@ -164,6 +164,12 @@ def test_noise_strength_of_the_first_fit_reaches_the_metrics_report_and_summary(
     assert f"| Noise strength (odds of a noisy label by the first mixture fit, at most 1) | {strength:.4f} |" in report
     assert "read few noisy labels" not in report
     assert f"noise strength {strength:.3f}" in summary_text(result)
+    # how the labels the first fit contradicts spread over the classes: evenly under symmetric noise
+    concentration = result["metrics"]["noise_concentration"]
+    history = json.loads((run_dir / "history.json").read_text())
+    assert concentration == history[-1]["noise_concentration"] < 0.5
+    assert "| Noise concentration (first fit; below 0.5" in report
+    assert f"noise concentration {concentration:.3f} (the labels the first fit contradicts point evenly" in summary_text(result)
 
 
 def test_rerun_skips_finished_work(finished_run):

@@ -159,6 +159,48 @@ def test_label_smoothing_trains_on_the_smoothed_targets(digits):
         TrainConfig(label_smoothing=1.0)
 
 
+def test_symmetric_noise_smoothing_follows_the_first_fits_reading_of_the_noise(digits, tmp_path):
+    """``symmetric_noise_smoothing`` s: no smoothing before the first fit; after it, s where
+    that fit's predictions put the labels they contradict evenly over the other classes, none
+    where they put them in one other class; on top of ``label_smoothing``; kept by a
+    checkpoint; and an epoch so smoothed trains like one with ``label_smoothing`` s."""
+    images, labels = digits
+    rng = np.random.default_rng(0)
+    losses = rng.random(len(labels))
+    contradicted = np.arange(len(labels)) % 4 == 0
+    at_random = np.where(contradicted, (labels + rng.integers(1, 10, len(labels))) % 10, labels)
+    to_next = np.where(contradicted, (labels + 1) % 10, labels)
+
+    def first_fit(predicted, **options):
+        trainer = Trainer(cpu_preset(10, symmetric_noise_smoothing=0.2, **options), images, labels, 10)
+        assert trainer.target_smoothing() == options.get("label_smoothing", 0.0)
+        trainer.fit_clean_probability(losses, 0.9 * np.eye(10, dtype=np.float32)[predicted] + 0.01)
+        return trainer
+
+    symmetric = first_fit(at_random)
+    assert symmetric.noise_concentration < 0.3 and symmetric.target_smoothing() == pytest.approx(0.2)
+    flipped = first_fit(to_next)
+    assert flipped.noise_concentration == pytest.approx(8 / 9) and flipped.target_smoothing() == 0.0
+    assert first_fit(at_random, label_smoothing=0.1).target_smoothing() == pytest.approx(1 - 0.9 * 0.8)
+    assert first_fit(to_next, label_smoothing=0.1).target_smoothing() == pytest.approx(0.1)
+    later = symmetric.noise_concentration
+    symmetric.epoch += 1
+    symmetric.fit_clean_probability(losses, 0.9 * np.eye(10, dtype=np.float32)[to_next] + 0.01)
+    assert symmetric.noise_concentration == later  # the first fit's, as the noise strength
+    resumed = Trainer(cpu_preset(10, symmetric_noise_smoothing=0.2), images, labels, 10)
+    resumed.load(symmetric.save(tmp_path / "symmetric.pt"))
+    assert resumed.noise_concentration == later and resumed.target_smoothing() == pytest.approx(0.2)
+
+    read_symmetric = Trainer(cpu_preset(10, symmetric_noise_smoothing=0.2), images, labels, 10)
+    read_symmetric.noise_concentration = later
+    read_symmetric.train_epoch()
+    smoothed = Trainer(cpu_preset(10, label_smoothing=0.2), images, labels, 10)
+    smoothed.train_epoch()
+    assert torch.allclose(parameters(read_symmetric), parameters(smoothed), atol=1e-6)
+    with pytest.raises(ValueError, match="symmetric_noise_smoothing must be in"):
+        TrainConfig(symmetric_noise_smoothing=-0.1)
+
+
 def test_gate_sets_clean_probability_0_where_the_outputs_would_change_the_label(digits):
     """``gate_clean_probability``: after the mixture fit, p_clean is 0 exactly where the outputs
     suggest another label and the mixture's posterior elsewhere; without it, or before
@@ -374,7 +416,7 @@ OTHER_VALUES = {"warmup_epochs": 2, "mixup_epochs": 1, "num_neighbors": 3, "knn_
                 "gate_start": 1, "consolidation_epochs": 1, "consolidation_weights": "kept",
                 "dynamic_weights": False, "own_weight": "clean_probability", "mixing_strength": "full",
                 "noise_estimate": "confident_joint", "bn_refresh_samples": 7,
-                "bn_refresh_augmented": True}
+                "bn_refresh_augmented": True, "symmetric_noise_smoothing": 0.3}
 
 
 def test_fields_ce_ignores_do_not_change_a_ce_run(digits):
