@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> Path:
     for value in grid:
         config = cpu_preset(args.epochs, args.method, **{**setting.train_options(), "seed": args.seed, **fixed, field: value})
         predicted = np.empty((args.epochs, len(held_rows)), dtype=np.int64)  # per epoch, in held_rows order
+        first_fits = []  # per fold: what the first mixture fit read (mixnn)
         start = 0
         for fold, (fit_rows, fold_held) in enumerate(splits):
             trainer = Trainer(config, data.train.images[fit_rows], data.noisy_labels[fit_rows], 10)
@@ -164,11 +165,14 @@ def main(argv: list[str] | None = None) -> Path:
                 print(f"{field}={value} fold {fold + 1}/{len(splits)} epoch {trainer.epoch}: held-out noisy-label "
                       f"accuracy {right.mean():.4f}, on the {kept[rows].sum()} rows the reference keeps "
                       f"{right[kept[rows]].mean():.4f}", flush=True)
+            first_fits.append({"noise_strength": trainer.noise_strength,
+                               "noise_concentration": trainer.noise_concentration})
             start = rows.stop
         right = predicted == held_noisy
         results[str(value)] = {"held_out_noisy_accuracy": right.mean(axis=1).tolist(),
                                "held_out_kept_accuracy": right[:, kept].mean(axis=1).tolist(),
-                               "held_out_predictions": predicted[-1].tolist(), "config": config.to_dict()}
+                               "held_out_predictions": predicted[-1].tolist(), "first_fits": first_fits,
+                               "config": config.to_dict()}
     best = max(results, key=lambda key: results[key]["held_out_noisy_accuracy"][-1])
     print(f"best {field} (last epoch): {best}")
     write_json_atomic({"setting": args.setting, "method": args.method, "epochs": args.epochs, "field": field,

@@ -320,6 +320,8 @@ def test_tuning_on_held_out_noisy_labels_lands_in_the_report(quick_results, tmp_
         kept_curve = row["held_out_kept_accuracy"]
         assert len(kept_curve) == 3 and (predictions == held_noisy).mean() == pytest.approx(curve[-1])
         assert (predictions[kept] == held_noisy[kept]).mean() == pytest.approx(kept_curve[-1])
+        [first_fit] = row["first_fits"]  # one fold; digits with 40 % symmetric noise
+        assert 0 < first_fit["noise_strength"] <= 1 and 0 <= first_fit["noise_concentration"] < 0.5
     benchmarks = tmp_path / "BENCHMARKS.md"
     report.main(["--runs", str(out), "--out", str(benchmarks)])
     assert "| digits-sym40 e3 | mixnn | lr=0.05 | warmup_epochs=1 | 4096 |" in benchmarks.read_text()
