@@ -23,7 +23,8 @@ and, in every epoch that fits the mixture, how each ``mixture_scale`` would read
 losses (an extra evaluation pass, which draws no random numbers, so the run is unchanged):
 ``noise_share_<scale>`` (1 - mean p_clean) and ``p_clean_auroc_<scale>``, and the share of
 wrong labels confident learning estimates from that pass's predictions
-(``noise_share_confident_joint``, no loss scale). ``--until N`` stops
+(``noise_share_confident_joint``, no loss scale) and how unevenly it spreads them over the
+other classes (``noise_concentration``: symmetric noise low, flips high). ``--until N`` stops
 after N epochs, scoring epoch N's fit without training it (``--until 4`` on a 20-epoch budget:
 the warm-up and the first fit only).
 
@@ -45,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.suite import SETTINGS, code_version, config_assignments, load, machine_record  # noqa: E402
-from mixnn_core.confident_learning import confident_joint_noise_share  # noqa: E402
+from mixnn_core.confident_learning import confident_joint_noise_share, noise_concentration  # noqa: E402
 from mixnn_core.config import MIXTURE_SCALES, cpu_preset  # noqa: E402
 from mixnn_core.files import write_json_atomic  # noqa: E402
 from mixnn_core.gmm import fit_mixture, mixture_input  # noqa: E402
@@ -104,7 +105,8 @@ def main(argv: list[str] | None = None) -> Path:
             return {}
         evaluation = trainer.evaluation_pass()
         return {**scale_scores(evaluation.losses, data.noisy_labels, data.train.labels, seed=config.seed),
-                "noise_share_confident_joint": confident_joint_noise_share(data.noisy_labels, evaluation.probs)}
+                "noise_share_confident_joint": confident_joint_noise_share(data.noisy_labels, evaluation.probs),
+                "noise_concentration": noise_concentration(data.noisy_labels, evaluation.probs)}
 
     rows = []
     while trainer.epoch < until:

@@ -446,6 +446,7 @@ def test_mixing_diagnostics_score_every_mixing_epoch(tmp_path):
         assert 0 < row["noise_share_linear"] < 1 and 0 < row["noise_share_log"] < 1
         assert 0.5 < row["p_clean_auroc_linear"] <= 1 and 0.5 < row["p_clean_auroc_log"] <= 1
         assert 0 < row["noise_share_confident_joint"] < 1
+        assert 0 <= row["noise_concentration"] < 8 / 9
     # the extra evaluation pass leaves the run as it would be without it
     setting = suite.SETTINGS["digits-sym40"]
     data = suite.load(setting, 0)
