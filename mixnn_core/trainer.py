@@ -336,8 +336,9 @@ class Trainer:
         ``label_smoothing``, and on top of it ``symmetric_noise_smoothing`` once the first fit
         has read the noise as symmetric (``noise_concentration``)."""
         share = self.config.label_smoothing
-        if self.noise_concentration is not None and self.noise_concentration < SYMMETRIC_NOISE_CONCENTRATION:
-            share = 1.0 - (1.0 - share) * (1.0 - self.config.symmetric_noise_smoothing)
+        extra = self.config.symmetric_noise_smoothing
+        if extra and self.noise_concentration is not None and self.noise_concentration < SYMMETRIC_NOISE_CONCENTRATION:
+            share = 1.0 - (1.0 - share) * (1.0 - extra)
         return share
 
     def consolidation_loss_weights(self) -> np.ndarray:

@@ -197,6 +197,9 @@ def test_symmetric_noise_smoothing_follows_the_first_fits_reading_of_the_noise(d
     smoothed = Trainer(cpu_preset(10, label_smoothing=0.2), images, labels, 10)
     smoothed.train_epoch()
     assert torch.allclose(parameters(read_symmetric), parameters(smoothed), atol=1e-6)
+    unchanged = Trainer(cpu_preset(10, label_smoothing=0.1), images, labels, 10)
+    unchanged.noise_concentration = later
+    assert unchanged.target_smoothing() == 0.1  # exactly: runs without the option train as before it
     with pytest.raises(ValueError, match="symmetric_noise_smoothing must be in"):
         TrainConfig(symmetric_noise_smoothing=-0.1)
 
