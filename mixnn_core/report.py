@@ -17,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from mixnn_core.confident_learning import SYMMETRIC_NOISE_CONCENTRATION
 from mixnn_core.files import replace_atomically, write_text_atomic
 
 REPORT_FILE = "report.md"
@@ -90,8 +91,8 @@ SUMMARY_METRIC_LABELS = {
     "f1": "Label-error detection F1",
     "auroc": "Label-error detection AUROC (of 1 - label quality)",
     "noise_strength": "Noise strength (odds of a noisy label by the first mixture fit, at most 1)",
-    "noise_concentration": "Noise concentration (first fit; below 0.5: labels contradicted evenly "
-                           "over the other classes, symmetric noise; above: flips between classes)",
+    "noise_concentration": f"Noise concentration (first fit; below {SYMMETRIC_NOISE_CONCENTRATION}: labels "
+                           "contradicted evenly over the other classes, symmetric noise; above: flips between classes)",
     "wall_seconds": "Wall time",
 }
 # below this noise strength the default mixing and training correction are nearly off
