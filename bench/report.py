@@ -295,9 +295,16 @@ def threads_of(run: dict) -> int:
 
 
 def mixing_epoch_stages(run: dict) -> dict[str, float]:
-    """Seconds per mixing epoch of each step of a mixnn run, from its stage clock and history."""
+    """Seconds per mixing epoch of each step of a mixnn run, from its stage clock and history.
+
+    Each step's clock is divided by the epochs that ran it: the neighbour search runs in mixing
+    epochs only, the other steps also in consolidation epochs (``TrainConfig.fits_mixture``),
+    so dividing those by the mixing epochs alone would charge a mixing epoch with the
+    consolidation epochs' evaluation passes too."""
     mixing = [row for row in run["history"] if row["phase"] == "mixnn"]
-    per = {name: run["stage_seconds"].get(name, 0.0) / len(mixing) for name in MIXING_STEPS}
+    fitting = [row for row in run["history"] if row["phase"] in ("mixnn", "consolidate")]
+    per = {name: run["stage_seconds"].get(name, 0.0) / len(mixing if name == "neighbor_search" else fitting)
+           for name in MIXING_STEPS}
     per["training"] = sum(row["seconds"] for row in mixing) / len(mixing)
     return per
 

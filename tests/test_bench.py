@@ -227,6 +227,19 @@ def test_cost_target_reads_only_seeds_whose_two_runs_ran_together_alone_on_one_h
     assert report.side_by_side_cost_target(runs[2:], "cifar10n-aggre", 3, verdict) == []
 
 
+def test_a_mixing_epoch_is_charged_only_its_own_evaluation_pass_not_the_consolidation_epochs():
+    # 2 mixing and 2 consolidation epochs: 4 evaluation passes (5 s each), 2 neighbour searches
+    history = ([{"phase": "warmup", "seconds": 40.0}] + [{"phase": "mixnn", "seconds": 50.0}] * 2
+               + [{"phase": "consolidate", "seconds": 45.0}] * 2)
+    run = {"method": "mixnn", "history": history,
+           "stage_seconds": {"training": 230.0, "evaluation_pass": 20.0, "feature_write": 2.0,
+                             "mixture_fit": 0.4, "neighbor_search": 4.0, "correction": 0.2}}
+    assert report.mixing_epoch_stages(run) == pytest.approx(
+        {"evaluation_pass": 5.0, "feature_write": 0.5, "mixture_fit": 0.1, "neighbor_search": 2.0,
+         "correction": 0.05, "training": 50.0})
+    assert report.epoch_cost(run) == pytest.approx(57.65)
+
+
 def test_retraining_probe_trains_each_second_model_on_the_first_ones_suggestions(tmp_path):
     path = retrain_on_suggestions.main(["--setting", "digits-sym40", "--epochs", "3", "--out", str(tmp_path)])
     assert path == tmp_path / "digits-sym40-s0-e3.json"
