@@ -54,6 +54,9 @@ def train_config(preset: str, method: str, epochs: int, seed: int, device: str, 
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     options = dict(train_options or {})
+    own = sorted(set(options) & {"method", "epochs", "seed", "device", "model"})
+    if own:
+        raise ValueError(f"train_options sets {own}: these are parameters of the flow itself; set them there")
     if preset == "cpu":
         config = PRESETS["cpu"](epochs, method, seed=seed, device=device, model=model, **options)
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, fields, replace
 
 METHODS = ("mixnn", "ce", "mixup")
@@ -15,6 +16,23 @@ MIXING_STRENGTHS = ("full", "estimated_noise")
 NOISE_ESTIMATES = ("mixture", "confident_joint")
 NEIGHBOR_SCOPES = ("dataset", "batch")
 LR_SCHEDULES = ("cosine", "cosine_restarts")
+# What a value of each TrainConfig annotation must be, as an error names it, and the test. bool
+# is excluded from the numbers (True would pass as 1); a float field accepts an integer.
+FIELD_KINDS = {
+    "int": ("an integer", lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool)),
+    "int | None": ("an integer or null",
+                   lambda v: v is None or (isinstance(v, numbers.Integral) and not isinstance(v, bool))),
+    "float": ("a number", lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool)),
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+}
+
+
+def check_kind(name: str, value, annotation: str) -> None:
+    """Raise a ValueError naming field ``name`` unless ``value`` is what ``annotation`` allows."""
+    kind, accepts = FIELD_KINDS[annotation]
+    if not accepts(value):
+        raise ValueError(f"{name} must be {kind}, got {value!r} ({type(value).__name__})")
 # The fields a method="ce" run never reads: two ce runs that differ only in them train the same
 # model to the bit (tests/test_trainer.py), so a cached ce result outlives a change of them. A
 # field missing here only costs a re-run; one listed wrongly would reuse a stale result.
@@ -126,6 +144,8 @@ class TrainConfig:
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:N"
 
     def __post_init__(self):
+        for field in fields(self):
+            check_kind(field.name, getattr(self, field.name), field.type)
         checks = [
             (self.method in METHODS, f"method must be one of {METHODS}, got {self.method!r}"),
             (self.mixture_loss in MIXTURE_LOSSES,
@@ -255,13 +275,14 @@ def cpu_preset(epochs: int = 30, method: str = "mixnn", **overrides) -> TrainCon
     after all corrections ``RESIDUAL_GIVEN_LABEL_WEIGHT`` of the given label remains in the
     training soft labels (alpha 0.944 at 20 epochs, 0.989 at 100).
     """
+    check_kind("epochs", epochs, "int")  # read below, before TrainConfig checks it
     warmup = max(1, round(epochs / 5))
     corrections = max(1, epochs - warmup)
     alpha = RESIDUAL_GIVEN_LABEL_WEIGHT ** (1.0 / corrections)
     values = dict(method=method, epochs=epochs, warmup_epochs=warmup, correction_start=warmup,
                   correction_every=1, alpha=round(alpha, 4), consolidation_epochs=round(epochs / 5))
     values.update(overrides)
-    return TrainConfig(**values)
+    return TrainConfig.from_dict(values)
 
 
 def paper_preset(method: str = "mixnn", **overrides) -> TrainConfig:
@@ -273,7 +294,7 @@ def paper_preset(method: str = "mixnn", **overrides) -> TrainConfig:
                   correction_rate="uniform", mixing_strength="full", consolidation_epochs=0,
                   gate_clean_probability=False, crop_padding=4, hflip=True)
     values.update(overrides)
-    return TrainConfig(**values)
+    return TrainConfig.from_dict(values)
 
 
 PRESETS = {"cpu": cpu_preset, "paper": paper_preset}

@@ -383,3 +383,16 @@ def test_too_few_samples_for_the_neighbour_count_stops_before_training(prefect_s
     with pytest.raises(ValueError, match="4 samples cannot have 4 neighbours"):
         mixnn(source=str(tmp_path / "folder"), run_dir=str(tmp_path / "run"), **FLOW_OPTIONS)
     assert not list((tmp_path / "run").glob("checkpoints/*.pt"))
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"lr": "0.1"}, r"lr must be a number, got '0.1' \(str\)"),
+    ({"seed": 3}, r"train_options sets \['seed'\]: these are parameters of the flow itself"),
+    ({"epochz": 3}, r"unknown configuration fields: \['epochz'\]"),
+])
+def test_bad_train_options_stop_the_flow_before_any_work(prefect_server, tmp_path, options, message):
+    from flows.mixnn_flow import mixnn
+
+    with pytest.raises(ValueError, match=message):
+        mixnn(source="digits", run_dir=str(tmp_path / "run"), epochs=2, seed=0, train_options=options)
+    assert not (tmp_path / "run").exists()

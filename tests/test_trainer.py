@@ -274,6 +274,30 @@ def test_configuration_is_validated():
         TrainConfig(gate_start=-1)
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("lr", "0.1", r"lr must be a number, got '0.1' \(str\)"),
+    ("lr", True, r"lr must be a number, got True \(bool\)"),
+    ("alpha", None, r"alpha must be a number, got None"),
+    ("num_neighbors", 1.5, r"num_neighbors must be an integer, got 1.5 \(float\)"),
+    ("gate_start", "3", r"gate_start must be an integer or null, got '3'"),
+    ("hflip", "yes", r"hflip must be true or false, got 'yes'"),
+    ("model", 5, r"model must be a string, got 5 \(int\)"),
+])
+def test_a_value_of_the_wrong_type_is_a_clear_error_naming_its_field(field, value, message):
+    # as a deployment's train_options or a checkpoint's recorded configuration would pass it
+    with pytest.raises(ValueError, match=message):
+        TrainConfig.from_dict({field: value})
+    with pytest.raises(ValueError, match=message):
+        cpu_preset(20, **{field: value})
+
+
+def test_numbers_of_any_numeric_type_are_accepted_where_they_fit():
+    config = TrainConfig(lr=1, alpha=np.float32(0.9), num_neighbors=np.int64(2), gate_start=None)
+    assert (config.lr, config.num_neighbors) == (1, 2)
+    with pytest.raises(ValueError, match="epochs must be an integer, got 'ten'"):
+        cpu_preset("ten")
+
+
 def test_noisy_probability_correction_keeps_clean_looking_labels(digits, tmp_path):
     """correction_rate="noisy_probability": a training label with p_clean 1 is not moved, one
     with p_clean 0 moves by the method's step 1 - alpha; the suggestions are read from the
