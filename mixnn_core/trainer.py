@@ -217,6 +217,8 @@ class Trainer:
         posterior). The run's first fit also sets ``noise_strength``, from the share of noisy
         labels ``config.noise_estimate`` names (``"confident_joint"`` reads it from ``probs``,
         the same evaluation pass's predictions), and ``noise_concentration`` from ``probs``."""
+        if self.noise_strength is None and probs is None and self.config.symmetric_noise_smoothing > 0:
+            raise ValueError("symmetric_noise_smoothing reads the first fit's predictions: pass probs")
         window = self.recent_losses + [mixture_input(losses, self.config.mixture_scale)]
         averaged = np.mean(window, axis=0)
         if self.config.mixture_per_class:

@@ -202,6 +202,8 @@ def test_symmetric_noise_smoothing_follows_the_first_fits_reading_of_the_noise(d
     assert unchanged.target_smoothing() == 0.1  # exactly: runs without the option train as before it
     with pytest.raises(ValueError, match="symmetric_noise_smoothing must be in"):
         TrainConfig(symmetric_noise_smoothing=-0.1)
+    with pytest.raises(ValueError, match="symmetric_noise_smoothing reads the first fit's predictions"):
+        Trainer(cpu_preset(10, symmetric_noise_smoothing=0.2), images, labels, 10).fit_clean_probability(losses)
 
 
 def test_gate_sets_clean_probability_0_where_the_outputs_would_change_the_label(digits):
