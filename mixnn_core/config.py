@@ -33,6 +33,8 @@ def check_kind(name: str, value, annotation: str) -> None:
     kind, accepts = FIELD_KINDS[annotation]
     if not accepts(value):
         raise ValueError(f"{name} must be {kind}, got {value!r} ({type(value).__name__})")
+
+
 # The fields a method="ce" run never reads: two ce runs that differ only in them train the same
 # model to the bit (tests/test_trainer.py), so a cached ce result outlives a change of them. A
 # field missing here only costs a re-run; one listed wrongly would reuse a stale result.
