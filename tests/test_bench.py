@@ -227,6 +227,27 @@ def test_cost_target_reads_only_seeds_whose_two_runs_ran_together_alone_on_one_h
     assert report.side_by_side_cost_target(runs[2:], "cifar10n-aggre", 3, verdict) == []
 
 
+def test_time_to_corrected_labels_is_reported_on_seeds_whose_mixnn_and_cleanlab_ran_together():
+    def run(method, seed, f1, finished="2026-12-05T08:00:00Z", load=2.0):
+        stages = ({"cross_validation": 150.0, "find_label_issues": 10.0, "retraining": 90.0}
+                  if method == "cleanlab" else {"training": 200.0})
+        return {"setting": "fmnist20k-sym50", "epochs": 20, "method": method, "seed": seed, "tag": "",
+                "finished_at": finished, "elapsed_seconds": 250.0, "wall_seconds": 240.0, "f1": f1,
+                "segments": [{}], "stage_seconds": stages,
+                "machine": {"cpus": 2, "threads": 1, "platform": "host-a", "load_average_after": [load] * 3}}
+
+    # mixnn 240 s against cleanlab's 150 + 10 s until its suggestions exist (its retraining excluded)
+    runs = [run("mixnn", 5, 0.93), run("cleanlab", 5, 0.92), run("mixnn", 6, 0.90), run("cleanlab", 6, 0.91),
+            run("mixnn", 7, 0.93), run("cleanlab", 7, 0.92, finished="2026-12-05T09:00:00Z"),
+            run("mixnn", 8, 0.93), run("cleanlab", 8, 0.92, load=3.0)]
+    assert report.side_by_side_labels_time_target(runs, "fmnist20k-sym50", 20) == [
+        "| time to corrected labels vs cleanlab route, run together on one host, seeds 5, 6 | fmnist20k-sym50 e20 | "
+        "1.50x (F1 0.930 vs 0.920), 1.50x (F1 0.900 vs 0.910) | reported (F1 **not better** on seeds 6) |"]
+    assert report.side_by_side_labels_time_target(runs[:2], "fmnist20k-sym50", 20)[0].endswith(
+        "| 1.50x (F1 0.930 vs 0.920) | reported (F1 better on every seed) |")
+    assert report.side_by_side_labels_time_target(runs[4:], "fmnist20k-sym50", 20) == []
+
+
 def test_a_mixing_epoch_is_charged_only_its_own_evaluation_pass_not_the_consolidation_epochs():
     # 2 mixing and 2 consolidation epochs: 4 evaluation passes (5 s each), 2 neighbour searches
     history = ([{"phase": "warmup", "seconds": 40.0}] + [{"phase": "mixnn", "seconds": 50.0}] * 2
