@@ -293,7 +293,7 @@ def ran_together_alone(first: dict, second: dict, overlap: float = 0.9) -> bool:
         return False
     if 2 * threads_of(first) > machines[0]["cpus"]:
         return False
-    if any(len(run.get("segments", [])) != 1 or "finished_at" not in run or "load_average_after" not in machine
+    if any(not ran_in_one_go(run) or "finished_at" not in run or "load_average_after" not in machine
            for run, machine in zip((first, second), machines)):
         return False
     if any(machine["load_average_after"][2] > machine["cpus"] + 0.5 for machine in machines):
@@ -301,6 +301,13 @@ def ran_together_alone(first: dict, second: dict, overlap: float = 0.9) -> bool:
     spans = [run_span(run) for run in (first, second)]
     shared = min(end for _, end in spans) - max(start for start, _ in spans)
     return shared >= overlap * min(end - start for start, end in spans)
+
+
+def ran_in_one_go(run: dict) -> bool:
+    """Whether a run went from its first epoch to its end in one process: a cleanlab run always
+    does (it never resumes, so records no ``segments``); another, when it records exactly one
+    segment (runs from before the field existed record none and are not taken)."""
+    return run["method"] == "cleanlab" or len(run.get("segments", [])) == 1
 
 
 def run_span(run: dict) -> tuple[float, float]:
