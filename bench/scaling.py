@@ -32,7 +32,6 @@ sys.path.insert(0, str(ROOT))
 from bench.datasets import fashion_mnist  # noqa: E402
 from mixnn_core.config import cpu_preset  # noqa: E402
 from mixnn_core.files import vector_column, write_parquet_atomic  # noqa: E402
-from mixnn_core.gmm import fit_mixture, normalize_losses  # noqa: E402
 from mixnn_core.ingest import ingest, load_dataset  # noqa: E402
 from mixnn_core.knn import build_index, query_neighbors  # noqa: E402
 from mixnn_core.trainer import Trainer  # noqa: E402
@@ -74,9 +73,8 @@ def measure(n: int, images: np.ndarray, labels: np.ndarray, scratch: Path, repea
         index, build_s = timed(build_index, evaluation.features, method)
         neighbors, query_s = timed(query_neighbors, index, evaluation.features, 1)
         row[f"{method}_build_s"], row[f"{method}_query_s"] = build_s, query_s
-    fit, gmm_s = timed(fit_mixture, normalize_losses(evaluation.losses))
-    row["mixture_fit_s"] = gmm_s
-    trainer.p_clean = fit.p_clean
+    # the trainer's own step: it also reads the run's noise strength, which the mixing weights need
+    _, row["mixture_fit_s"] = timed(trainer.fit_clean_probability, evaluation.losses, evaluation.probs)
     ce_seconds, mixnn_seconds = [], []
     for _ in range(repeats):  # interleaved, so both see the same machine
         ce_seconds.append(timed(ce_trainer.train_epoch)[1])

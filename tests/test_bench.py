@@ -22,6 +22,7 @@ from bench import (
     prefect_overhead,
     report,
     retrain_on_suggestions,
+    scaling,
     suggestion_rules,
     suggestion_share,
     suite,
@@ -574,3 +575,14 @@ def test_paired_comparison_of_two_tuned_values_on_the_same_rows(tmp_path, capsys
         compare_tune.recorded_value("nope", ["False", "True"], tuned)
     assert compare_tune.paired_difference(np.array([1, 1, 0, 0]), np.array([1, 0, 1, 1])) == pytest.approx(
         (25.0, 100 * np.std([0, -1, 1, 1], ddof=1) / 2))
+
+
+def test_scaling_harness_times_a_mixing_epoch_after_the_trainers_own_mixture_fit(tmp_path):
+    # the harness once fitted the mixture beside the trainer, which then had no noise strength
+    # to scale its mixing weights with: the timed epoch raised before it mixed
+    train, _ = suite.digits()
+    row = scaling.measure(600, train.images[:, 0], train.labels, tmp_path, repeats=1)
+    assert row["n"] == 600 and row["ingest_images_per_s"] > 0
+    for key in ("eval_pass_s", "feature_write_s", "exact_query_s", "ivf_query_s", "mixture_fit_s",
+                "ce_epoch_s", "mixnn_train_s"):
+        assert row[key] > 0, key
