@@ -6,9 +6,11 @@ Uses Fashion-MNIST train (28x28 grey, from $MIXNN_DATA_ROOT or ../shared/data) s
 each size, the small CNN (128-d features) of the cpu preset, one thread pool of this machine.
 Measures, per size: ingestion to shards (images/s), loading the shards, one evaluation pass
 (features + losses), feature write to Parquet, exact, HNSW and IVF index build + all-vs-all query
-(k = 1), the mixture fit, one plain (ce) training epoch and one mixnn mixing epoch's training
-(after a warm-up epoch each; with ``--repeats R`` the fastest of R), and the process's peak
-resident memory.
+(k = 1) and the index ``knn_method="auto"`` picks at that size, the trainer's mixture fit, one
+plain (ce) training epoch and one mixnn mixing epoch's training (after a warm-up epoch each;
+with ``--repeats R`` the fastest of R, the two epochs interleaved so both see the same
+machine), and the process's peak resident memory. The output records when, where and from which
+code it was measured; ``bench/report.py`` reads the cost targets from such files.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.datasets import fashion_mnist  # noqa: E402
+from bench.suite import code_version, machine_record  # noqa: E402
+from bench.timestamps import utc_now  # noqa: E402
 from mixnn_core.config import cpu_preset  # noqa: E402
 from mixnn_core.files import vector_column, write_parquet_atomic  # noqa: E402
 from mixnn_core.ingest import ingest, load_dataset  # noqa: E402
@@ -69,7 +73,7 @@ def measure(n: int, images: np.ndarray, labels: np.ndarray, scratch: Path, repea
     _, write_s = timed(write_parquet_atomic, pa.table(table), scratch / f"features-{n}.parquet")
     row = {"n": n, "repeats": repeats, "ingest_s": ingest_s, "ingest_images_per_s": n / ingest_s,
            "load_s": load_s, "eval_pass_s": eval_s, "feature_write_s": write_s}
-    for method in ("exact", "hnsw", "ivf"):
+    for method in ("exact", "hnsw", "ivf", "auto"):  # "auto": the index a run builds at this size
         index, build_s = timed(build_index, evaluation.features, method)
         neighbors, query_s = timed(query_neighbors, index, evaluation.features, 1)
         row[f"{method}_build_s"], row[f"{method}_query_s"] = build_s, query_s
@@ -104,8 +108,8 @@ def main() -> None:
             print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in rows[-1].items()}),
                   flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": f"{os.cpu_count()} cores", "load_average": os.getloadavg(),
-                                    "rows": rows}, indent=2))
+    args.out.write_text(json.dumps({"measured_at": utc_now(), "machine": machine_record(), "code": code_version(),
+                                    "load_average": os.getloadavg(), "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":
