@@ -147,14 +147,14 @@ def noise_strength_table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def verdict(ok: bool | None) -> str:
+    return "not measured" if ok is None else ("PASS" if ok else "**MISS**")
+
+
 def target_checks(runs: list[dict]) -> str:
     """The issue's targets, each PASS / MISS / not measured, from the untagged seed-0 runs, and,
     where two or more seeds ran both mixnn and ce, the mean over seeds of mixnn minus ce."""
     lines = ["| target | setting | measured | verdict |", "| --- | --- | --- | --- |"]
-
-    def verdict(ok: bool | None) -> str:
-        return "not measured" if ok is None else ("PASS" if ok else "**MISS**")
-
     groups = sorted({(run["setting"], run["epochs"]) for run in runs if not run.get("tag")})
     for setting, epochs in groups:
         mixnn, ce, cleanlab = (by(runs, setting, epochs, m) for m in ("mixnn", "ce", "cleanlab"))
@@ -376,13 +376,16 @@ def load_interleaved_costs(folder: Path) -> list[dict]:
     return sorted((record for record in records if "measured_at" in record), key=lambda record: record["measured_at"])
 
 
+# the steps of a mixing epoch in a ``bench/scaling.py`` row besides its evaluation pass and
+# training: the neighbour search (the index ``knn_method="auto"`` picks), the fit and the write
+SEARCH_FIT_WRITE_KEYS = ("auto_build_s", "auto_query_s", "mixture_fit_s", "feature_write_s")
+
+
 def interleaved_epoch_seconds(row: dict) -> float:
     """Seconds of one mixing epoch in a ``bench/scaling.py`` row: the evaluation pass, the
-    feature write, the build and query of the index ``knn_method="auto"`` picks, the mixture fit
-    and the mixing training (BatchNorm refresh included); the label correction, a few
-    milliseconds, is not timed there."""
-    return sum(row[key] for key in ("eval_pass_s", "feature_write_s", "auto_build_s", "auto_query_s",
-                                    "mixture_fit_s", "mixnn_train_s"))
+    search, fit and write (``SEARCH_FIT_WRITE_KEYS``) and the mixing training (BatchNorm refresh
+    included); the label correction, a few milliseconds, is not timed there."""
+    return row["eval_pass_s"] + sum(row[key] for key in SEARCH_FIT_WRITE_KEYS) + row["mixnn_train_s"]
 
 
 def interleaved_cost_table(records: list[dict]) -> str:
@@ -394,13 +397,13 @@ def interleaved_cost_table(records: list[dict]) -> str:
              "search + fit + write | peak memory (two trainers) |", "| --- |" + " ---: |" * 7]
 
     def judged(text: str, ok: bool, applies: bool = True) -> str:
-        return f"{text} ({'PASS' if ok else '**MISS**'})" if applies else text
+        return f"{text} ({verdict(ok)})" if applies else text
 
     for record in records:
         for row in record["rows"]:
             epoch = interleaved_epoch_seconds(row)
             ratio = epoch / row["ce_epoch_s"]
-            share = (row["auto_build_s"] + row["auto_query_s"] + row["mixture_fit_s"] + row["feature_write_s"]) / epoch
+            share = sum(row[key] for key in SEARCH_FIT_WRITE_KEYS) / epoch
             large, memory_gb = row["n"] >= 60000, row["peak_rss_mb"] / 1024
             lines.append(f"| {record['file']} ({record['measured_at']}) | {record['machine']['threads']} | "
                          f"{row['n']:,} | {row['ce_epoch_s']:.2f} | {epoch:.2f} | {judged(f'{ratio:.2f}x', ratio <= 1.5)} | "
