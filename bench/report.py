@@ -9,7 +9,6 @@ by hand) and draws the plots into ``bench/results/``.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -25,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.timestamps import seconds_since_epoch  # noqa: E402
+from mixnn_core.files import read_json  # noqa: E402
 
 START, END = "<!-- generated: start -->", "<!-- generated: end -->"
 METHOD_ORDER = ("ce", "mixup", "cleanlab", "mixnn")
@@ -36,7 +36,7 @@ COLUMNS = [("test_acc_last", "test acc (last)", 100), ("test_acc_best_on_test", 
 
 
 def load_runs(folder: Path) -> list[dict]:
-    return [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
+    return [read_json(path) for path in sorted(folder.glob("*.json"))]
 
 
 def fmt(value, scale: float) -> str:
@@ -372,7 +372,7 @@ def load_interleaved_costs(folder: Path) -> list[dict]:
     """The ``bench/scaling.py`` measurements in ``folder`` that record when they were made (the
     older files timed code since changed and say neither when nor from which code), each with
     its file name under ``file``, oldest first."""
-    records = [{**json.loads(path.read_text()), "file": path.name} for path in folder.glob("scaling*.json")]
+    records = [{**read_json(path), "file": path.name} for path in folder.glob("scaling*.json")]
     return sorted((record for record in records if "measured_at" in record), key=lambda record: record["measured_at"])
 
 
@@ -476,7 +476,7 @@ def tuning_table(folder: Path) -> str:
              "| on kept rows, last epoch |",
              "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |"]
     for path in sorted(folder.glob("*.json")):
-        tuning = json.loads(path.read_text())
+        tuning = read_json(path)
         fixed = ", ".join(f"{key}={value}" for key, value in tuning["fixed"].items()) or "-"
         for value, result in tuning["results"].items():
             curve = result["held_out_noisy_accuracy"]

@@ -606,3 +606,11 @@ def test_interleaved_cost_targets_read_only_measurements_that_say_when_they_were
         "| scaling-new.json (2026-12-05T11:40:00Z) | 2 | 20,000 | 5.00 | 7.00 | 1.40x (PASS) | 7.14 % | 1.00 GB |",
         "| scaling-new.json (2026-12-05T11:40:00Z) | 2 | 60,000 | 15.00 | 24.00 | 1.60x (**MISS**) | "
         "10.83 % (**MISS**) | 2.50 GB (**MISS**) |"]
+
+
+def test_report_names_a_result_file_that_is_not_valid_json(tmp_path):
+    (tmp_path / "scaling-broken.json").write_text('{"measured_at": ')
+    with pytest.raises(ValueError, match="scaling-broken.json is not valid JSON"):
+        report.load_interleaved_costs(tmp_path)
+    with pytest.raises(ValueError, match="scaling-broken.json is not valid JSON"):
+        report.load_runs(tmp_path)
