@@ -142,7 +142,8 @@ class TrainConfig:
     crop_padding: int = -1  # random-crop padding in pixels; -1: height // 8
     hflip: bool = False  # horizontal flips (right for photos, wrong for digits)
     # batch of the evaluation pass, the BatchNorm refresh and predictions; small CNN, one thread,
-    # 20k Fashion-MNIST images: pass 2.2 s vs 2.4 s at 256, refresh of 4,096 images 0.6-0.9 s vs 1.0-1.1 s
+    # 20k Fashion-MNIST images: pass 1.68-1.73 s vs 1.72-1.84 s at 256, refresh of 4,096 images
+    # 0.43-0.44 s vs 0.65-0.69 s (BENCHMARKS.md, thirty-third pass, with the command)
     eval_batch_size: int = 128
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:N"
