@@ -5,8 +5,10 @@
 Uses Fashion-MNIST train (28x28 grey, from $MIXNN_DATA_ROOT or ../shared/data) subsampled to
 each size, the small CNN (128-d features) of the cpu preset, one thread pool of this machine.
 Measures, per size: ingestion to shards (images/s), loading the shards, one evaluation pass
-(features + losses), feature write to Parquet, exact, HNSW and IVF index build + all-vs-all query
-(k = 1) and the index ``knn_method="auto"`` picks at that size, the trainer's mixture fit, one
+(features + losses), the evaluation table's files as a run makes them (written in shard parts and
+combined: ``feature_write_s``; read back by the index and mixture stages: ``feature_read_s``),
+exact, HNSW and IVF index build + all-vs-all query (k = 1) and the index ``knn_method="auto"``
+picks at that size (and writing it and the neighbours: ``index_write_s``), the trainer's mixture fit, one
 plain (ce) training epoch and one mixnn mixing epoch's training (after a warm-up epoch each;
 with ``--repeats R`` the fastest of R, the two epochs interleaved so both see the same
 machine), and the process's peak resident memory. The output records when, where and from which
@@ -26,17 +28,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.datasets import fashion_mnist  # noqa: E402
+from bench.epoch_files import index_files, table_round_trip  # noqa: E402
 from bench.suite import code_version, machine_record  # noqa: E402
 from bench.timestamps import utc_now  # noqa: E402
 from mixnn_core.config import cpu_preset  # noqa: E402
-from mixnn_core.files import vector_column, write_parquet_atomic  # noqa: E402
-from mixnn_core.ingest import ingest, load_dataset  # noqa: E402
+from mixnn_core.evaluation_table import WRITE_OPTIONS, evaluation_table  # noqa: E402
+from mixnn_core.ingest import DEFAULT_SHARD_SIZE, ingest, load_dataset  # noqa: E402
 from mixnn_core.knn import build_index, query_neighbors  # noqa: E402
 from mixnn_core.trainer import Trainer  # noqa: E402
 
@@ -69,14 +71,17 @@ def measure(n: int, images: np.ndarray, labels: np.ndarray, scratch: Path, repea
     trainer.train_epoch()
     ce_trainer.train_epoch()
     evaluation, eval_s = fastest(repeats, trainer.evaluation_pass)
-    table = {"feature": vector_column(evaluation.features), "loss": evaluation.losses}
-    _, write_s = timed(write_parquet_atomic, pa.table(table), scratch / f"features-{n}.parquet")
+    files = table_round_trip(evaluation_table(np.arange(n), evaluation), scratch / f"features-{n}",
+                             DEFAULT_SHARD_SIZE, WRITE_OPTIONS)
     row = {"n": n, "repeats": repeats, "ingest_s": ingest_s, "ingest_images_per_s": n / ingest_s,
-           "load_s": load_s, "eval_pass_s": eval_s, "feature_write_s": write_s}
+           "load_s": load_s, "eval_pass_s": eval_s, "feature_write_s": files["write_parts_s"] + files["combine_s"],
+           "feature_read_s": files["read_feature_s"] + files["read_loss_probs_s"], "feature_file_mb": files["file_mb"]}
     for method in ("exact", "hnsw", "ivf", "auto"):  # "auto": the index a run builds at this size
         index, build_s = timed(build_index, evaluation.features, method)
         neighbors, query_s = timed(query_neighbors, index, evaluation.features, 1)
         row[f"{method}_build_s"], row[f"{method}_query_s"] = build_s, query_s
+    files = index_files(index, neighbors, scratch)  # the "auto" index, as a run saves it
+    row["index_write_s"] = files["index_write_s"] + files["neighbors_write_s"]
     # the trainer's own step: it also reads the run's noise strength, which the mixing weights need
     _, row["mixture_fit_s"] = timed(trainer.fit_clean_probability, evaluation.losses, evaluation.probs)
     ce_seconds, mixnn_seconds = [], []

@@ -43,7 +43,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,13 +52,8 @@ from bench.datasets import Split, cifar10, fashion_mnist, subset  # noqa: E402
 from bench.timestamps import utc_now  # noqa: E402
 from flows.mixnn_flow import StageClock  # noqa: E402
 from mixnn_core.config import TrainConfig, cpu_preset  # noqa: E402
-from mixnn_core.files import (  # noqa: E402
-    read_torch_state,
-    replace_atomically,
-    vector_column,
-    write_json_atomic,
-    write_parquet_atomic,
-)
+from mixnn_core.evaluation_table import evaluation_table, write_evaluation_table  # noqa: E402
+from mixnn_core.files import read_torch_state, replace_atomically, write_json_atomic  # noqa: E402
 from mixnn_core.knn import faiss_thread_count  # noqa: E402
 from mixnn_core.metrics import label_quality_metrics  # noqa: E402
 from mixnn_core.noise import inject_noise  # noqa: E402
@@ -146,9 +140,8 @@ def train_timed(trainer: Trainer, clock: StageClock, scratch: Path, log: Callabl
         neighbors = None
         if config.fits_mixture(trainer.epoch):
             evaluation = clock.run("evaluation_pass", trainer.evaluation_pass)
-            table = pa.table({"feature": vector_column(evaluation.features), "loss": evaluation.losses,
-                              "probs": vector_column(evaluation.probs)})
-            clock.run("feature_write", write_parquet_atomic, table, scratch / "features.parquet")
+            table = evaluation_table(np.arange(len(evaluation.losses)), evaluation)
+            clock.run("feature_write", write_evaluation_table, table, scratch / "features.parquet")
             clock.run("mixture_fit", trainer.fit_clean_probability, evaluation.losses, evaluation.probs)
             if config.phase(trainer.epoch) == "mixnn":
                 neighbors = clock.run("neighbor_search", epoch_neighbors, evaluation.features, config,

@@ -60,10 +60,11 @@ def replace_atomically(path: str | Path, write) -> Path:
     return path
 
 
-def write_parquet_atomic(table: pa.Table | pd.DataFrame, path: str | Path) -> Path:
+def write_parquet_atomic(table: pa.Table | pd.DataFrame, path: str | Path, **options) -> Path:
+    """Write ``table`` to ``path`` through a temporary file; ``options`` go to ``pq.write_table``."""
     if isinstance(table, pd.DataFrame):
         table = pa.Table.from_pandas(table, preserve_index=False)
-    return replace_atomically(path, lambda tmp: pq.write_table(table, tmp))
+    return replace_atomically(path, lambda tmp: pq.write_table(table, tmp, **options))
 
 
 def write_text_atomic(text: str, path: str | Path) -> Path:

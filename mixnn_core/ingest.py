@@ -69,6 +69,7 @@ DATASET_TABLE = "dataset.parquet"
 QUARANTINE_TABLE = "quarantine.parquet"
 CLASSES_FILE = "classes.json"
 SUMMARY_FILE = "ingest_summary.json"
+DEFAULT_SHARD_SIZE = 5000  # samples per WebDataset shard; also the unit of per-shard feature extraction
 
 IMAGE_COLUMNS = ("path", "image", "file", "filename", "image_path")
 LABEL_COLUMNS = ("label", "class", "target")
@@ -902,7 +903,7 @@ def read_plan(out_dir: str | Path) -> IngestPlan:
 
 
 def plan_ingestion(
-    source: str | Path, out_dir: str | Path, *, shard_size: int = 5000, min_classes: int = 2, **options
+    source: str | Path, out_dir: str | Path, *, shard_size: int = DEFAULT_SHARD_SIZE, min_classes: int = 2, **options
 ) -> IngestPlan:
     """Stage 1: open the source, settle its class list and split its inputs into chunks.
 
@@ -1098,7 +1099,7 @@ def ingest(
     label_column: str | None = None,
     class_names: Sequence[str] | None = None,
     npz_split: str = "train",
-    shard_size: int = 5000,
+    shard_size: int = DEFAULT_SHARD_SIZE,
     min_classes: int = 2,
 ) -> IngestSummary:
     """Ingest ``source`` into ``out_dir`` (shards, dataset/quarantine tables, classes, summary).

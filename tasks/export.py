@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from prefect import task
 
+from mixnn_core.evaluation_table import evaluation_table, write_evaluation_table
 from mixnn_core.export import build_manifest, export_model, write_manifest
-from mixnn_core.files import write_json_atomic, write_parquet_atomic
+from mixnn_core.files import write_json_atomic
 from mixnn_core.metrics import label_quality_metrics, test_accuracy_summary
-from tasks.features import evaluation_table
 from tasks.index import save_index
 from tasks.retries import IO_RETRIES, transient_io_error
 from tasks.run_files import RunFiles, checkin_trainer, checkout_trainer, dataset_arrays, training_labels
@@ -25,8 +25,7 @@ def export_results(run_dir: str) -> dict:
     given, true = training_labels(run)
     trainer = checkout_trainer(run, run.completed_epochs())
     evaluation = trainer.evaluation_pass()
-    write_parquet_atomic(evaluation_table(table["sample_id"].to_numpy(), evaluation),
-                         run.final_features)
+    write_evaluation_table(evaluation_table(table["sample_id"].to_numpy(), evaluation), run.final_features)
     save_index(evaluation.features, run.final_index, trainer.config.to_dict())
     outputs = trainer.outputs(evaluation.probs)
     manifest = build_manifest(table, class_names, outputs, true_labels=true)

@@ -9,24 +9,10 @@ from __future__ import annotations
 
 import shutil
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 from prefect import task
 
-from mixnn_core.files import vector_column, write_parquet_atomic
+from mixnn_core.evaluation_table import combine_evaluation_tables, evaluation_table, write_evaluation_table
 from tasks.run_files import RunFiles, checkin_trainer, checkout_trainer, dataset_arrays
-
-
-def evaluation_table(sample_ids: np.ndarray, evaluation) -> pa.Table:
-    """Features, loss against the current label, prediction and probabilities per sample."""
-    return pa.table({
-        "sample_id": pa.array(sample_ids, pa.int64()),
-        "feature": vector_column(evaluation.features),
-        "loss": pa.array(evaluation.losses, pa.float64()),
-        "prediction": pa.array(evaluation.probs.argmax(axis=1), pa.int64()),
-        "probs": vector_column(evaluation.probs),
-    })
 
 
 def shard_names(run_dir: str) -> list[str]:
@@ -45,7 +31,7 @@ def extract_shard_features(run_dir: str, epoch: int, shard: str) -> str:
         sample_ids = table.loc[table["shard"] == shard, "sample_id"].to_numpy()
         trainer = checkout_trainer(run, epoch)
         evaluation = trainer.evaluation_pass(int(sample_ids[0]), int(sample_ids[-1]) + 1)
-        write_parquet_atomic(evaluation_table(sample_ids, evaluation), part)
+        write_evaluation_table(evaluation_table(sample_ids, evaluation), part)
         checkin_trainer(run, trainer)
     return str(part)
 
@@ -55,7 +41,6 @@ def combine_features(run_dir: str, epoch: int, parts: list[str]) -> str:
     """``features/epoch=NNN.parquet`` from the shards' parts, in sample order."""
     run = RunFiles(run_dir)
     path = run.features(epoch)
-    table = pa.concat_tables([pq.read_table(part) for part in parts])
-    write_parquet_atomic(table, path)
+    combine_evaluation_tables(parts, path)
     shutil.rmtree(run.feature_parts(epoch))
     return str(path)

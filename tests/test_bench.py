@@ -583,29 +583,35 @@ def test_scaling_harness_times_a_mixing_epoch_after_the_trainers_own_mixture_fit
     train, _ = suite.digits()
     row = scaling.measure(600, train.images[:, 0], train.labels, tmp_path, repeats=1)
     assert row["n"] == 600 and row["ingest_images_per_s"] > 0
-    for key in ("eval_pass_s", "feature_write_s", "exact_query_s", "ivf_query_s", "mixture_fit_s",
-                "ce_epoch_s", "mixnn_train_s"):
+    for key in ("eval_pass_s", "feature_write_s", "feature_read_s", "index_write_s", "exact_query_s",
+                "ivf_query_s", "mixture_fit_s", "ce_epoch_s", "mixnn_train_s"):
         assert row[key] > 0, key
+    assert report.times_run_files(row)
 
 
 def test_interleaved_cost_targets_read_only_measurements_that_say_when_they_were_made(tmp_path):
-    def row(n, ce, evaluation, write, build, query, fit, train, memory_mb):
+    def row(n, ce, evaluation, write, build, query, fit, train, memory_mb, **files):
         return {"n": n, "ce_epoch_s": ce, "eval_pass_s": evaluation, "feature_write_s": write,
                 "auto_build_s": build, "auto_query_s": query, "mixture_fit_s": fit, "mixnn_train_s": train,
-                "peak_rss_mb": memory_mb}
+                "peak_rss_mb": memory_mb, **files}
 
     (tmp_path / "scaling-old.json").write_text(json.dumps({"machine": "2 cores", "rows": []}))
     (tmp_path / "scaling-new.json").write_text(json.dumps({
         "measured_at": "2026-12-05T11:40:00Z", "machine": {"threads": 2},
         "rows": [row(20000, 5.0, 1.0, 0.1, 0.1, 0.2, 0.1, 5.5, 1024),     # 7.0 s, 0.5 s of it search + fit + write
-                 row(60000, 15.0, 3.0, 0.5, 1.0, 1.0, 0.1, 18.4, 2560)]}))  # 24.0 s, 2.6 s of it
+                 row(60000, 15.0, 3.0, 0.5, 1.0, 1.0, 0.1, 18.4, 2560),   # 24.0 s, 2.6 s of it
+                 # a run's files: + 0.3 s reading the table back, + 0.2 s writing the index -> 24.5 s, 3.1 s
+                 row(60000, 15.0, 3.0, 0.5, 1.0, 1.0, 0.1, 18.4, 1024, feature_read_s=0.3, index_write_s=0.2)]}))
     records = report.load_interleaved_costs(tmp_path)
     assert [record["file"] for record in records] == ["scaling-new.json"]
     lines = report.interleaved_cost_table(records).splitlines()[2:]
     assert lines == [
-        "| scaling-new.json (2026-12-05T11:40:00Z) | 2 | 20,000 | 5.00 | 7.00 | 1.40x (PASS) | 7.14 % | 1.00 GB |",
-        "| scaling-new.json (2026-12-05T11:40:00Z) | 2 | 60,000 | 15.00 | 24.00 | 1.60x (**MISS**) | "
-        "10.83 % (**MISS**) | 2.50 GB (**MISS**) |"]
+        "| scaling-new.json (2026-12-05T11:40:00Z) | 2 | 20,000 | one table write | 5.00 | 7.00 | 1.40x (PASS) | "
+        "7.14 % | 1.00 GB |",
+        "| scaling-new.json (2026-12-05T11:40:00Z) | 2 | 60,000 | one table write | 15.00 | 24.00 | 1.60x (**MISS**) | "
+        "10.83 % (**MISS**) | 2.50 GB (**MISS**) |",
+        "| scaling-new.json (2026-12-05T11:40:00Z) | 2 | 60,000 | a run's | 15.00 | 24.50 | 1.63x (**MISS**) | "
+        "12.65 % (**MISS**) | 1.00 GB (PASS) |"]
 
 
 def test_report_names_a_result_file_that_is_not_valid_json(tmp_path):
