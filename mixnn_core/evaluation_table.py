@@ -5,12 +5,12 @@ neighbour search reads; ``loss``, cross-entropy against the current label, which
 fitted to; ``prediction``, the argmax class; ``probs``, the (C,) softmax the label correction
 reads. A run writes one every mixing epoch (in shard parts, then combined) and one at the end.
 
-The writer skips dictionary encoding (``WRITE_OPTIONS``; snappy compression stays): the feature
-and probability columns are floats that do not repeat, so the dictionary the writer tries first
-is thrown away each time. On real features at 60,000 samples (``bench/epoch_files.py``,
-BENCHMARKS "Thirty-fourth pass") that took the pipeline's write, combine and read of a table from
-a median 1.18 s to 0.77 s per epoch, and the file from 13.7 to 12.5 MB; dropping the compression
-too was as fast but wrote 33.3 MB (the ReLU features hold many zeros).
+The writer skips dictionary encoding (``WRITE_OPTIONS``; snappy compression stays): by default it
+first collects each column's distinct values, which for floats that rarely repeat is wasted work
+(it falls back to plain encoding once the dictionary outgrows its limit). On real features at 60,000 samples (``bench/epoch_files.py``,
+BENCHMARKS "Thirty-fourth pass", five alternating repeats) that took the pipeline's write,
+combine and read of a table from a median 1.19 s to 0.65 s per epoch and the file from 13.7 to
+12.5 MB; dropping the compression too gave 0.73 s and 33.3 MB (the ReLU features hold many zeros).
 """
 
 from __future__ import annotations

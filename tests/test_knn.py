@@ -62,6 +62,24 @@ def test_ivf_index_is_reproducible_and_sized_by_the_data():
     assert all(np.array_equal(first, knn.nearest_neighbors(features, 3, "ivf")) for _ in range(2))
 
 
+def ivf_cells(index: faiss.Index) -> np.ndarray:
+    quantizer = faiss.downcast_index(faiss.extract_index_ivf(index).quantizer)
+    return faiss.rev_swig_ptr(quantizer.get_xb(), quantizer.ntotal * quantizer.d).copy()
+
+
+def test_ivf_cells_learnt_from_a_seeded_subset_are_the_same_every_build_and_thread_count(monkeypatch):
+    # 20,000 samples, 283 cells: k-means learns from 64 * 283 = 18,112 of them
+    features = clustered(20_000, 16, 40, seed=3)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    one_thread = knn.build_index(features, "ivf")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    two_threads = knn.build_index(features, "ivf")
+    assert np.array_equal(ivf_cells(one_thread), ivf_cells(two_threads))
+    assert np.array_equal(knn.query_neighbors(one_thread, features, 1), knn.query_neighbors(two_threads, features, 1))
+    monkeypatch.setattr(knn, "IVF_TRAINING_POINTS_PER_CELL", 256)  # faiss' default: every sample
+    assert not np.array_equal(ivf_cells(knn.build_index(features, "ivf")), ivf_cells(two_threads))
+
+
 def test_collapsed_features_get_exact_neighbours_where_ivf_comes_back_short():
     """Features of a collapsed model (nearly all one point, a few apart): some samples' probed
     IVF cells hold fewer than k + 1 vectors (a 20-epoch run at sym 80 % stopped on this); those
