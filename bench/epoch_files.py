@@ -7,9 +7,11 @@ Trains the cpu preset's small CNN one warm-up epoch on ``--n`` Fashion-MNIST tra
 (``tasks/features.py``, ``tasks/index.py``, ``tasks/train.py``) with the Parquet writer's default
 options, without dictionary encoding (still snappy-compressed; what
 ``mixnn_core.evaluation_table.WRITE_OPTIONS`` chose) and with neither, alternately, ``--repeats`` times:
-the evaluation table written in shard parts of ``--shard-size`` rows, the parts combined into
-one file, its ``feature`` column read back (the index stage) and its ``loss`` and ``probs``
-(the mixture stage). Then, once, the index file and the neighbours file the index stage writes.
+the evaluation table written in shard parts of ``--shard-size`` rows, its ``feature`` column read
+back from them (the index stage) and its ``loss`` and ``probs`` (the mixture stage). (Until the
+thirty-fourth pass a run also read the parts back and wrote them again as one file: the first
+result file, ``epoch_files-60k.json``, times that as ``combine_s``.) Then, once, the index file
+and the neighbours file the index stage writes.
 Every repeat's seconds are kept; files go to a scratch folder under ``--scratch``.
 """
 
@@ -36,7 +38,7 @@ from bench.datasets import fashion_mnist  # noqa: E402
 from bench.suite import code_version, machine_record  # noqa: E402
 from bench.timestamps import utc_now  # noqa: E402
 from mixnn_core.config import cpu_preset  # noqa: E402
-from mixnn_core.evaluation_table import evaluation_table  # noqa: E402
+from mixnn_core.evaluation_table import evaluation_table, read_evaluation_table  # noqa: E402
 from mixnn_core.files import read_vector_column  # noqa: E402
 from mixnn_core.ingest import DEFAULT_SHARD_SIZE  # noqa: E402
 from mixnn_core.knn import build_index, query_neighbors  # noqa: E402
@@ -53,20 +55,17 @@ def seconds(fn, *args, **kwargs) -> float:
 
 
 def table_round_trip(table: pa.Table, folder: Path, shard_size: int, options: dict) -> dict:
-    """The evaluation table's way through the pipeline's files, each step timed."""
+    """The evaluation table's way through a run's files, each step timed: written in parts of
+    ``shard_size`` rows into ``folder`` (which a run then renames, at no cost), read back."""
     folder.mkdir(parents=True, exist_ok=True)
-    parts = [folder / f"part-{start:07d}.parquet" for start in range(0, table.num_rows, shard_size)]
-    combined = folder / "epoch.parquet"
-    write_parts_s = sum(seconds(pq.write_table, table.slice(i * shard_size, shard_size), part, **options)
-                        for i, part in enumerate(parts))
-    started = time.perf_counter()
-    pq.write_table(pa.concat_tables([pq.read_table(part) for part in parts]), combined, **options)
-    combine_s = time.perf_counter() - started
-    read_feature_s = seconds(lambda: read_vector_column(pq.read_table(combined, columns=["feature"]), "feature"))
-    read_mixture_s = seconds(lambda: read_vector_column(pq.read_table(combined, columns=["loss", "probs"]), "probs"))
-    return {"write_parts_s": write_parts_s, "combine_s": combine_s, "read_feature_s": read_feature_s,
-            "read_loss_probs_s": read_mixture_s, "file_mb": combined.stat().st_size / 2**20,
-            "total_s": write_parts_s + combine_s + read_feature_s + read_mixture_s}
+    write_parts_s = sum(seconds(pq.write_table, table.slice(start, shard_size),
+                                folder / f"part-{start:07d}.parquet", **options)
+                        for start in range(0, table.num_rows, shard_size))
+    read_feature_s = seconds(lambda: read_vector_column(read_evaluation_table(folder, ["feature"]), "feature"))
+    read_mixture_s = seconds(lambda: read_vector_column(read_evaluation_table(folder, ["loss", "probs"]), "probs"))
+    return {"write_parts_s": write_parts_s, "read_feature_s": read_feature_s, "read_loss_probs_s": read_mixture_s,
+            "file_mb": sum(part.stat().st_size for part in folder.iterdir()) / 2**20,
+            "total_s": write_parts_s + read_feature_s + read_mixture_s}
 
 
 def index_files(index, neighbors: np.ndarray, folder: Path) -> dict:

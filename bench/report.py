@@ -380,8 +380,9 @@ def load_interleaved_costs(folder: Path) -> list[dict]:
 # training: the neighbour search (the index ``knn_method="auto"`` picks), the fit and the write
 SEARCH_FIT_WRITE_KEYS = ("auto_build_s", "auto_query_s", "mixture_fit_s", "feature_write_s")
 # the rest of a run's per-epoch files: the table read back, the index and neighbours written.
-# Timed since the thirty-fourth pass; earlier rows timed one write of the table, whole, instead
-# of the run's shard parts and their combination, and nothing else.
+# Timed since the thirty-fourth pass; earlier rows timed one write of the whole table instead of
+# a run's parts, and nothing else (scaling-solo-pass34.json times the parts and, as runs then
+# did, their combination into one file).
 EPOCH_FILE_KEYS = ("feature_read_s", "index_write_s")
 
 

@@ -5,8 +5,8 @@
 Uses Fashion-MNIST train (28x28 grey, from $MIXNN_DATA_ROOT or ../shared/data) subsampled to
 each size, the small CNN (128-d features) of the cpu preset, one thread pool of this machine.
 Measures, per size: ingestion to shards (images/s), loading the shards, one evaluation pass
-(features + losses), the evaluation table's files as a run makes them (written in shard parts and
-combined: ``feature_write_s``; read back by the index and mixture stages: ``feature_read_s``),
+(features + losses), the evaluation table's files as a run makes them (written in shard parts:
+``feature_write_s``; read back by the index and mixture stages: ``feature_read_s``),
 exact, HNSW and IVF index build + all-vs-all query (k = 1) and the index ``knn_method="auto"``
 picks at that size (and writing it and the neighbours: ``index_write_s``), the trainer's mixture fit, one
 plain (ce) training epoch and one mixnn mixing epoch's training (after a warm-up epoch each;
@@ -74,7 +74,7 @@ def measure(n: int, images: np.ndarray, labels: np.ndarray, scratch: Path, repea
     files = table_round_trip(evaluation_table(np.arange(n), evaluation), scratch / f"features-{n}",
                              DEFAULT_SHARD_SIZE, WRITE_OPTIONS)
     row = {"n": n, "repeats": repeats, "ingest_s": ingest_s, "ingest_images_per_s": n / ingest_s,
-           "load_s": load_s, "eval_pass_s": eval_s, "feature_write_s": files["write_parts_s"] + files["combine_s"],
+           "load_s": load_s, "eval_pass_s": eval_s, "feature_write_s": files["write_parts_s"],
            "feature_read_s": files["read_feature_s"] + files["read_loss_probs_s"], "feature_file_mb": files["file_mb"]}
     for method in ("exact", "hnsw", "ivf", "auto"):  # "auto": the index a run builds at this size
         index, build_s = timed(build_index, evaluation.features, method)

@@ -28,7 +28,7 @@ from mixnn_core.config import PRESETS, TrainConfig
 from mixnn_core.files import read_json, write_json_atomic
 from mixnn_core.trainer import resolve_device
 from tasks.export import export_results
-from tasks.features import combine_features, extract_shard_features, shard_names
+from tasks.features import extract_shard_features, publish_features, shard_names
 from tasks.index import build_neighbor_index
 from tasks.noise import prepare_labels
 from tasks.prepare import prepare_run, release_lock
@@ -97,12 +97,12 @@ class StageClock:
 
 @flow(name="mixnn-extract-features")
 def extract_features(run_dir: str, epoch: int) -> str:
-    """The evaluation pass of ``epoch``, one task per shard, combined into one Parquet file."""
+    """The evaluation pass of ``epoch``, one task per shard, each part of one Parquet dataset."""
     path = RunFiles(run_dir).features(epoch)
     if path.exists():
         return str(path)
     parts = extract_shard_features.map(unmapped(run_dir), unmapped(epoch), shard_names(run_dir))
-    return combine_features(run_dir, epoch, [part.result() for part in parts])
+    return publish_features(run_dir, epoch, [part.result() for part in parts])
 
 
 @flow(name="mixnn", log_prints=True)

@@ -3,7 +3,8 @@
 Columns: ``sample_id``; ``feature``, the model's (D,) penultimate representation, which the
 neighbour search reads; ``loss``, cross-entropy against the current label, which the mixture is
 fitted to; ``prediction``, the argmax class; ``probs``, the (C,) softmax the label correction
-reads. A run writes one every mixing epoch (in shard parts, then combined) and one at the end.
+reads. A run writes one every mixing epoch, as a folder of parts (one file per shard, in sample
+order: a Parquet dataset), and one file at the end.
 
 The writer skips dictionary encoding (``WRITE_OPTIONS``; snappy compression stays): by default it
 first collects each column's distinct values, which for floats that rarely repeat is wasted work
@@ -42,6 +43,14 @@ def write_evaluation_table(table: pa.Table, path: str | Path) -> Path:
     return write_parquet_atomic(table, path, **WRITE_OPTIONS)
 
 
-def combine_evaluation_tables(parts: list[str | Path], path: str | Path) -> Path:
-    """One table at ``path`` holding the rows of ``parts`` in the order given."""
-    return write_evaluation_table(pa.concat_tables([pq.read_table(part) for part in parts]), path)
+def read_evaluation_table(path: str | Path, columns: list[str]) -> pa.Table:
+    """The ``columns`` of the evaluation table at ``path``, a file or a folder of parts (read in
+    file-name order). Raises a ValueError naming ``path`` when its rows are not in increasing
+    ``sample_id`` order, e.g. a folder holding a part that does not belong to it."""
+    table = pq.read_table(path, columns=list(dict.fromkeys([*columns, "sample_id"])))
+    sample_ids = table.column("sample_id").to_numpy()
+    if (np.diff(sample_ids) <= 0).any():
+        first = int(np.flatnonzero(np.diff(sample_ids) <= 0)[0]) + 1
+        raise ValueError(f"{path}: rows are not in sample order (row {first} has sample_id {sample_ids[first]} "
+                         f"after {sample_ids[first - 1]})")
+    return table.select(columns)

@@ -1,17 +1,19 @@
 """Stage 3a, every mixing epoch: the evaluation pass over the training set, to Parquet.
 
 The pass fans out over the dataset's shards (one task each, run by the flow's task runner: in
-turn by default, in parallel on a Dask cluster when asked), then the parts are combined into
-``features/epoch=NNN.parquet``. A shard's numbers do not depend on where it ran.
+turn by default, in parallel on a Dask cluster when asked), each writing its part; once all are
+written their folder is renamed ``features/epoch=NNN.parquet`` (a Parquet dataset, one file per
+shard). A shard's numbers do not depend on where it ran.
 """
 
 from __future__ import annotations
 
-import shutil
+import os
+from pathlib import Path
 
 from prefect import task
 
-from mixnn_core.evaluation_table import combine_evaluation_tables, evaluation_table, write_evaluation_table
+from mixnn_core.evaluation_table import evaluation_table, write_evaluation_table
 from tasks.run_files import RunFiles, checkin_trainer, checkout_trainer, dataset_arrays
 
 
@@ -36,11 +38,14 @@ def extract_shard_features(run_dir: str, epoch: int, shard: str) -> str:
     return str(part)
 
 
-@task(name="combine-features")
-def combine_features(run_dir: str, epoch: int, parts: list[str]) -> str:
-    """``features/epoch=NNN.parquet`` from the shards' parts, in sample order."""
+@task(name="publish-features")
+def publish_features(run_dir: str, epoch: int, parts: list[str]) -> str:
+    """``features/epoch=NNN.parquet``: the folder of the shards' ``parts``, renamed in one step,
+    so the epoch's table exists whole or not at all (the parts are not copied again)."""
     run = RunFiles(run_dir)
-    path = run.features(epoch)
-    combine_evaluation_tables(parts, path)
-    shutil.rmtree(run.feature_parts(epoch))
+    folder, path = run.feature_parts(epoch), run.features(epoch)
+    held, expected = sorted(item.name for item in folder.iterdir()), sorted(Path(part).name for part in parts)
+    if held != expected:
+        raise RuntimeError(f"{folder} holds {held}, not the parts of this epoch's shards {expected}")
+    os.replace(folder, path)
     return str(path)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-import pyarrow.parquet as pq
 from prefect import task
 
 from mixnn_core.config import TrainConfig
+from mixnn_core.evaluation_table import read_evaluation_table
 from mixnn_core.files import read_json, read_vector_column, replace_atomically
 from mixnn_core.knn import build_index, query_neighbors
 from mixnn_core.trainer import epoch_neighbors
@@ -36,7 +36,7 @@ def build_neighbor_index(run_dir: str, epoch: int) -> str:
     if path.exists():
         return str(path)
     train = read_json(run.config)["train"]
-    features = read_vector_column(pq.read_table(run.features(epoch), columns=["feature"]), "feature")
+    features = read_vector_column(read_evaluation_table(run.features(epoch), ["feature"]), "feature")
     config = TrainConfig.from_dict(train)
     if config.neighbor_scope == "batch":
         neighbors = epoch_neighbors(features, config, epoch)

@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from mixnn_core.evaluation_table import read_evaluation_table
 from mixnn_core.files import read_json
 from mixnn_core.gmm import mixture_input
 from mixnn_core.report import audit_sample, suspects_table, write_report
@@ -33,7 +33,7 @@ def mixture_snapshots(run: RunFiles, is_noisy: np.ndarray | None) -> list[dict]:
         features = run.features(fit["epoch"])
         if not features.exists():
             continue
-        losses = pq.read_table(features, columns=["loss"]).column("loss").to_numpy()
+        losses = read_evaluation_table(features, ["loss"]).column("loss").to_numpy()
         snapshot = {**fit, "losses": mixture_input(losses, scale)}
         if is_noisy is not None:
             snapshot["is_noisy"] = is_noisy

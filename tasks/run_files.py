@@ -33,7 +33,8 @@ class RunFiles:
         return self.epoch_file("features", epoch, ".parquet")
 
     def feature_parts(self, epoch: int) -> Path:
-        """Folder of the shards' shares of an epoch's features, until they are combined."""
+        """Folder of the shards' parts of an epoch's features until all are written (then renamed
+        ``features``)."""
         return self.epoch_file("features", epoch, ".parts")
 
     def feature_part(self, epoch: int, shard: str) -> Path:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 from prefect import get_run_logger, task
 
+from mixnn_core.evaluation_table import read_evaluation_table
 from mixnn_core.files import read_vector_column, write_json_atomic
 from mixnn_core.trainer import Trainer, TrainingDiverged
 from tasks.run_files import RunFiles, checkin_trainer, checkout_trainer, prune_checkpoints
@@ -42,7 +42,7 @@ def train_epoch(run_dir: str, epoch: int) -> dict:
     trainer = checkout_trainer(run, epoch)
     neighbors = None
     if trainer.config.fits_mixture(epoch):
-        evaluation = pq.read_table(run.features(epoch), columns=["loss", "probs"])
+        evaluation = read_evaluation_table(run.features(epoch), ["loss", "probs"])
         losses = evaluation.column("loss").to_numpy()
         if not np.isfinite(losses).all():
             raise diverged(run, epoch, f"training diverged before epoch {epoch}: the evaluation pass gave "

@@ -1,11 +1,12 @@
-"""The per-epoch evaluation table: its columns, its writer options, and combining shard parts."""
+"""The per-epoch evaluation table: its columns, its writer options, and a folder of shard parts."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
-from mixnn_core.evaluation_table import combine_evaluation_tables, evaluation_table, write_evaluation_table
+from mixnn_core.evaluation_table import evaluation_table, read_evaluation_table, write_evaluation_table
 from mixnn_core.files import read_vector_column
 from mixnn_core.trainer import EvalPass
 
@@ -16,24 +17,33 @@ def random_evaluation(rng: np.random.Generator, n: int) -> EvalPass:
                     losses=rng.random(n), probs=probs)
 
 
-def test_parts_combine_into_one_table_in_the_order_given_without_dictionary_pages(tmp_path):
+def test_a_folder_of_parts_reads_as_one_table_in_sample_order_without_dictionary_pages(tmp_path):
     rng = np.random.default_rng(0)
     first, second = random_evaluation(rng, 7), random_evaluation(rng, 5)
-    parts = [write_evaluation_table(evaluation_table(np.arange(7), first), tmp_path / "a.parquet"),
-             write_evaluation_table(evaluation_table(np.arange(7, 12), second), tmp_path / "b.parquet")]
-    combined = combine_evaluation_tables(parts, tmp_path / "epoch.parquet")
+    folder = tmp_path / "epoch=001.parquet"
+    write_evaluation_table(evaluation_table(np.arange(7, 12), second), folder / "shard-000001.parquet")
+    write_evaluation_table(evaluation_table(np.arange(7), first), folder / "shard-000000.parquet")
 
-    table = pq.read_table(combined)
-    assert table.column_names == ["sample_id", "feature", "loss", "prediction", "probs"]
+    table = read_evaluation_table(folder, ["sample_id", "feature", "loss", "prediction", "probs"])
     assert table["sample_id"].to_pylist() == list(range(12))
     np.testing.assert_array_equal(read_vector_column(table, "feature"), np.vstack([first.features, second.features]))
     np.testing.assert_array_equal(read_vector_column(table, "probs"), np.vstack([first.probs, second.probs]))
     np.testing.assert_array_equal(table["loss"].to_numpy(), np.concatenate([first.losses, second.losses]))
     np.testing.assert_array_equal(table["prediction"].to_numpy(),
                                   np.concatenate([first.probs.argmax(1), second.probs.argmax(1)]))
-    metadata = pq.ParquetFile(combined).metadata
-    for group in range(metadata.num_row_groups):
+    assert read_evaluation_table(folder, ["loss"]).column_names == ["loss"]
+    for part in folder.iterdir():
+        metadata = pq.ParquetFile(part).metadata
         for column in range(metadata.num_columns):
-            chunk = metadata.row_group(group).column(column)
+            chunk = metadata.row_group(0).column(column)
             assert chunk.dictionary_page_offset is None, chunk.path_in_schema
             assert chunk.compression == "SNAPPY", chunk.path_in_schema
+
+
+def test_a_part_out_of_sample_order_is_refused_naming_the_folder(tmp_path):
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "epoch=002.parquet"
+    write_evaluation_table(evaluation_table(np.arange(5, 8), random_evaluation(rng, 3)), folder / "a.parquet")
+    write_evaluation_table(evaluation_table(np.arange(5), random_evaluation(rng, 5)), folder / "b.parquet")
+    with pytest.raises(ValueError, match=r"epoch=002.parquet: rows are not in sample order \(row 3 has sample_id 0 after 7\)"):
+        read_evaluation_table(folder, ["feature"])
