@@ -15,8 +15,8 @@ spread lies mostly in a low-dimensional subspace, plus a little isotropic noise.
 
 ``--fashion-mnist N`` measures real features: the cpu preset's small CNN after its 4 warm-up
 epochs (a 20-epoch run's) on N Fashion-MNIST training images with 50 % symmetric noise (seed 0,
-one thread). ``--ivf-probes`` and ``--ivf-training-points-per-cell`` measure IVF settings other
-than ``mixnn_core.knn``'s, each against the same exact neighbours.
+one thread). ``--ivf-probes``, ``--ivf-training-points-per-cell`` and ``--ivf-cells-per-root-n`` measure
+IVF settings other than ``mixnn_core.knn``'s, each against the same exact neighbours.
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
     return hits / truth.size
 
 
-def variant_name(method: str, probes: int | None, points_per_cell: int | None) -> str:
-    return f"ivf p{probes} t{points_per_cell}" if method == "ivf" else method
+def variant_name(method: str, probes: int | None, points_per_cell: int | None, cells: float | None) -> str:
+    return f"ivf c{cells:g} p{probes} t{points_per_cell}" if method == "ivf" else method
 
 
 def fashion_mnist_features(n_samples: int) -> np.ndarray:
@@ -106,6 +106,7 @@ def main() -> None:
     parser.add_argument("--ivf-probes", type=int, nargs="+", default=[knn.IVF_PROBES])
     parser.add_argument("--ivf-training-points-per-cell", type=int, nargs="+",
                         default=[knn.IVF_TRAINING_POINTS_PER_CELL])
+    parser.add_argument("--ivf-cells-per-root-n", type=float, nargs="+", default=[knn.IVF_CELLS_PER_ROOT_N])
     parser.add_argument("--ef-construction", type=int, default=knn.HNSW_EF_CONSTRUCTION)
     parser.add_argument("--ef-search", type=int, default=knn.HNSW_EF_SEARCH)
     parser.add_argument("--seed", type=int, default=0)
@@ -115,23 +116,23 @@ def main() -> None:
 
     print(f"faiss threads {knn.faiss_thread_count()}, HNSW M={knn.HNSW_M} "
           f"efConstruction={args.ef_construction} efSearch={args.ef_search}, "
-          f"IVF {knn.ivf_list_count(10_000)} lists at N = 10,000 (2 sqrt(N)), probes {args.ivf_probes}, "
+          f"IVF cells per sqrt(N) {args.ivf_cells_per_root_n}, probes {args.ivf_probes}, "
           f"k-means points per cell {args.ivf_training_points_per_cell}")
-    variants = [(method, None, None) for method in args.methods if method != "ivf"]
+    variants = [(method, None, None, None) for method in args.methods if method != "ivf"]
     if "ivf" in args.methods:
-        variants += [("ivf", probes, points) for probes in args.ivf_probes
-                     for points in args.ivf_training_points_per_cell]
+        variants += [("ivf", probes, points, cells) for cells in args.ivf_cells_per_root_n
+                     for probes in args.ivf_probes for points in args.ivf_training_points_per_cell]
     print(f"{'features':>32} {'k':>2} {'exact s':>8} " + " ".join(
-        f"{variant_name(*variant) + ' s':>14} {'/exact':>6} {'recall':>6}" for variant in variants))
+        f"{variant_name(*variant) + ' s':>18} {'/exact':>6} {'recall':>6}" for variant in variants))
     for name, features in feature_sets(args):
         for k in args.ks:
             exact, exact_s = timed_neighbors(features, k, "exact")
             row = f"{name:>32} {k:>2} {exact_s:>8.2f}"
-            for method, probes, points in variants:
+            for method, probes, points, cells in variants:
                 if method == "ivf":
-                    knn.IVF_PROBES, knn.IVF_TRAINING_POINTS_PER_CELL = probes, points
+                    knn.IVF_PROBES, knn.IVF_TRAINING_POINTS_PER_CELL, knn.IVF_CELLS_PER_ROOT_N = probes, points, cells
                 approx, seconds = timed_neighbors(features, k, method)
-                row += f" {seconds:>14.2f} {seconds / exact_s:>6.2f} {recall(approx, exact):>6.3f}"
+                row += f" {seconds:>18.2f} {seconds / exact_s:>6.2f} {recall(approx, exact):>6.3f}"
             print(row, flush=True)
 
 

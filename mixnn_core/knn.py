@@ -110,9 +110,13 @@ IVF_KMEANS_SEED = 0
 IVF_TRAINING_POINTS_PER_CELL = 64
 
 
+IVF_CELLS_PER_ROOT_N = 2
+
+
 def ivf_list_count(n_samples: int) -> int:
-    """Number of k-means cells of an IVF index over ``n_samples`` vectors: about 2 sqrt(N)."""
-    return max(1, round(2 * n_samples ** 0.5))
+    """Number of k-means cells of an IVF index over ``n_samples`` vectors: about 2 sqrt(N)
+    (``IVF_CELLS_PER_ROOT_N``)."""
+    return max(1, round(IVF_CELLS_PER_ROOT_N * n_samples ** 0.5))
 
 
 # ``method="auto"`` uses exact search while N^2 * D is at most this, IVF above (measurements in
