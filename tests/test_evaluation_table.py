@@ -47,3 +47,24 @@ def test_a_part_out_of_sample_order_is_refused_naming_the_folder(tmp_path):
     write_evaluation_table(evaluation_table(np.arange(5), random_evaluation(rng, 5)), folder / "b.parquet")
     with pytest.raises(ValueError, match=r"epoch=002.parquet: rows are not in sample order \(row 3 has sample_id 0 after 7\)"):
         read_evaluation_table(folder, ["feature"])
+
+
+def test_publishing_renames_the_parts_folder_only_when_it_holds_exactly_the_epochs_parts(tmp_path):
+    from tasks.features import publish_features
+    from tasks.run_files import RunFiles
+
+    run = RunFiles(tmp_path)
+    rng = np.random.default_rng(2)
+    parts = [write_evaluation_table(evaluation_table(np.arange(start, start + 4), random_evaluation(rng, 4)),
+                                    run.feature_part(3, f"shard-{i:06d}.tar"))
+             for i, start in enumerate((0, 4))]
+    stray = run.feature_parts(3) / "shard-000009.parquet"
+    stray.write_bytes(b"left by another run")
+    with pytest.raises(RuntimeError, match=r"epoch=003\.parts holds .*shard-000009\.parquet.*not the parts"):
+        publish_features.fn(str(tmp_path), 3, [str(part) for part in parts])
+    assert not run.features(3).exists()
+
+    stray.unlink()
+    published = publish_features.fn(str(tmp_path), 3, [str(part) for part in parts])
+    assert published == str(run.features(3)) and not run.feature_parts(3).exists()
+    assert read_evaluation_table(published, ["sample_id"])["sample_id"].to_pylist() == list(range(8))
