@@ -335,7 +335,7 @@ def test_mixture_snapshots_show_the_losses_on_the_runs_mixture_scale(tmp_path, s
     write_json_atomic({"train": {} if scale is None else {"mixture_scale": scale}}, run.config)
     losses = np.array([0.1, 0.5, 2.0, 15.0])
     run.features(4).parent.mkdir(parents=True)
-    pq.write_table(pa.table({"loss": losses}), run.features(4))
+    pq.write_table(pa.table({"sample_id": np.arange(4), "loss": losses}), run.features(4))  # as a run writes it
     run.mixture(4).parent.mkdir(parents=True)
     write_json_atomic({"epoch": 4, "means": [0.1, 0.8]}, run.mixture(4))
     (snapshot,) = mixture_snapshots(run, None)
