@@ -6,8 +6,8 @@ Trains the cpu preset's small CNN one warm-up epoch on ``--n`` Fashion-MNIST tra
 (one thread), takes its evaluation pass, and times what the pipeline does with it
 (``tasks/features.py``, ``tasks/index.py``, ``tasks/train.py``) with the Parquet writer's default
 options, without dictionary encoding (still snappy-compressed; what
-``mixnn_core.evaluation_table.WRITE_OPTIONS`` chose) and with neither, alternately, ``--repeats`` times:
-the evaluation table written in shard parts of ``--shard-size`` rows, its ``feature`` column read
+``mixnn_core.evaluation_table.WRITE_OPTIONS`` chose) and with neither, alternately, ``--repeats``
+times: the evaluation table written in shard parts of ``--shard-size`` rows, its ``feature`` column read
 back from them (the index stage) and its ``loss`` and ``probs`` (the mixture stage). (Until the
 thirty-fourth pass a run also read the parts back and wrote them again as one file: the first
 result file, ``epoch_files-60k.json``, times that as ``combine_s``.) Then, once, the index file

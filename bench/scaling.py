@@ -8,8 +8,8 @@ Measures, per size: ingestion to shards (images/s), loading the shards, one eval
 (features + losses), the evaluation table's files as a run makes them (written in shard parts:
 ``feature_write_s``; read back by the index and mixture stages: ``feature_read_s``),
 exact, HNSW and IVF index build + all-vs-all query (k = 1) and the index ``knn_method="auto"``
-picks at that size (and writing it and the neighbours: ``index_write_s``), the trainer's mixture fit, one
-plain (ce) training epoch and one mixnn mixing epoch's training (after a warm-up epoch each;
+picks at that size (and writing it and the neighbours: ``index_write_s``), the trainer's mixture
+fit, one plain (ce) training epoch and one mixnn mixing epoch's training (after a warm-up epoch each;
 with ``--repeats R`` the fastest of R, the two epochs interleaved so both see the same
 machine), and the process's peak resident memory. The output records when, where and from which
 code it was measured; ``bench/report.py`` reads the cost targets from such files.

@@ -8,10 +8,11 @@ order: a Parquet dataset), and one file at the end.
 
 The writer skips dictionary encoding (``WRITE_OPTIONS``; snappy compression stays): by default it
 first collects each column's distinct values, which for floats that rarely repeat is wasted work
-(it falls back to plain encoding once the dictionary outgrows its limit). On real features at 60,000 samples (``bench/epoch_files.py``,
-BENCHMARKS "Thirty-fourth pass", five alternating repeats) that took the pipeline's write,
-combine and read of a table from a median 1.19 s to 0.65 s per epoch and the file from 13.7 to
-12.5 MB; dropping the compression too gave 0.73 s and 33.3 MB (the ReLU features hold many zeros).
+(it falls back to plain encoding once the dictionary outgrows its limit). On real features at
+60,000 samples (``bench/epoch_files.py``, BENCHMARKS "Thirty-fourth pass", five alternating
+repeats) that took a run's writes of the parts from a median 0.31 s to 0.12 s per epoch and the
+files from 16.8 to 12.5 MB; dropping the compression too gave 0.08 s but 33.4 MB (the ReLU
+features hold many zeros).
 """
 
 from __future__ import annotations
