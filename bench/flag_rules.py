@@ -1,0 +1,80 @@
+"""Which given labels should a run flag as wrong? Scores flag rules on saved per-sample arrays,
+with TRUE labels.
+
+    .venv/bin/python bench/flag_rules.py /work/samples/fmnist20k-sym20-e20-final.npz ...
+
+Reads the ``--samples`` files of ``bench/mixing_diagnostics.py`` (given and true labels, the
+run's suggestion soft labels, the final model's predictions) and, for every rule, the detection
+precision, recall and F1 of its flags against the truly wrong labels (``is_label_issue`` in the
+manifest; the suite's "detection" columns). The rules have no tuned threshold; this script
+measures them, it must not tune one. AUROC ranks ``label_quality`` and is the same for all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.suggestion_rules import given_label_clean_probability  # noqa: E402
+from mixnn_core.confident_learning import confident_joint, label_issues  # noqa: E402
+from mixnn_core.metrics import detection_auroc, detection_scores  # noqa: E402
+
+
+def flags_by_rule(given: np.ndarray, soft: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarray]:
+    """Boolean masks of the labels each rule flags. ``soft``: the run's suggestion soft labels;
+    ``probs``: the final model's predictions."""
+    rows = np.arange(len(given))
+    quality = soft[rows, given]
+    differs = quality < soft.max(axis=1)
+
+    def lowest_quality(count: int) -> np.ndarray:
+        chosen = np.zeros(len(given), bool)
+        chosen[np.argsort(quality, kind="stable")[:max(0, count)]] = True
+        return chosen
+
+    p_given = given_label_clean_probability(given, probs)
+    joint = confident_joint(given, soft)
+    return {
+        "argmax differs (the product's rule)": differs,
+        "confident learning on the soft labels": label_issues(given, soft),
+        "confident learning on the model's predictions": label_issues(given, probs),
+        "given-label mixture p < 0.5": p_given < 0.5,
+        "argmax differs and given-label mixture p < 0.5": differs & (p_given < 0.5),
+        "lowest quality, n = confident-joint estimate": lowest_quality(int(joint.sum() - np.trace(joint))),
+        "lowest quality, n = given-label mixture estimate": lowest_quality(int(round((1 - p_given).sum()))),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("samples", type=Path, nargs="+")
+    parser.add_argument("--out", type=Path, help="also write the scores here (.json)")
+    args = parser.parse_args(argv)
+    results = {}
+    for path in args.samples:
+        arrays = np.load(path, allow_pickle=False)
+        given, true, soft = arrays["given"], arrays["true"], arrays["suggestion"]
+        wrong = given != true
+        auroc = detection_auroc(soft[np.arange(len(given)), given], wrong)
+        print(f"{path.name}: {len(given)} samples, {int(wrong.sum())} wrong; AUROC of label quality {auroc:.4f}")
+        results[path.name] = {}
+        for name, flags in flags_by_rule(given, soft, arrays["probs"]).items():
+            scores = detection_scores(flags, wrong)
+            results[path.name][name] = scores
+            print(f"  {name:50s} flagged {scores['n_flagged']:6d} precision {scores['precision']:.4f} "
+                  f"recall {scores['recall']:.4f} F1 {scores['f1']:.4f}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
