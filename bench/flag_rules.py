@@ -22,9 +22,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.suggestion_rules import given_label_clean_probability  # noqa: E402
 from mixnn_core.confident_learning import confident_joint, label_issues  # noqa: E402
 from mixnn_core.metrics import detection_auroc, detection_scores  # noqa: E402
+from mixnn_core.outputs import given_label_clean_probability  # noqa: E402
 
 
 def flags_by_rule(given: np.ndarray, soft: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarray]:
@@ -42,11 +42,13 @@ def flags_by_rule(given: np.ndarray, soft: np.ndarray, probs: np.ndarray) -> dic
     p_given = given_label_clean_probability(given, probs)
     joint = confident_joint(given, soft)
     return {
-        "argmax differs (the product's rule)": differs,
+        "argmax differs (the product's rule until the thirty-fifth pass; ce's)": differs,
         "confident learning on the soft labels": label_issues(given, soft),
         "confident learning on the model's predictions": label_issues(given, probs),
         "given-label mixture p < 0.5": p_given < 0.5,
         "argmax differs and given-label mixture p < 0.5": differs & (p_given < 0.5),
+        "changed, or differs and given-label mixture p < 0.5 (mixnn's rule)":
+            (differs & (p_given < 0.5)) | label_issues(given, soft),
         "lowest quality, n = confident-joint estimate": lowest_quality(int(joint.sum() - np.trace(joint))),
         "lowest quality, n = given-label mixture estimate": lowest_quality(int(round((1 - p_given).sum()))),
     }

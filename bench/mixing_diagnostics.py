@@ -29,7 +29,8 @@ after N epochs, scoring epoch N's fit without training it (``--until 4`` on a 20
 the warm-up and the first fit only).
 
 Its numbers explain what a default does; they must not choose one (choices use held-out noisy
-labels, bench/tune.py). Results go to ``bench/results/diagnostics/<setting>-e<epochs>[-FIELD=VALUE...].json``;
+labels, bench/tune.py). Results go to ``bench/results/diagnostics/<setting>-e<epochs>[-FIELD=VALUE...][-s<seed>].json``
+(``--seed``: the suite's seed of that name, 0 by default);
 with ``--samples FILE.npz`` the final per-sample arrays too (given and true labels, suggestion
 soft labels, clean probabilities, the final model's predictions), to study suggestion rules.
 """
@@ -90,12 +91,13 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "diagnostics")
     parser.add_argument("--samples", type=Path, help="write the final per-sample arrays here (.npz)")
     parser.add_argument("--until", type=int, help="stop after this many epochs, scoring the next fit")
+    parser.add_argument("--seed", type=int, default=0, help="noise and training seed, as the suite's --seeds")
     args = parser.parse_args(argv)
     overrides = config_assignments(parser, args.set)
     code = code_version()  # before training: the checkout may move while it runs
     setting = SETTINGS[args.setting]
-    data = load(setting, seed=0)
-    config = cpu_preset(args.epochs, "mixnn", **{**setting.train_options(), **overrides})
+    data = load(setting, seed=args.seed)
+    config = cpu_preset(args.epochs, "mixnn", **{"seed": args.seed, **setting.train_options(), **overrides})
     trainer = Trainer(config, data.train.images, data.noisy_labels, 10,
                       test_images=data.test.images, test_labels=data.test.labels)
     until = config.epochs if args.until is None else min(args.until, config.epochs)
@@ -128,6 +130,7 @@ def main(argv: list[str] | None = None) -> Path:
                             probs=trainer.evaluation_pass().probs)
     suffix = "".join(f"-{key}={value}" for key, value in overrides.items())
     suffix += f"-until{until}" if until < config.epochs else ""
+    suffix += f"-s{args.seed}" if args.seed else ""
     out = args.out / f"{args.setting}-e{args.epochs}{suffix}.json"
     write_json_atomic({"setting": args.setting, "config": config.to_dict(), "code": code,
                        "machine": machine_record(), "epochs": rows}, out)

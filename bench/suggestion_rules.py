@@ -20,17 +20,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mixnn_core.confident_learning import confident_joint, label_issues  # noqa: E402
-from mixnn_core.gmm import clean_probability, fit_mixture_per_class, normalize_losses  # noqa: E402
+from mixnn_core.gmm import fit_mixture_per_class, normalize_losses  # noqa: E402
+from mixnn_core.outputs import given_label_clean_probability, given_label_losses  # noqa: E402
 
 
-def given_label_clean_probability(given: np.ndarray, probs: np.ndarray, per_class: bool = False) -> np.ndarray:
-    """Probability that each given label is clean: the method's two-component mixture (one over
-    all samples, or one per given class), fitted to the final model's cross-entropy on the GIVEN
-    labels instead of the corrected ones."""
-    losses = -np.log(np.clip(probs[np.arange(len(given)), given], 1e-12, None))
-    if per_class:
-        return fit_mixture_per_class(normalize_losses(losses), given).p_clean
-    return clean_probability(losses)
+def given_label_clean_probability_per_class(given: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """``mixnn_core.outputs.given_label_clean_probability`` with one mixture per given class."""
+    return fit_mixture_per_class(normalize_losses(given_label_losses(given, probs)), given).p_clean
 
 
 def changes_by_rule(given: np.ndarray, soft: np.ndarray, probs: np.ndarray) -> dict:
@@ -47,7 +43,7 @@ def changes_by_rule(given: np.ndarray, soft: np.ndarray, probs: np.ndarray) -> d
         return chosen & differs
 
     p_given = given_label_clean_probability(given, probs)
-    p_given_per_class = given_label_clean_probability(given, probs, per_class=True)
+    p_given_per_class = given_label_clean_probability_per_class(given, probs)
     joint = confident_joint(given, soft)
     return {
         "argmax differs (the rule before 2026-11-30)": differs,

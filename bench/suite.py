@@ -181,7 +181,8 @@ def run_trainer_method(method: str, data: Data, epochs: int, seed: int, scratch:
         replace_atomically(partial, lambda tmp: torch.save(state, tmp))
 
     history = train_timed(trainer, clock, scratch, checkpoint)
-    outputs = clock.run("final_outputs", trainer.outputs)
+    # the final evaluation pass a run's export makes: every method's outputs read its predictions
+    outputs = clock.run("final_outputs", lambda: trainer.outputs(trainer.evaluation_pass().probs))
     return {"config": config.to_dict(), "stage_seconds": clock.seconds, "history": history,
             "segments": segments, "earlier_elapsed_seconds": earlier["elapsed_seconds"],
             "outputs": outputs_of(outputs.suggested_label, outputs.label_quality, outputs.is_label_issue)}

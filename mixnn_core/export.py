@@ -55,9 +55,10 @@ def build_manifest(dataset: pd.DataFrame, class_names: list[str], outputs: Sampl
     return manifest
 
 
-def write_manifest(manifest: pd.DataFrame, soft_labels: np.ndarray,
-                   out_dir: str | Path) -> tuple[Path, Path]:
-    """``manifest.parquet`` (with ``soft_label`` and the schema version) and ``manifest.csv``.
+def write_manifest(manifest: pd.DataFrame, soft_labels: np.ndarray, out_dir: str | Path,
+                   label_issue_rule: str = LABEL_ISSUE_RULE) -> tuple[Path, Path]:
+    """``manifest.parquet`` (with ``soft_label``, the schema version and ``label_issue_rule``,
+    what ``is_label_issue`` says: ``SampleOutputs.label_issue_rule``) and ``manifest.csv``.
 
     The CSV follows RFC 4180: CRLF line ends, so that a field holding a bare CR or LF (a class
     name, a file name) is quoted and reads back as one field.
@@ -68,7 +69,7 @@ def write_manifest(manifest: pd.DataFrame, soft_labels: np.ndarray,
     table = table.replace_schema_metadata({
         **(table.schema.metadata or {}),
         b"mixnn_manifest_version": MANIFEST_SCHEMA_VERSION.encode(),
-        b"mixnn_label_issue_rule": LABEL_ISSUE_RULE.encode(),
+        b"mixnn_label_issue_rule": label_issue_rule.encode(),
     })
     parquet_path = write_parquet_atomic(table, out_dir / "manifest.parquet")
     csv_path = replace_atomically(out_dir / "manifest.csv",

@@ -117,4 +117,4 @@ def read_vector_column(table: pa.Table, name: str) -> np.ndarray:
     """A ``fixed_size_list`` column back as a (N, D) float32 array."""
     column = table.column(name).combine_chunks()
     width = column.type.list_size
-    return column.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, width)
+    return column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, width)

@@ -55,7 +55,7 @@ from mixnn_core.mixing import (
     soft_cross_entropy,
 )
 from mixnn_core.models import build_model, resolve_model_name
-from mixnn_core.outputs import SampleOutputs, sample_outputs
+from mixnn_core.outputs import SampleOutputs, given_label_clean_probability, sample_outputs
 
 CHECKPOINT_FORMAT = 2  # 2: uniform_soft_labels
 # Fields that may differ between a checkpoint and the configuration resuming it.
@@ -450,16 +450,25 @@ class Trainer:
         return float((self.predict_proba(self.test_images).argmax(1) == self.test_labels).mean())
 
     def outputs(self, final_probs: np.ndarray | None = None) -> SampleOutputs:
-        """Per-sample outputs. For ``mixnn``: from the corrected soft labels with the given
-        label's share cut to ``SUGGESTION_GIVEN_LABEL_WEIGHT`` (``suggestion_soft_labels``),
-        changing only the labels confident learning counts as wrong (``label_issues``). For
+        """Per-sample outputs; ``final_probs`` (N, C): the model's predictions on the training
+        samples, from an evaluation pass (for ``ce`` / ``mixup`` made here when not given). For ``mixnn``:
+        from the corrected soft labels with the given label's share cut to
+        ``SUGGESTION_GIVEN_LABEL_WEIGHT`` (``suggestion_soft_labels``), changing only the labels
+        confident learning counts as wrong (``label_issues``); flagged where the soft label
+        prefers another class and, when ``final_probs`` are given, only where the label is
+        changed or the mixture fitted to their loss on the given labels calls it noisy
+        (``MIXNN_LABEL_ISSUE_RULE``; without them the flags are the argmax rule's, which the
+        suggestions do not depend on). For
         ``ce`` / ``mixup``: the predictions' argmax, the baselines of BENCHMARKS.md."""
         if self.config.method != "mixnn":
             soft = final_probs if final_probs is not None else self.evaluation_pass().probs
             return sample_outputs(self.given_labels, soft, self.p_clean)
         soft = suggestion_soft_labels(self.uniform_soft_labels, self.given_labels,
                                       self.config.given_label_share(self.epoch), SUGGESTION_GIVEN_LABEL_WEIGHT)
-        return sample_outputs(self.given_labels, soft, self.p_clean, label_issues(self.given_labels, soft))
+        given_label_clean = (None if final_probs is None else
+                             given_label_clean_probability(self.given_labels, final_probs, self.config.seed))
+        return sample_outputs(self.given_labels, soft, self.p_clean, label_issues(self.given_labels, soft),
+                              given_label_clean)
 
     # -- checkpoints -----------------------------------------------------------------------
 

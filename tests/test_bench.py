@@ -31,9 +31,10 @@ from bench import (
     tune,
     weight_average,
 )
+from mixnn_core.confident_learning import label_issues
 from mixnn_core.config import cpu_preset
 from mixnn_core.metrics import detection_scores
-from mixnn_core.outputs import sample_outputs
+from mixnn_core.outputs import given_label_clean_probability, sample_outputs
 from mixnn_core.trainer import Trainer
 
 
@@ -501,8 +502,15 @@ def test_mixing_diagnostics_score_every_mixing_epoch(tmp_path):
     for row in rows.values():
         assert row["fixed"] + row["broken"] <= row["changed"] <= current["changed"]
     flags = flag_rules.main([str(tmp_path / "digits.npz"), "--out", str(tmp_path / "flags.json")])["digits.npz"]
-    product = sample_outputs(arrays["given"], arrays["suggestion"], np.ones(len(arrays["given"]))).is_label_issue
-    assert flags["argmax differs (the product's rule)"] == detection_scores(product, arrays["given"] != arrays["true"])
+    wrong = arrays["given"] != arrays["true"]
+    argmax_rule = sample_outputs(arrays["given"], arrays["suggestion"], np.ones(len(wrong))).is_label_issue
+    assert flags["argmax differs (the product's rule until the thirty-fifth pass; ce's)"] == detection_scores(
+        argmax_rule, wrong)
+    mixnn_rule = sample_outputs(arrays["given"], arrays["suggestion"], np.ones(len(wrong)),
+                                label_issues(arrays["given"], arrays["suggestion"]),
+                                given_label_clean_probability(arrays["given"], arrays["probs"])).is_label_issue
+    assert flags["changed, or differs and given-label mixture p < 0.5 (mixnn's rule)"] == detection_scores(
+        mixnn_rule, wrong)
     assert json.loads((tmp_path / "flags.json").read_text())["digits.npz"] == flags
     for scores in flags.values():
         assert scores["n_noisy"] == int((arrays["given"] != arrays["true"]).sum()) and 0 <= scores["f1"] <= 1

@@ -28,7 +28,12 @@ from mixnn_core.mixing import (
     smoothed_targets,
     soft_cross_entropy,
 )
-from mixnn_core.outputs import sample_outputs
+from mixnn_core.outputs import (
+    MIXNN_LABEL_ISSUE_RULE,
+    given_label_clean_probability,
+    given_label_losses,
+    sample_outputs,
+)
 
 # -- clean probability -------------------------------------------------------------------------
 
@@ -307,6 +312,35 @@ def test_labels_that_may_not_change_keep_the_given_one_but_stay_flagged():
     assert sample_outputs(given, soft, np.ones(3)).suggested_label.tolist() == [0, 2, 1]
     with pytest.raises(ValueError, match="may_change"):
         sample_outputs(given, soft, np.ones(3), may_change=np.ones(2, dtype=bool))
+
+
+def test_a_label_the_given_label_mixture_calls_clean_is_not_flagged():
+    soft = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.1, 0.7, 0.2]], dtype=np.float32)
+    given = np.array([0, 0, 0])
+    out = sample_outputs(given, soft, np.ones(3), given_label_clean=np.array([0.1, 0.2, 0.9]))
+    assert out.is_label_issue.tolist() == [False, True, True]  # sample 2 is changed: always flagged
+    assert out.suggested_label.tolist() == [0, 2, 1]  # suggestions do not depend on the flags
+    kept = sample_outputs(given, soft, np.ones(3), may_change=np.array([True, True, False]),
+                          given_label_clean=np.array([0.1, 0.2, 0.9]))
+    assert kept.is_label_issue.tolist() == [False, True, False]  # sample 2 kept, its given-label loss clean
+    assert out.label_issue_rule == MIXNN_LABEL_ISSUE_RULE != sample_outputs(given, soft, np.ones(3)).label_issue_rule
+    with pytest.raises(ValueError, match="given_label_clean"):
+        sample_outputs(given, soft, np.ones(3), given_label_clean=np.ones(2))
+
+
+def test_given_label_mixture_reads_the_models_loss_on_the_given_label():
+    rng = np.random.default_rng(0)
+    given = rng.integers(0, 3, 400)
+    probs = np.full((400, 3), 0.05)
+    probs[np.arange(400), given] = 0.9  # the model agrees with the given label ...
+    wrong = np.arange(400) < 100
+    probs[wrong] = 0.45
+    probs[wrong, given[wrong]] = 0.1  # ... except on these
+    assert np.allclose(given_label_losses(given, probs)[:2], -np.log(0.1))
+    p_clean = given_label_clean_probability(given, probs)
+    assert (p_clean[wrong] < 0.5).all() and (p_clean[~wrong] > 0.5).all()
+    with pytest.raises(ValueError, match="probs must be"):
+        given_label_losses(given, probs[:10])
 
 
 def test_channel_statistics_equal_the_float_computation_per_channel():

@@ -19,6 +19,7 @@ import torch
 
 from flows.mixnn_flow import mixnn
 from mixnn_core.confident_learning import label_issues
+from mixnn_core.outputs import MIXNN_LABEL_ISSUE_RULE, given_label_clean_probability
 
 PROJECT = Path(__file__).resolve().parents[1]
 from tests.conftest import DIGITS_RUN as RUN  # noqa: E402
@@ -104,12 +105,19 @@ def test_manifest_schema_and_contents(finished_run):
     soft = np.stack(manifest["soft_label"].to_numpy())
     assert soft.shape == (1797, 10) and np.allclose(soft.sum(axis=1), 1, atol=1e-4)
     # the labels confident learning counts as wrong get the soft label's argmax, the rest keep
-    # theirs; every label another class is likelier for is flagged for review
-    changed = label_issues(manifest["given_label"].to_numpy(), soft)
+    # theirs; flagged: every changed label, and those another class is likelier for whose loss
+    # under the final model the given-label mixture calls noisy (for review)
+    given = manifest["given_label"].to_numpy()
+    changed = label_issues(given, soft)
     assert changed.sum() > 300  # of about 720 injected wrong labels
     flagged = manifest["is_label_issue"].to_numpy()
-    np.testing.assert_array_equal(flagged, soft.argmax(axis=1) != manifest["given_label"].to_numpy())
-    assert flagged[changed].all()
+    final_probs = np.stack(pd.read_parquet(run_dir / "features" / "final.parquet")["probs"].to_numpy())
+    seed = json.loads((run_dir / "config.json").read_text())["train"]["seed"]
+    differs = soft.argmax(axis=1) != given
+    np.testing.assert_array_equal(
+        flagged, changed | (differs & (given_label_clean_probability(given, final_probs, seed) < 0.5)))
+    assert flagged[changed].all() and not flagged[~differs].any()
+    assert table.schema.metadata[b"mixnn_label_issue_rule"] == MIXNN_LABEL_ISSUE_RULE.encode()
     assert (manifest["suggested_label"][changed] == soft.argmax(axis=1)[changed]).all()
     assert (manifest["suggested_label"][~changed] == manifest["given_label"][~changed]).all()
     rows = np.arange(1797)
