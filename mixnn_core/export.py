@@ -20,7 +20,8 @@ import torch
 from mixnn_core.files import replace_atomically, vector_column, write_json_atomic, write_parquet_atomic
 from mixnn_core.outputs import LABEL_ISSUE_RULE, SampleOutputs
 
-MANIFEST_SCHEMA_VERSION = "1"
+# 2 (thirty-fifth pass): mixnn's is_label_issue follows MIXNN_LABEL_ISSUE_RULE (README)
+MANIFEST_SCHEMA_VERSION = "2"
 MODEL_CARD_VERSION = "1"
 
 

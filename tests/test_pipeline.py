@@ -99,7 +99,7 @@ def test_manifest_schema_and_contents(finished_run):
     run_dir, _ = finished_run
     table = pq.read_table(run_dir / "manifest.parquet")
     assert table.column_names == MANIFEST_COLUMNS
-    assert table.schema.metadata[b"mixnn_manifest_version"] == b"1"
+    assert table.schema.metadata[b"mixnn_manifest_version"] == b"2"
     manifest = table.to_pandas()
     assert manifest["sample_id"].tolist() == list(range(1797))
     soft = np.stack(manifest["soft_label"].to_numpy())
