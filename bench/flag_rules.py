@@ -22,6 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.suggestion_rules import read_samples  # noqa: E402
 from mixnn_core.confident_learning import confident_joint, label_issues  # noqa: E402
 from mixnn_core.metrics import detection_auroc, detection_scores  # noqa: E402
 from mixnn_core.outputs import given_label_clean_probability  # noqa: E402
@@ -61,13 +62,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     results = {}
     for path in args.samples:
-        arrays = np.load(path, allow_pickle=False)
-        given, true, soft = arrays["given"], arrays["true"], arrays["suggestion"]
+        given, true, soft, probs = read_samples(path)
         wrong = given != true
         auroc = detection_auroc(soft[np.arange(len(given)), given], wrong)
         print(f"{path.name}: {len(given)} samples, {int(wrong.sum())} wrong; AUROC of label quality {auroc:.4f}")
         results[path.name] = {}
-        for name, flags in flags_by_rule(given, soft, arrays["probs"]).items():
+        for name, flags in flags_by_rule(given, soft, probs).items():
             scores = detection_scores(flags, wrong)
             results[path.name][name] = scores
             print(f"  {name:50s} flagged {scores['n_flagged']:6d} precision {scores['precision']:.4f} "

@@ -55,18 +55,24 @@ def changes_by_rule(given: np.ndarray, soft: np.ndarray, probs: np.ndarray) -> d
     }
 
 
+def read_samples(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Given labels, true labels, suggestion soft labels and final predictions of a ``--samples``
+    file of ``bench/mixing_diagnostics.py``."""
+    arrays = np.load(path, allow_pickle=False)
+    return arrays["given"], arrays["true"], arrays["suggestion"], arrays["probs"]
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("samples", type=Path, nargs="+")
     args = parser.parse_args(argv)
     results = {}
     for path in args.samples:
-        arrays = np.load(path, allow_pickle=False)
-        given, true, soft = arrays["given"], arrays["true"], arrays["suggestion"]
+        given, true, soft, probs = read_samples(path)
         suggested = soft.argmax(axis=1)
         print(f"{path.name}: {len(given)} samples, {int((given != true).sum())} wrong, given labels "
               f"{(given == true).mean():.4f} right")
-        for name, change in changes_by_rule(given, soft, arrays["probs"]).items():
+        for name, change in changes_by_rule(given, soft, probs).items():
             manifest = np.where(change, suggested, given)
             row = {"changed": int(change.sum()), "fixed": int((change & (given != true) & (suggested == true)).sum()),
                    "broken": int((change & (given == true)).sum()), "recovery": float((manifest == true).mean())}
