@@ -33,8 +33,8 @@ MIXNN_LABEL_ISSUE_RULE = (f"suggested_label != given_label or ({LABEL_ISSUE_RULE
                           "and given-label mixture p_clean < 0.5)")
 # mixnn's outputs change only the labels confident learning counts as wrong
 # (``mixnn_core.confident_learning.label_issues`` on the suggestion soft labels); everywhere else
-# the suggestion is the given label. The flag is not narrowed: a flagged label whose suggestion
-# is the given one is left for a person to review rather than changed. Measured on the final
+# the suggestion is the given label. The flag is not narrowed to the changed labels: a flagged
+# label whose suggestion is the given one is left for a person to review. Measured on the final
 # soft labels of the default 20-epoch runs (BENCHMARKS.md), recovery: Fashion-MNIST sym 50 % 88.4 -> 89.5,
 # asym 40 % 87.5 -> 87.7, pair-flip 45 % 82.0 -> 83.4, CIFAR-10N worse 60.8 -> 67.7, aggre
 # 66.0 -> 81.3 (the given labels: 91.0).

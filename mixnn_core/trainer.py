@@ -451,15 +451,15 @@ class Trainer:
 
     def outputs(self, final_probs: np.ndarray | None = None) -> SampleOutputs:
         """Per-sample outputs; ``final_probs`` (N, C): the model's predictions on the training
-        samples, from an evaluation pass (for ``ce`` / ``mixup`` made here when not given). For ``mixnn``:
-        from the corrected soft labels with the given label's share cut to
+        samples, from an evaluation pass (for ``ce`` / ``mixup`` made here when not given).
+
+        For ``mixnn``: from the corrected soft labels with the given label's share cut to
         ``SUGGESTION_GIVEN_LABEL_WEIGHT`` (``suggestion_soft_labels``), changing only the labels
-        confident learning counts as wrong (``label_issues``); flagged where the soft label
-        prefers another class and, when ``final_probs`` are given, only where the label is
-        changed or the mixture fitted to their loss on the given labels calls it noisy
-        (``MIXNN_LABEL_ISSUE_RULE``; without them the flags are the argmax rule's, which the
-        suggestions do not depend on). For
-        ``ce`` / ``mixup``: the predictions' argmax, the baselines of BENCHMARKS.md."""
+        confident learning counts as wrong (``label_issues``); with ``final_probs`` flagged as
+        ``MIXNN_LABEL_ISSUE_RULE`` says (changed, or the soft label prefers another class and
+        the mixture fitted to their loss on the given labels calls the label noisy), without
+        them by the argmax rule alone (the suggestions do not depend on the flags). For ``ce`` /
+        ``mixup``: the predictions' argmax, the baselines of BENCHMARKS.md."""
         if self.config.method != "mixnn":
             soft = final_probs if final_probs is not None else self.evaluation_pass().probs
             return sample_outputs(self.given_labels, soft, self.p_clean)
