@@ -48,10 +48,15 @@ VARIANTS = {"writer_defaults": {}, "no_dictionary": {"use_dictionary": False},
             "no_dictionary_no_compression": {"use_dictionary": False, "compression": "none"}}
 
 
-def seconds(fn, *args, **kwargs) -> float:
+def timed(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``'s value and the seconds it took."""
     started = time.perf_counter()
-    fn(*args, **kwargs)
-    return time.perf_counter() - started
+    value = fn(*args, **kwargs)
+    return value, time.perf_counter() - started
+
+
+def seconds(fn, *args, **kwargs) -> float:
+    return timed(fn, *args, **kwargs)[1]
 
 
 def table_round_trip(table: pa.Table, folder: Path, shard_size: int, options: dict) -> dict:

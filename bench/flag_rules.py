@@ -42,14 +42,15 @@ def flags_by_rule(given: np.ndarray, soft: np.ndarray, probs: np.ndarray) -> dic
 
     p_given = given_label_clean_probability(given, probs)
     joint = confident_joint(given, soft)
+    changed = label_issues(given, soft)  # the labels a mixnn run changes
     return {
         "argmax differs (the product's rule until the thirty-fifth pass; ce's)": differs,
-        "confident learning on the soft labels": label_issues(given, soft),
+        "confident learning on the soft labels": changed,
         "confident learning on the model's predictions": label_issues(given, probs),
         "given-label mixture p < 0.5": p_given < 0.5,
         "argmax differs and given-label mixture p < 0.5": differs & (p_given < 0.5),
         "changed, or differs and given-label mixture p < 0.5 (mixnn's rule)":
-            (differs & (p_given < 0.5)) | label_issues(given, soft),
+            (differs & (p_given < 0.5)) | changed,
         "lowest quality, n = confident-joint estimate": lowest_quality(int(joint.sum() - np.trace(joint))),
         "lowest quality, n = given-label mixture estimate": lowest_quality(int(round((1 - p_given).sum()))),
     }

@@ -28,7 +28,6 @@ import resource
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.datasets import fashion_mnist  # noqa: E402
-from bench.epoch_files import index_files, table_round_trip  # noqa: E402
+from bench.epoch_files import index_files, table_round_trip, timed  # noqa: E402
 from bench.suite import code_version, machine_record  # noqa: E402
 from bench.timestamps import utc_now  # noqa: E402
 from mixnn_core.config import cpu_preset  # noqa: E402
@@ -45,12 +44,6 @@ from mixnn_core.evaluation_table import WRITE_OPTIONS, evaluation_table  # noqa:
 from mixnn_core.ingest import DEFAULT_SHARD_SIZE, ingest, load_dataset  # noqa: E402
 from mixnn_core.knn import build_index, query_neighbors  # noqa: E402
 from mixnn_core.trainer import Trainer  # noqa: E402
-
-
-def timed(fn, *args, **kwargs):
-    started = time.perf_counter()
-    value = fn(*args, **kwargs)
-    return value, time.perf_counter() - started
 
 
 def fastest(repeats: int, fn, *args, **kwargs):
@@ -81,9 +74,9 @@ def measure(n: int, images: np.ndarray, labels: np.ndarray, scratch: Path, repea
     row = {"n": n, "repeats": repeats, "ingest_s": ingest_s, "ingest_images_per_s": n / ingest_s,
            "load_s": load_s, "eval_pass_s": eval_s, "feature_file_mb": files[0]["file_mb"],
            "feature_files_each_s": [each["total_s"] for each in files]}
-    files = min(files, key=lambda each: each["total_s"])
-    row["feature_write_s"] = files["write_parts_s"]
-    row["feature_read_s"] = files["read_feature_s"] + files["read_loss_probs_s"]
+    fastest_files = min(files, key=lambda each: each["total_s"])
+    row["feature_write_s"] = fastest_files["write_parts_s"]
+    row["feature_read_s"] = fastest_files["read_feature_s"] + fastest_files["read_loss_probs_s"]
     for method in ("exact", "hnsw", "ivf"):
         index, build_s = timed(build_index, evaluation.features, method)
         _, query_s = timed(query_neighbors, index, evaluation.features, 1)

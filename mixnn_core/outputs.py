@@ -70,6 +70,14 @@ def given_label_clean_probability(given_labels: np.ndarray, probs: np.ndarray, s
     return clean_probability(given_label_losses(given_labels, probs), seed=seed)
 
 
+def _per_sample(name: str, values, shape: tuple, dtype) -> np.ndarray:
+    """``values`` as an array of ``dtype``; a ValueError naming ``name`` unless its shape is ``shape``."""
+    values = np.asarray(values, dtype=dtype)
+    if values.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {values.shape}")
+    return values
+
+
 def sample_outputs(given_labels: np.ndarray, soft_labels: np.ndarray, p_clean: np.ndarray,
                    may_change: np.ndarray | None = None,
                    given_label_clean: np.ndarray | None = None) -> SampleOutputs:
@@ -89,17 +97,12 @@ def sample_outputs(given_labels: np.ndarray, soft_labels: np.ndarray, p_clean: n
     quality = soft[rows, given].astype(np.float64).clip(0.0, 1.0)
     suggested = soft.argmax(axis=1).astype(np.int64)
     if may_change is not None:
-        may_change = np.asarray(may_change, dtype=bool)
-        if may_change.shape != given.shape:
-            raise ValueError(f"may_change must have shape {given.shape}, got {may_change.shape}")
-        suggested = np.where(may_change, suggested, given)
+        suggested = np.where(_per_sample("may_change", may_change, given.shape, bool), suggested, given)
     confidence = soft[rows, suggested].astype(np.float64).clip(0.0, 1.0)
     is_label_issue = quality < soft.max(axis=1).astype(np.float64).clip(0.0, 1.0)
     rule = LABEL_ISSUE_RULE
     if given_label_clean is not None:
-        given_label_clean = np.asarray(given_label_clean, dtype=np.float64)
-        if given_label_clean.shape != given.shape:
-            raise ValueError(f"given_label_clean must have shape {given.shape}, got {given_label_clean.shape}")
+        given_label_clean = _per_sample("given_label_clean", given_label_clean, given.shape, np.float64)
         is_label_issue = (is_label_issue & (given_label_clean < 0.5)) | (suggested != given)
         rule = MIXNN_LABEL_ISSUE_RULE
     return SampleOutputs(
