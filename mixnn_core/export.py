@@ -18,10 +18,11 @@ import pyarrow as pa
 import torch
 
 from mixnn_core.files import replace_atomically, vector_column, write_json_atomic, write_parquet_atomic
-from mixnn_core.outputs import LABEL_ISSUE_RULE, SampleOutputs
+from mixnn_core.outputs import LABEL_ISSUE_RULE, LABEL_QUALITY_RULE, SampleOutputs
 
 # 2 (thirty-fifth pass): mixnn's is_label_issue follows MIXNN_LABEL_ISSUE_RULE (README)
-MANIFEST_SCHEMA_VERSION = "2"
+# 3 (thirty-sixth pass): mixnn's label_quality follows MIXNN_LABEL_QUALITY
+MANIFEST_SCHEMA_VERSION = "3"
 MODEL_CARD_VERSION = "1"
 
 
@@ -57,9 +58,11 @@ def build_manifest(dataset: pd.DataFrame, class_names: list[str], outputs: Sampl
 
 
 def write_manifest(manifest: pd.DataFrame, soft_labels: np.ndarray, out_dir: str | Path,
-                   label_issue_rule: str = LABEL_ISSUE_RULE) -> tuple[Path, Path]:
-    """``manifest.parquet`` (with ``soft_label``, the schema version and ``label_issue_rule``,
-    what ``is_label_issue`` says: ``SampleOutputs.label_issue_rule``) and ``manifest.csv``.
+                   label_issue_rule: str = LABEL_ISSUE_RULE,
+                   label_quality_rule: str = LABEL_QUALITY_RULE) -> tuple[Path, Path]:
+    """``manifest.parquet`` (with ``soft_label``, the schema version, and in words what
+    ``is_label_issue`` and ``label_quality`` say: ``SampleOutputs.label_issue_rule`` /
+    ``label_quality_rule``) and ``manifest.csv``.
 
     The CSV follows RFC 4180: CRLF line ends, so that a field holding a bare CR or LF (a class
     name, a file name) is quoted and reads back as one field.
@@ -71,6 +74,7 @@ def write_manifest(manifest: pd.DataFrame, soft_labels: np.ndarray, out_dir: str
         **(table.schema.metadata or {}),
         b"mixnn_manifest_version": MANIFEST_SCHEMA_VERSION.encode(),
         b"mixnn_label_issue_rule": label_issue_rule.encode(),
+        b"mixnn_label_quality": label_quality_rule.encode(),
     })
     parquet_path = write_parquet_atomic(table, out_dir / "manifest.parquet")
     csv_path = replace_atomically(out_dir / "manifest.csv",

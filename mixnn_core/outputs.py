@@ -1,10 +1,11 @@
 """Per-sample outputs of a run: what the tool says about each training label.
 
-``label_quality`` is the estimated probability that the GIVEN label is correct: the mass the
-final soft label puts on the given class (for ``mixnn``, the label-corrected running estimate;
-for ``ce`` / ``mixup``, the model's final prediction). It is not the mixture's clean
-probability, which is fitted against the corrected labels and says nothing about the given
-label once they differ.
+``label_quality`` is the estimated probability that the GIVEN label is correct. For ``ce`` /
+``mixup`` it is the model's final prediction on the given class; for ``mixnn``, the mean of two
+estimates of it: the final soft label's mass on the given class (the label-corrected running
+estimate) and the final model's prediction on it (``MIXNN_LABEL_QUALITY``). It is not the
+mixture's clean probability, which is fitted against the corrected labels and says nothing
+about the given label once they differ.
 """
 
 from __future__ import annotations
@@ -31,6 +32,14 @@ LABEL_ISSUE_RULE = "label_quality < max(soft_label)"
 # 0.764 -> 0.768, sym 80 0.948 -> 0.947 (seed 1: sym 20, 50, 80, asym 40 +0.026, +0.007, +0.000, +0.005).
 MIXNN_LABEL_ISSUE_RULE = (f"suggested_label != given_label or ({LABEL_ISSUE_RULE} "
                           "and given-label mixture p_clean < 0.5)")
+# mixnn's label_quality (since the thirty-sixth pass): the soft label alone ranks wrong labels
+# well under symmetric noise but poorly under class-following noise, where the soft labels of a
+# flipped class pair drift together; the final model's prediction ranks them better there and a
+# little worse under symmetric noise. Their mean was level with or above the soft label in every
+# 20-epoch Fashion-MNIST final array but one (sym 20 seed 0, -0.0001) (``bench/quality_scores.py``,
+# BENCHMARKS "Thirty-sixth pass"): AUROC asym 40 0.930 -> 0.938, pair-flip 45 0.912 -> 0.949.
+LABEL_QUALITY_RULE = "soft_label[given]"
+MIXNN_LABEL_QUALITY = "(soft_label[given] + final prediction[given]) / 2"
 # mixnn's outputs change only the labels confident learning counts as wrong
 # (``mixnn_core.confident_learning.label_issues`` on the suggestion soft labels); everywhere else
 # the suggestion is the given label. The flag is not narrowed to the changed labels: a flagged
@@ -46,10 +55,11 @@ class SampleOutputs:
     suggested_label: np.ndarray  # (N,) int64, argmax of the soft label
     suggested_confidence: np.ndarray  # (N,) max of the soft label
     soft_label: np.ndarray  # (N, C) float32, rows in the simplex
-    label_quality: np.ndarray  # (N,) soft_label[i, given_label[i]]
+    label_quality: np.ndarray  # (N,) soft_label[i, given_label[i]], for mixnn see MIXNN_LABEL_QUALITY
     is_label_issue: np.ndarray  # (N,) bool, see label_issue_rule
     p_clean: np.ndarray  # (N,) the last mixture fit's clean probability (1 where never fitted)
     label_issue_rule: str = LABEL_ISSUE_RULE  # what is_label_issue says, in words
+    label_quality_rule: str = LABEL_QUALITY_RULE  # how label_quality is computed, in words
 
 
 def given_label_losses(given_labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -79,32 +89,37 @@ def _per_sample(name: str, values, shape: tuple, dtype) -> np.ndarray:
 
 
 def sample_outputs(given_labels: np.ndarray, soft_labels: np.ndarray, p_clean: np.ndarray,
-                   may_change: np.ndarray | None = None,
-                   given_label_clean: np.ndarray | None = None) -> SampleOutputs:
+                   may_change: np.ndarray | None = None, final_probs: np.ndarray | None = None,
+                   seed: int = 0) -> SampleOutputs:
     """Suggested label, confidence, label quality and issue flag of every sample.
 
     The suggestion is the soft label's argmax, or, where ``may_change`` (N,) bool is given and
     False, the given label itself. ``is_label_issue`` does not depend on ``may_change``: the
-    given label is flagged wherever another class is more likely (``LABEL_ISSUE_RULE``); when
-    ``given_label_clean`` (N,) is given (``given_label_clean_probability``), only where that is
-    below 0.5 too, or where the suggestion changes the label (``MIXNN_LABEL_ISSUE_RULE``).
+    given label is flagged wherever the soft label prefers another class (``LABEL_ISSUE_RULE``).
+    With the final model's predictions ``final_probs`` (N, C) (a ``mixnn`` run), only where the
+    given-label mixture fitted to their loss (``given_label_clean_probability``, ``seed``) calls
+    the label noisy too, or where the suggestion changes it (``MIXNN_LABEL_ISSUE_RULE``); and
+    ``label_quality`` is the mean of the soft label's and the predictions' mass on the given
+    class (``MIXNN_LABEL_QUALITY``), else the soft label's alone.
     """
     given = np.asarray(given_labels, dtype=np.int64)
     soft = np.asarray(soft_labels, dtype=np.float32)
     if soft.ndim != 2 or soft.shape[0] != given.shape[0]:
         raise ValueError(f"soft_labels must be (N, C) with N = {given.shape[0]}, got {soft.shape}")
     rows = np.arange(given.shape[0])
-    quality = soft[rows, given].astype(np.float64).clip(0.0, 1.0)
+    soft_on_given = soft[rows, given].astype(np.float64).clip(0.0, 1.0)
     suggested = soft.argmax(axis=1).astype(np.int64)
     if may_change is not None:
         suggested = np.where(_per_sample("may_change", may_change, given.shape, bool), suggested, given)
     confidence = soft[rows, suggested].astype(np.float64).clip(0.0, 1.0)
-    is_label_issue = quality < soft.max(axis=1).astype(np.float64).clip(0.0, 1.0)
-    rule = LABEL_ISSUE_RULE
-    if given_label_clean is not None:
-        given_label_clean = _per_sample("given_label_clean", given_label_clean, given.shape, np.float64)
+    is_label_issue = soft_on_given < soft.max(axis=1).astype(np.float64).clip(0.0, 1.0)
+    quality, rule, quality_rule = soft_on_given, LABEL_ISSUE_RULE, LABEL_QUALITY_RULE
+    if final_probs is not None:
+        final_probs = _per_sample("final_probs", final_probs, soft.shape, np.float64)
+        given_label_clean = given_label_clean_probability(given, final_probs, seed)
         is_label_issue = (is_label_issue & (given_label_clean < 0.5)) | (suggested != given)
-        rule = MIXNN_LABEL_ISSUE_RULE
+        quality = (soft_on_given + final_probs[rows, given].clip(0.0, 1.0)) / 2
+        rule, quality_rule = MIXNN_LABEL_ISSUE_RULE, MIXNN_LABEL_QUALITY
     return SampleOutputs(
         given_label=given,
         suggested_label=suggested,
@@ -114,4 +129,5 @@ def sample_outputs(given_labels: np.ndarray, soft_labels: np.ndarray, p_clean: n
         is_label_issue=is_label_issue,
         p_clean=np.asarray(p_clean, dtype=np.float64),
         label_issue_rule=rule,
+        label_quality_rule=quality_rule,
     )

@@ -55,7 +55,7 @@ from mixnn_core.mixing import (
     soft_cross_entropy,
 )
 from mixnn_core.models import build_model, resolve_model_name
-from mixnn_core.outputs import SampleOutputs, given_label_clean_probability, sample_outputs
+from mixnn_core.outputs import SampleOutputs, sample_outputs
 
 CHECKPOINT_FORMAT = 2  # 2: uniform_soft_labels
 # Fields that may differ between a checkpoint and the configuration resuming it.
@@ -457,18 +457,17 @@ class Trainer:
         ``SUGGESTION_GIVEN_LABEL_WEIGHT`` (``suggestion_soft_labels``), changing only the labels
         confident learning counts as wrong (``label_issues``); with ``final_probs`` flagged as
         ``MIXNN_LABEL_ISSUE_RULE`` says (changed, or the soft label prefers another class and
-        the mixture fitted to their loss on the given labels calls the label noisy), without
-        them by the argmax rule alone (the suggestions do not depend on the flags). For ``ce`` /
-        ``mixup``: the predictions' argmax, the baselines of BENCHMARKS.md."""
+        the mixture fitted to their loss on the given labels calls the label noisy) and scored
+        as ``MIXNN_LABEL_QUALITY``, without them by the argmax rule and the soft label alone
+        (the suggestions depend on neither). For ``ce`` / ``mixup``: the predictions' argmax,
+        the baselines of BENCHMARKS.md."""
         if self.config.method != "mixnn":
             soft = final_probs if final_probs is not None else self.evaluation_pass().probs
             return sample_outputs(self.given_labels, soft, self.p_clean)
         soft = suggestion_soft_labels(self.uniform_soft_labels, self.given_labels,
                                       self.config.given_label_share(self.epoch), SUGGESTION_GIVEN_LABEL_WEIGHT)
-        given_label_clean = (None if final_probs is None else
-                             given_label_clean_probability(self.given_labels, final_probs, self.config.seed))
         return sample_outputs(self.given_labels, soft, self.p_clean, label_issues(self.given_labels, soft),
-                              given_label_clean)
+                              final_probs, self.config.seed)
 
     # -- checkpoints -----------------------------------------------------------------------
 

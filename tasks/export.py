@@ -29,7 +29,7 @@ def export_results(run_dir: str) -> dict:
     save_index(evaluation.features, run.final_index, trainer.config.to_dict())
     outputs = trainer.outputs(evaluation.probs)
     manifest = build_manifest(table, class_names, outputs, true_labels=true)
-    write_manifest(manifest, outputs.soft_label, run.root, outputs.label_issue_rule)
+    write_manifest(manifest, outputs.soft_label, run.root, outputs.label_issue_rule, outputs.label_quality_rule)
 
     metrics = {"n_samples": int(len(manifest)),
                "n_label_issues": int(outputs.is_label_issue.sum()),

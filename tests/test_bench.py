@@ -21,6 +21,7 @@ from bench import (
     mixing_diagnostics,
     noise_share_estimates,
     prefect_overhead,
+    quality_scores,
     report,
     retrain_on_suggestions,
     scaling,
@@ -33,7 +34,7 @@ from bench import (
 )
 from mixnn_core.confident_learning import label_issues
 from mixnn_core.config import cpu_preset
-from mixnn_core.metrics import detection_scores
+from mixnn_core.metrics import detection_auroc, detection_scores
 from mixnn_core.outputs import given_label_clean_probability, sample_outputs
 from mixnn_core.trainer import Trainer
 
@@ -503,17 +504,22 @@ def test_mixing_diagnostics_score_every_mixing_epoch(tmp_path):
         assert row["fixed"] + row["broken"] <= row["changed"] <= current["changed"]
     flags = flag_rules.main([str(tmp_path / "digits.npz"), "--out", str(tmp_path / "flags.json")])["digits.npz"]
     wrong = arrays["given"] != arrays["true"]
-    argmax_rule = sample_outputs(arrays["given"], arrays["suggestion"], np.ones(len(wrong))).is_label_issue
+    argmax_rule_outputs = sample_outputs(arrays["given"], arrays["suggestion"], np.ones(len(wrong)))
     assert flags["argmax differs (the product's rule until the thirty-fifth pass; ce's)"] == detection_scores(
-        argmax_rule, wrong)
-    mixnn_rule = sample_outputs(arrays["given"], arrays["suggestion"], np.ones(len(wrong)),
-                                label_issues(arrays["given"], arrays["suggestion"]),
-                                given_label_clean_probability(arrays["given"], arrays["probs"])).is_label_issue
+        argmax_rule_outputs.is_label_issue, wrong)
+    mixnn = sample_outputs(arrays["given"], arrays["suggestion"], np.ones(len(wrong)),
+                           label_issues(arrays["given"], arrays["suggestion"]), arrays["probs"])
     assert flags["changed, or differs and given-label mixture p < 0.5 (mixnn's rule)"] == detection_scores(
-        mixnn_rule, wrong)
+        mixnn.is_label_issue, wrong)
     assert json.loads((tmp_path / "flags.json").read_text())["digits.npz"] == flags
     for scores in flags.values():
         assert scores["n_noisy"] == int((arrays["given"] != arrays["true"]).sum()) and 0 <= scores["f1"] <= 1
+    aurocs = quality_scores.main([str(tmp_path / "digits.npz"), "--out", str(tmp_path / "quality.json")])["digits.npz"]
+    assert aurocs["mean of the two (mixnn's)"] == detection_auroc(mixnn.label_quality, wrong)
+    assert aurocs["soft label on the given class (the product's until the thirty-sixth pass)"] == detection_auroc(
+        argmax_rule_outputs.label_quality, wrong)
+    assert json.loads((tmp_path / "quality.json").read_text())["digits.npz"] == aurocs
+    assert all(0.5 < auroc <= 1 for auroc in aurocs.values())  # every candidate ranks better than chance
 
 
 def test_mixing_diagnostics_until_scores_the_first_fit_without_training_it(tmp_path):

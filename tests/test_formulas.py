@@ -314,18 +314,23 @@ def test_labels_that_may_not_change_keep_the_given_one_but_stay_flagged():
         sample_outputs(given, soft, np.ones(3), may_change=np.ones(2, dtype=bool))
 
 
-def test_a_label_the_given_label_mixture_calls_clean_is_not_flagged():
-    soft = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.1, 0.7, 0.2]], dtype=np.float32)
-    given = np.array([0, 0, 0])
-    out = sample_outputs(given, soft, np.ones(3), given_label_clean=np.array([0.1, 0.2, 0.9]))
-    assert out.is_label_issue.tolist() == [False, True, True]  # sample 2 is changed: always flagged
-    assert out.suggested_label.tolist() == [0, 2, 1]  # suggestions do not depend on the flags
-    kept = sample_outputs(given, soft, np.ones(3), may_change=np.array([True, True, False]),
-                          given_label_clean=np.array([0.1, 0.2, 0.9]))
-    assert kept.is_label_issue.tolist() == [False, True, False]  # sample 2 kept, its given-label loss clean
-    assert out.label_issue_rule == MIXNN_LABEL_ISSUE_RULE != sample_outputs(given, soft, np.ones(3)).label_issue_rule
-    with pytest.raises(ValueError, match="given_label_clean"):
-        sample_outputs(given, soft, np.ones(3), given_label_clean=np.ones(2))
+def test_with_final_predictions_a_label_the_given_label_mixture_calls_clean_is_not_flagged():
+    soft = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.1, 0.7, 0.2]] * 50, dtype=np.float32)
+    given = np.zeros(150, dtype=np.int64)
+    # the final model: right about samples 0 and 1 of each triple (low loss on 0, high on 1),
+    # sure of the given label of sample 2 (low loss), so the mixture calls only sample 1 noisy
+    probs = np.array([[0.9, 0.05, 0.05], [0.02, 0.08, 0.9], [0.8, 0.1, 0.1]] * 50)
+    out = sample_outputs(given, soft, np.ones(150), final_probs=probs)
+    assert out.is_label_issue[:3].tolist() == [False, True, True]  # sample 2 is changed: always flagged
+    assert out.suggested_label[:3].tolist() == [0, 2, 1]  # suggestions do not depend on the flags
+    assert np.allclose(out.label_quality[:3], [(0.7 + 0.9) / 2, (0.1 + 0.02) / 2, (0.1 + 0.8) / 2])
+    kept = sample_outputs(given, soft, np.ones(150), may_change=np.tile([True, True, False], 50),
+                          final_probs=probs)
+    assert kept.is_label_issue[:3].tolist() == [False, True, False]  # sample 2 kept, its given-label loss clean
+    assert np.array_equal(kept.label_quality, out.label_quality)
+    assert out.label_issue_rule == MIXNN_LABEL_ISSUE_RULE != sample_outputs(given, soft, np.ones(150)).label_issue_rule
+    with pytest.raises(ValueError, match="final_probs"):
+        sample_outputs(given, soft, np.ones(150), final_probs=probs[:2])
 
 
 def test_given_label_mixture_reads_the_models_loss_on_the_given_label():

@@ -19,7 +19,7 @@ import torch
 
 from flows.mixnn_flow import mixnn
 from mixnn_core.confident_learning import label_issues
-from mixnn_core.outputs import MIXNN_LABEL_ISSUE_RULE, given_label_clean_probability
+from mixnn_core.outputs import MIXNN_LABEL_ISSUE_RULE, MIXNN_LABEL_QUALITY, given_label_clean_probability
 
 PROJECT = Path(__file__).resolve().parents[1]
 from tests.conftest import DIGITS_RUN as RUN  # noqa: E402
@@ -99,7 +99,7 @@ def test_manifest_schema_and_contents(finished_run):
     run_dir, _ = finished_run
     table = pq.read_table(run_dir / "manifest.parquet")
     assert table.column_names == MANIFEST_COLUMNS
-    assert table.schema.metadata[b"mixnn_manifest_version"] == b"2"
+    assert table.schema.metadata[b"mixnn_manifest_version"] == b"3"
     manifest = table.to_pandas()
     assert manifest["sample_id"].tolist() == list(range(1797))
     soft = np.stack(manifest["soft_label"].to_numpy())
@@ -121,7 +121,9 @@ def test_manifest_schema_and_contents(finished_run):
     assert (manifest["suggested_label"][changed] == soft.argmax(axis=1)[changed]).all()
     assert (manifest["suggested_label"][~changed] == manifest["given_label"][~changed]).all()
     rows = np.arange(1797)
-    assert np.allclose(manifest["label_quality"], soft[rows, manifest["given_label"]], atol=1e-6)
+    # the mean of the soft label's and the final model's mass on the given label
+    assert np.allclose(manifest["label_quality"], (soft[rows, given] + final_probs[rows, given]) / 2, atol=1e-6)
+    assert table.schema.metadata[b"mixnn_label_quality"] == MIXNN_LABEL_QUALITY.encode()
     labels = pd.read_parquet(run_dir / "labels.parquet")
     assert (manifest["given_label"] == labels["given_label"]).all()
     assert (manifest["is_noisy"] == (manifest["given_label"] != manifest["true_label"])).all()

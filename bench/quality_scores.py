@@ -1,0 +1,75 @@
+"""Which score should rank the given labels (``label_quality``)? Scores candidates on saved
+per-sample arrays, with TRUE labels.
+
+    .venv/bin/python bench/quality_scores.py /work/samples/fmnist20k-sym20-e20-final.npz ...
+
+Reads the ``--samples`` files of ``bench/mixing_diagnostics.py`` (given and true labels, the
+run's suggestion soft labels, the final model's predictions) and, for every candidate score, the
+AUROC of ranking the truly wrong labels below the right ones (the suite's "AUROC" column; a
+person reviewing a manifest reads it lowest ``label_quality`` first). The candidates have no
+parameter; this script measures them, it must not tune one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.suggestion_rules import read_samples  # noqa: E402
+from mixnn_core.metrics import detection_auroc  # noqa: E402
+from mixnn_core.outputs import given_label_clean_probability  # noqa: E402
+
+
+def given_class_margin(given: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Mass on the given class minus the largest mass on another class, in [-1, 1]."""
+    rows = np.arange(len(given))
+    others = probs.copy()
+    others[rows, given] = -np.inf
+    return probs[rows, given] - others.max(axis=1)
+
+
+def scores_by_candidate(given: np.ndarray, soft: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarray]:
+    """Each candidate ``label_quality`` (N,), high = the given label looks right. ``soft``: the
+    run's suggestion soft labels; ``probs``: the final model's predictions."""
+    rows = np.arange(len(given))
+    on_soft, on_probs = soft[rows, given], probs[rows, given]
+    return {
+        "soft label on the given class (the product's until the thirty-sixth pass)": on_soft,
+        "final prediction on the given class (ce's)": on_probs,
+        "mean of the two (mixnn's)": (on_soft + on_probs) / 2,
+        "geometric mean of the two": np.sqrt(on_soft * on_probs),
+        "given-label mixture p_clean": given_label_clean_probability(given, probs),
+        "soft label's margin of the given class": (given_class_margin(given, soft) + 1) / 2,
+        "final prediction's margin of the given class": (given_class_margin(given, probs) + 1) / 2,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("samples", type=Path, nargs="+")
+    parser.add_argument("--out", type=Path, help="also write the AUROCs here (.json)")
+    args = parser.parse_args(argv)
+    results = {}
+    for path in args.samples:
+        given, true, soft, probs = read_samples(path)
+        wrong = given != true
+        print(f"{path.name}: {len(given)} samples, {int(wrong.sum())} wrong")
+        results[path.name] = {}
+        for name, quality in scores_by_candidate(given, soft, probs).items():
+            results[path.name][name] = detection_auroc(quality, wrong)
+            print(f"  {name:75s} AUROC {results[path.name][name]:.4f}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
