@@ -35,7 +35,7 @@ from bench import (
 from mixnn_core.confident_learning import label_issues
 from mixnn_core.config import cpu_preset
 from mixnn_core.metrics import detection_auroc, detection_scores
-from mixnn_core.outputs import given_label_clean_probability, sample_outputs
+from mixnn_core.outputs import sample_outputs
 from mixnn_core.trainer import Trainer
 
 
