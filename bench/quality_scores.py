@@ -8,11 +8,17 @@ run's suggestion soft labels, the final model's predictions) and, for every cand
 AUROC of ranking the truly wrong labels below the right ones (the suite's "AUROC" column; a
 person reviewing a manifest reads it lowest ``label_quality`` first). The candidates have no
 parameter; this script measures them, it must not tune one.
+
+``--retag ROW.json`` (one samples file): the suite row of the same run scored again with the
+product's current ``label_quality``, written in place with the previous figure kept under
+``label_quality_retag``; only when the samples reproduce the row's labels (recovery, detection
+scores and its AUROC from the soft label alone, all equal), else a ValueError naming the field.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 from pathlib import Path
@@ -23,8 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.suggestion_rules import read_samples  # noqa: E402
-from mixnn_core.metrics import detection_auroc  # noqa: E402
-from mixnn_core.outputs import given_label_clean_probability  # noqa: E402
+from mixnn_core.confident_learning import label_issues  # noqa: E402
+from mixnn_core.files import write_json_atomic  # noqa: E402
+from mixnn_core.metrics import detection_auroc, label_quality_metrics  # noqa: E402
+from mixnn_core.outputs import given_label_clean_probability, sample_outputs  # noqa: E402
 
 
 def given_class_margin(given: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -51,11 +59,40 @@ def scores_by_candidate(given: np.ndarray, soft: np.ndarray, probs: np.ndarray) 
     }
 
 
+def retagged_row(row: dict, given: np.ndarray, true: np.ndarray, soft: np.ndarray, probs: np.ndarray,
+                 samples_name: str) -> dict:
+    """``row`` (a suite row of a ``mixnn`` run) with the AUROC of the product's current
+    ``label_quality``, computed from the run's final arrays; ValueError unless they reproduce it."""
+    if row["method"] != "mixnn" or "label_quality_retag" in row:
+        raise ValueError(f"only a mixnn row not yet retagged can be retagged (method {row['method']})")
+    seed = row["config"]["seed"]
+    soft_only = sample_outputs(given, soft, np.ones(len(given)), label_issues(given, soft), probs, seed)
+    before = label_quality_metrics(given, soft_only.suggested_label, soft_only.soft_label[np.arange(len(given)), given],
+                                   soft_only.is_label_issue, true)
+    for field, value in before.items():
+        if not np.isclose(value, row[field], rtol=0, atol=1e-9):
+            raise ValueError(f"{samples_name} does not reproduce the row: {field} {value} vs {row[field]}")
+    after = label_quality_metrics(given, soft_only.suggested_label, soft_only.label_quality,
+                                  soft_only.is_label_issue, true)
+    return {**row, "auroc": after["auroc"], "label_quality_retag": {
+        "previous_auroc": row["auroc"], "label_quality": soft_only.label_quality_rule, "samples": samples_name,
+        "date": datetime.date.today().isoformat(),
+        "why": "label_quality's rule changed (thirty-sixth pass); the run's final arrays, from "
+               "bench/mixing_diagnostics.py --samples, reproduce the row's labels, so only its AUROC is recomputed"}}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("samples", type=Path, nargs="+")
     parser.add_argument("--out", type=Path, help="also write the AUROCs here (.json)")
+    parser.add_argument("--retag", type=Path, metavar="ROW.json", help="the suite row of the one samples file's run")
     args = parser.parse_args(argv)
+    if args.retag:
+        if len(args.samples) != 1:
+            parser.error("--retag takes exactly one samples file")
+        row = retagged_row(json.loads(args.retag.read_text()), *read_samples(args.samples[0]), args.samples[0].name)
+        write_json_atomic(row, args.retag)
+        print(f"{args.retag}: AUROC {row['label_quality_retag']['previous_auroc']:.4f} -> {row['auroc']:.4f}")
     results = {}
     for path in args.samples:
         given, true, soft, probs = read_samples(path)

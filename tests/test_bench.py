@@ -520,6 +520,24 @@ def test_mixing_diagnostics_score_every_mixing_epoch(tmp_path):
         argmax_rule_outputs.label_quality, wrong)
     assert json.loads((tmp_path / "quality.json").read_text())["digits.npz"] == aurocs
     assert all(0.5 < auroc <= 1 for auroc in aurocs.values())  # every candidate ranks better than chance
+    # the suite's row of the same run, retagged in place with the current label_quality
+    row_path, = suite.main(["--settings", "digits-sym40", "--methods", "mixnn", "--epochs", "3",
+                            "--set", "warmup_epochs=1", "--out", str(tmp_path / "runs")])
+    row = json.loads(row_path.read_text())
+    assert row["auroc"] == pytest.approx(aurocs["mean of the two (mixnn's)"], abs=1e-12)  # the suite scores so now
+    previous = {**row, "auroc": aurocs["soft label on the given class (the product's until the thirty-sixth pass)"]}
+    row_path.write_text(json.dumps(previous))
+    quality_scores.main([str(tmp_path / "digits.npz"), "--retag", str(row_path)])
+    retagged = json.loads(row_path.read_text())
+    assert retagged["auroc"] == pytest.approx(row["auroc"], abs=1e-12)
+    assert retagged["label_quality_retag"]["previous_auroc"] == previous["auroc"]
+    assert {k: v for k, v in retagged.items() if k not in ("auroc", "label_quality_retag")} == {
+        k: v for k, v in previous.items() if k != "auroc"}
+    with pytest.raises(ValueError, match="only a mixnn row not yet retagged"):
+        quality_scores.main([str(tmp_path / "digits.npz"), "--retag", str(row_path)])
+    row_path.write_text(json.dumps({**previous, "label_recovery": previous["label_recovery"] + 0.01}))
+    with pytest.raises(ValueError, match="does not reproduce the row: label_recovery"):
+        quality_scores.main([str(tmp_path / "digits.npz"), "--retag", str(row_path)])
 
 
 def test_mixing_diagnostics_until_scores_the_first_fit_without_training_it(tmp_path):
