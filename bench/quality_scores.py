@@ -50,8 +50,8 @@ def scores_by_candidate(given: np.ndarray, soft: np.ndarray, probs: np.ndarray) 
     on_soft, on_probs = soft[rows, given], probs[rows, given]
     return {
         "soft label on the given class (the product's until the thirty-sixth pass)": on_soft,
-        "final prediction on the given class (ce's)": on_probs,
-        "mean of the two (mixnn's)": (on_soft + on_probs) / 2,
+        "final prediction on the given class (ce's; mixnn's since the thirty-sixth pass)": on_probs,
+        "mean of the two": (on_soft + on_probs) / 2,
         "geometric mean of the two": np.sqrt(on_soft * on_probs),
         "given-label mixture p_clean": given_label_clean_probability(given, probs),
         "soft label's margin of the given class": (given_class_margin(given, soft) + 1) / 2,

@@ -1,11 +1,10 @@
 """Per-sample outputs of a run: what the tool says about each training label.
 
-``label_quality`` is the estimated probability that the GIVEN label is correct. For ``ce`` /
-``mixup`` it is the model's final prediction on the given class; for ``mixnn``, the mean of two
-estimates of it: the final soft label's mass on the given class (the label-corrected running
-estimate) and the final model's prediction on it (``MIXNN_LABEL_QUALITY``). It is not the
-mixture's clean probability, which is fitted against the corrected labels and says nothing
-about the given label once they differ.
+``label_quality`` is the estimated probability that the GIVEN label is correct: the final
+model's prediction on the given class (for ``ce`` / ``mixup`` their soft label; for ``mixnn``
+since the thirty-sixth pass, ``MIXNN_LABEL_QUALITY``; runs given no final predictions read the
+soft label's mass on it). It is not the mixture's clean probability, which is fitted against the
+corrected labels and says nothing about the given label once they differ.
 """
 
 from __future__ import annotations
@@ -18,10 +17,10 @@ from mixnn_core.gmm import clean_probability
 
 # The one threshold of ``is_label_issue``: a given label is flagged when its estimated
 # probability is below that of the best class, i.e. the soft label's argmax differs from it
-# (cleanlab's "predicted_neq_given" rule). With two classes this is ``label_quality < 0.5``.
+# (cleanlab's "predicted_neq_given" rule). With two classes this is ``soft_label[given] < 0.5``.
 # Measured on digits with 40 % symmetric noise, it gave detection F1 0.98 where a fixed 0.5 gave
 # 0.80: corrected soft labels of clean samples often keep only 0.3-0.6 on their class.
-LABEL_ISSUE_RULE = "label_quality < max(soft_label)"
+LABEL_ISSUE_RULE = "soft_label[given] < max(soft_label)"
 # mixnn's flags (since the thirty-fifth pass): every label the suggestion changes, and of the
 # others only those the method's own test also calls wrong: the two-component mixture fitted to the
 # final model's cross-entropy on the GIVEN labels (``given_label_clean_probability``) puts them
@@ -32,14 +31,16 @@ LABEL_ISSUE_RULE = "label_quality < max(soft_label)"
 # 0.764 -> 0.768, sym 80 0.948 -> 0.947 (seed 1: sym 20, 50, 80, asym 40 +0.026, +0.007, +0.000, +0.005).
 MIXNN_LABEL_ISSUE_RULE = (f"suggested_label != given_label or ({LABEL_ISSUE_RULE} "
                           "and given-label mixture p_clean < 0.5)")
-# mixnn's label_quality (since the thirty-sixth pass): the soft label alone ranks wrong labels
-# well under symmetric noise but poorly under class-following noise, where the soft labels of a
-# flipped class pair drift together; the final model's prediction ranks them better there and a
-# little worse under symmetric noise. Their mean was level with or above the soft label in every
-# 20-epoch Fashion-MNIST final array but one (sym 20 seed 0, -0.0001) (``bench/quality_scores.py``,
-# BENCHMARKS "Thirty-sixth pass"): AUROC asym 40 0.930 -> 0.938, pair-flip 45 0.912 -> 0.949.
+# mixnn's label_quality (since the thirty-sixth pass) is the final model's prediction on the given
+# class, not the corrected soft label's mass on it: under class-following noise the soft labels
+# of a flipped class pair drift together and rank its wrong labels poorly. On the final arrays
+# of ten Fashion-MNIST runs (``bench/quality_scores.py``, BENCHMARKS "Thirty-sixth pass"), of
+# four parameter-free candidates (the soft label's mass, the prediction's, their mean and their
+# geometric mean) it had the smallest mean and largest-case shortfall from the best in each run
+# (0.0004 / 0.0013 AUROC); against the soft label: pair-flip 45 0.912 -> 0.982, asym 40 0.930 ->
+# 0.942, 60k sym 50 0.9934 -> 0.9940, symmetric 20-80 % 0.0001-0.0008 lower.
 LABEL_QUALITY_RULE = "soft_label[given]"
-MIXNN_LABEL_QUALITY = "(soft_label[given] + final prediction[given]) / 2"
+MIXNN_LABEL_QUALITY = "final prediction[given]"
 # mixnn's outputs change only the labels confident learning counts as wrong
 # (``mixnn_core.confident_learning.label_issues`` on the suggestion soft labels); everywhere else
 # the suggestion is the given label. The flag is not narrowed to the changed labels: a flagged
@@ -55,7 +56,7 @@ class SampleOutputs:
     suggested_label: np.ndarray  # (N,) int64, argmax of the soft label
     suggested_confidence: np.ndarray  # (N,) max of the soft label
     soft_label: np.ndarray  # (N, C) float32, rows in the simplex
-    label_quality: np.ndarray  # (N,) soft_label[i, given_label[i]], for mixnn see MIXNN_LABEL_QUALITY
+    label_quality: np.ndarray  # (N,) see label_quality_rule
     is_label_issue: np.ndarray  # (N,) bool, see label_issue_rule
     p_clean: np.ndarray  # (N,) the last mixture fit's clean probability (1 where never fitted)
     label_issue_rule: str = LABEL_ISSUE_RULE  # what is_label_issue says, in words
@@ -99,8 +100,8 @@ def sample_outputs(given_labels: np.ndarray, soft_labels: np.ndarray, p_clean: n
     With the final model's predictions ``final_probs`` (N, C) (a ``mixnn`` run), only where the
     given-label mixture fitted to their loss (``given_label_clean_probability``, ``seed``) calls
     the label noisy too, or where the suggestion changes it (``MIXNN_LABEL_ISSUE_RULE``); and
-    ``label_quality`` is the mean of the soft label's and the predictions' mass on the given
-    class (``MIXNN_LABEL_QUALITY``), else the soft label's alone.
+    ``label_quality`` is the predictions' mass on the given class (``MIXNN_LABEL_QUALITY``),
+    else the soft label's.
     """
     given = np.asarray(given_labels, dtype=np.int64)
     soft = np.asarray(soft_labels, dtype=np.float32)
@@ -118,7 +119,7 @@ def sample_outputs(given_labels: np.ndarray, soft_labels: np.ndarray, p_clean: n
         final_probs = _per_sample("final_probs", final_probs, soft.shape, np.float64)
         given_label_clean = given_label_clean_probability(given, final_probs, seed)
         is_label_issue = (is_label_issue & (given_label_clean < 0.5)) | (suggested != given)
-        quality = (soft_on_given + final_probs[rows, given].clip(0.0, 1.0)) / 2
+        quality = final_probs[rows, given].clip(0.0, 1.0)
         rule, quality_rule = MIXNN_LABEL_ISSUE_RULE, MIXNN_LABEL_QUALITY
     return SampleOutputs(
         given_label=given,

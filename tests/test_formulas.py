@@ -323,7 +323,7 @@ def test_with_final_predictions_a_label_the_given_label_mixture_calls_clean_is_n
     out = sample_outputs(given, soft, np.ones(150), final_probs=probs)
     assert out.is_label_issue[:3].tolist() == [False, True, True]  # sample 2 is changed: always flagged
     assert out.suggested_label[:3].tolist() == [0, 2, 1]  # suggestions do not depend on the flags
-    assert np.allclose(out.label_quality[:3], [(0.7 + 0.9) / 2, (0.1 + 0.02) / 2, (0.1 + 0.8) / 2])
+    assert np.allclose(out.label_quality[:3], [0.9, 0.02, 0.8])  # the final model's, not the soft label's
     kept = sample_outputs(given, soft, np.ones(150), may_change=np.tile([True, True, False], 50),
                           final_probs=probs)
     assert kept.is_label_issue[:3].tolist() == [False, True, False]  # sample 2 kept, its given-label loss clean
