@@ -171,7 +171,7 @@ def target_checks(runs: list[dict]) -> str:
             continue
         for key, label in (("label_recovery", "recovery"), ("f1", "detection F1"), ("auroc", "AUROC")):
             best = max(run[key] for run in others)
-            lines.append(f"| {label} > {names} | {where} | {mixnn[key]:.3f} vs {best:.3f} | "
+            lines.append(f"| {label} > {names} | {where} | {mixnn[key]:.4f} vs {best:.4f} | "
                          f"{verdict(mixnn[key] > best)} |")
         lines += seed_mean_target(runs, setting, epochs, "label_recovery", "recovery >", verdict, strict=True)
         clean_setting = setting.rsplit("-", 1)[0] + "-clean"
