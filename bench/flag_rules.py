@@ -7,13 +7,12 @@ Reads the ``--samples`` files of ``bench/mixing_diagnostics.py`` (given and true
 run's suggestion soft labels, the final model's predictions) and, for every rule, the detection
 precision, recall and F1 of its flags against the truly wrong labels (``is_label_issue`` in the
 manifest; the suite's "detection" columns). The rules have no tuned threshold; this script
-measures them, it must not tune one. AUROC ranks ``label_quality`` and is the same for all.
+measures them, it must not tune one. (``bench/quality_scores.py`` scores the ranking, AUROC.)
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,9 +21,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.suggestion_rules import read_samples  # noqa: E402
+from bench.suggestion_rules import score_samples  # noqa: E402
 from mixnn_core.confident_learning import confident_joint, label_issues  # noqa: E402
-from mixnn_core.metrics import detection_auroc, detection_scores  # noqa: E402
+from mixnn_core.metrics import detection_scores  # noqa: E402
 from mixnn_core.outputs import given_label_clean_probability  # noqa: E402
 
 
@@ -61,22 +60,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("samples", type=Path, nargs="+")
     parser.add_argument("--out", type=Path, help="also write the scores here (.json)")
     args = parser.parse_args(argv)
-    results = {}
-    for path in args.samples:
-        given, true, soft, probs = read_samples(path)
-        wrong = given != true
-        auroc = detection_auroc(soft[np.arange(len(given)), given], wrong)
-        print(f"{path.name}: {len(given)} samples, {int(wrong.sum())} wrong; AUROC of label quality {auroc:.4f}")
-        results[path.name] = {}
+
+    def score(given: np.ndarray, true: np.ndarray, soft: np.ndarray, probs: np.ndarray) -> dict:
+        rows = {}
         for name, flags in flags_by_rule(given, soft, probs).items():
-            scores = detection_scores(flags, wrong)
-            results[path.name][name] = scores
+            rows[name] = scores = detection_scores(flags, given != true)
             print(f"  {name:50s} flagged {scores['n_flagged']:6d} precision {scores['precision']:.4f} "
                   f"recall {scores['recall']:.4f} F1 {scores['f1']:.4f}")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2))
-    return results
+        return rows
+
+    return score_samples(args.samples, score, args.out)
 
 
 if __name__ == "__main__":

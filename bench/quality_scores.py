@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.suggestion_rules import read_samples  # noqa: E402
+from bench.suggestion_rules import read_samples, score_samples  # noqa: E402
 from mixnn_core.confident_learning import label_issues  # noqa: E402
 from mixnn_core.files import write_json_atomic  # noqa: E402
 from mixnn_core.metrics import detection_auroc, label_quality_metrics  # noqa: E402
@@ -93,19 +93,15 @@ def main(argv: list[str] | None = None) -> dict:
         row = retagged_row(json.loads(args.retag.read_text()), *read_samples(args.samples[0]), args.samples[0].name)
         write_json_atomic(row, args.retag)
         print(f"{args.retag}: AUROC {row['label_quality_retag']['previous_auroc']:.4f} -> {row['auroc']:.4f}")
-    results = {}
-    for path in args.samples:
-        given, true, soft, probs = read_samples(path)
-        wrong = given != true
-        print(f"{path.name}: {len(given)} samples, {int(wrong.sum())} wrong")
-        results[path.name] = {}
-        for name, quality in scores_by_candidate(given, soft, probs).items():
-            results[path.name][name] = detection_auroc(quality, wrong)
-            print(f"  {name:75s} AUROC {results[path.name][name]:.4f}")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2))
-    return results
+
+    def score(given: np.ndarray, true: np.ndarray, soft: np.ndarray, probs: np.ndarray) -> dict:
+        aurocs = {name: detection_auroc(quality, given != true)
+                  for name, quality in scores_by_candidate(given, soft, probs).items()}
+        for name, auroc in aurocs.items():
+            print(f"  {name:75s} AUROC {auroc:.4f}")
+        return aurocs
+
+    return score_samples(args.samples, score, args.out)
 
 
 if __name__ == "__main__":

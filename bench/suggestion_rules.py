@@ -11,7 +11,9 @@ this script measures them, it must not tune one.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +62,20 @@ def read_samples(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     file of ``bench/mixing_diagnostics.py``."""
     arrays = np.load(path, allow_pickle=False)
     return arrays["given"], arrays["true"], arrays["suggestion"], arrays["probs"]
+
+
+def score_samples(paths: list[Path], score: Callable[..., dict], out: Path | None) -> dict:
+    """``{file name: score(given, true, soft, probs)}`` over ``--samples`` files, also written to
+    ``out`` (.json) when given; each file's label counts printed before ``score`` prints its rows."""
+    results = {}
+    for path in paths:
+        given, true, soft, probs = read_samples(path)
+        print(f"{path.name}: {len(given)} samples, {int((given != true).sum())} wrong")
+        results[path.name] = score(given, true, soft, probs)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2))
+    return results
 
 
 def main(argv: list[str] | None = None) -> dict:
