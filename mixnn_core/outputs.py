@@ -32,15 +32,16 @@ LABEL_ISSUE_RULE = "soft_label[given] < max(soft_label)"
 MIXNN_LABEL_ISSUE_RULE = (f"suggested_label != given_label or ({LABEL_ISSUE_RULE} "
                           "and given-label mixture p_clean < 0.5)")
 # mixnn's label_quality (since the thirty-sixth pass) is the final model's prediction on the given
-# class, not the corrected soft label's mass on it: the soft label keeps a share of the given label
-# by construction (the correction's, larger where the mixture reads less noise), which squeezes
-# wrong labels together above it (pair-flip 45, seed 0, median on the given class: wrong labels
-# 0.34, right ones 0.67, a twentieth of them below 0.20; the prediction: 0.016 and 0.99). On the
-# final arrays of ten Fashion-MNIST runs (``bench/quality_scores.py``, BENCHMARKS "Thirty-sixth
-# pass"), of seven parameter-free candidates it fell least short of the best one in each run
-# (mean 0.0013, largest 0.0035 AUROC; the soft label's mass: 0.011 / 0.074); against the soft
-# label: pair-flip 45 0.912 -> 0.982, asym 40 0.930 -> 0.942, 60k sym 50 0.9934 -> 0.9940,
-# symmetric 20-80 % at 20 epochs 0.0001-0.0008 lower.
+# class, not the suggestion soft label's mass on it: that soft label is (beside a 5 % share of the
+# given label) an average of the predictions every correction used, from the first on, and the
+# early ones hedge between the classes a flip confuses. Pair-flip 45, seed 0, median prediction
+# on the given class of wrong / right labels after the warm-up 0.32 / 0.58, at the end 0.016 /
+# 0.99; the final soft label's mass 0.34 / 0.67. On the final arrays of ten Fashion-MNIST runs
+# (``bench/quality_scores.py``, BENCHMARKS "Thirty-sixth pass"), of seven parameter-free
+# candidates it fell least short of the best one in each run (mean 0.0013, largest 0.0035 AUROC;
+# the soft label's mass: 0.011 / 0.074); against the soft label: pair-flip 45 0.912 -> 0.982,
+# asym 40 0.930 -> 0.942, 60k sym 50 0.9934 -> 0.9940, symmetric 20-80 % at 20 epochs
+# 0.0001-0.0008 lower.
 LABEL_QUALITY_RULE = "soft_label[given]"
 MIXNN_LABEL_QUALITY = "final prediction[given]"
 # mixnn's outputs change only the labels confident learning counts as wrong
