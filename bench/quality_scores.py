@@ -95,7 +95,11 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{args.retag}: AUROC {row['label_quality_retag']['previous_auroc']:.4f} -> {row['auroc']:.4f}")
 
     def score(given: np.ndarray, true: np.ndarray, soft: np.ndarray, probs: np.ndarray) -> dict:
-        aurocs = {name: detection_auroc(quality, given != true)
+        wrong, rows = given != true, np.arange(len(given))
+        for name, mass in (("soft label", soft[rows, given]), ("final prediction", probs[rows, given])):
+            print(f"  median {name} mass on the given class: wrong labels {np.median(mass[wrong]):.3f}, "
+                  f"right ones {np.median(mass[~wrong]):.3f}")
+        aurocs = {name: detection_auroc(quality, wrong)
                   for name, quality in scores_by_candidate(given, soft, probs).items()}
         for name, auroc in aurocs.items():
             print(f"  {name:75s} AUROC {auroc:.4f}")

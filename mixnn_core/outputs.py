@@ -35,7 +35,7 @@ MIXNN_LABEL_ISSUE_RULE = (f"suggested_label != given_label or ({LABEL_ISSUE_RULE
 # class, not the suggestion soft label's mass on it: that soft label is (beside a 5 % share of the
 # given label) an average of the predictions every correction used, from the first on, and the
 # early ones hedge between the classes a flip confuses. Pair-flip 45, seed 0, median prediction
-# on the given class of wrong / right labels after the warm-up 0.32 / 0.58, at the end 0.016 /
+# on the given class of wrong / right labels after the warm-up 0.32 / 0.58, at the end 0.007 /
 # 0.99; the final soft label's mass 0.34 / 0.67. On the final arrays of ten Fashion-MNIST runs
 # (``bench/quality_scores.py``, BENCHMARKS "Thirty-sixth pass"), of seven parameter-free
 # candidates it fell least short of the best one in each run (mean 0.0013, largest 0.0035 AUROC;
