@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 from pathlib import Path
 
@@ -30,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.suggestion_rules import read_samples, score_samples  # noqa: E402
 from mixnn_core.confident_learning import label_issues  # noqa: E402
-from mixnn_core.files import write_json_atomic  # noqa: E402
+from mixnn_core.files import read_json, write_json_atomic  # noqa: E402
 from mixnn_core.metrics import detection_auroc, label_quality_metrics  # noqa: E402
 from mixnn_core.outputs import given_label_clean_probability, sample_outputs  # noqa: E402
 
@@ -65,17 +64,14 @@ def retagged_row(row: dict, given: np.ndarray, true: np.ndarray, soft: np.ndarra
     ``label_quality``, computed from the run's final arrays; ValueError unless they reproduce it."""
     if row["method"] != "mixnn" or "label_quality_retag" in row:
         raise ValueError(f"only a mixnn row not yet retagged can be retagged (method {row['method']})")
-    seed = row["config"]["seed"]
-    soft_only = sample_outputs(given, soft, np.ones(len(given)), label_issues(given, soft), probs, seed)
-    before = label_quality_metrics(given, soft_only.suggested_label, soft_only.soft_label[np.arange(len(given)), given],
-                                   soft_only.is_label_issue, true)
+    outputs = sample_outputs(given, soft, np.ones(len(given)), label_issues(given, soft), probs, row["config"]["seed"])
+    before = label_quality_metrics(given, outputs.suggested_label, soft[np.arange(len(given)), given],
+                                   outputs.is_label_issue, true)
     for field, value in before.items():
         if not np.isclose(value, row[field], rtol=0, atol=1e-9):
             raise ValueError(f"{samples_name} does not reproduce the row: {field} {value} vs {row[field]}")
-    after = label_quality_metrics(given, soft_only.suggested_label, soft_only.label_quality,
-                                  soft_only.is_label_issue, true)
-    return {**row, "auroc": after["auroc"], "label_quality_retag": {
-        "previous_auroc": row["auroc"], "label_quality": soft_only.label_quality_rule, "samples": samples_name,
+    return {**row, "auroc": detection_auroc(outputs.label_quality, given != true), "label_quality_retag": {
+        "previous_auroc": row["auroc"], "label_quality": outputs.label_quality_rule, "samples": samples_name,
         "date": datetime.date.today().isoformat(),
         "why": "label_quality's rule changed (thirty-sixth pass); the run's final arrays, from "
                "bench/mixing_diagnostics.py --samples, reproduce the row's labels, so only its AUROC is recomputed"}}
@@ -90,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.retag:
         if len(args.samples) != 1:
             parser.error("--retag takes exactly one samples file")
-        row = retagged_row(json.loads(args.retag.read_text()), *read_samples(args.samples[0]), args.samples[0].name)
+        row = retagged_row(read_json(args.retag), *read_samples(args.samples[0]), args.samples[0].name)
         write_json_atomic(row, args.retag)
         print(f"{args.retag}: AUROC {row['label_quality_retag']['previous_auroc']:.4f} -> {row['auroc']:.4f}")
 

@@ -11,7 +11,6 @@ this script measures them, it must not tune one.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mixnn_core.confident_learning import confident_joint, label_issues  # noqa: E402
+from mixnn_core.files import write_json_atomic  # noqa: E402
 from mixnn_core.gmm import fit_mixture_per_class, normalize_losses  # noqa: E402
 from mixnn_core.outputs import given_label_clean_probability, given_label_losses  # noqa: E402
 
@@ -73,8 +73,7 @@ def score_samples(paths: list[Path], score: Callable[..., dict], out: Path | Non
         print(f"{path.name}: {len(given)} samples, {int((given != true).sum())} wrong")
         results[path.name] = score(given, true, soft, probs)
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2))
+        write_json_atomic(results, out)
     return results
 
 
