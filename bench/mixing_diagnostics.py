@@ -46,7 +46,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.suite import SETTINGS, code_version, config_assignments, load, machine_record  # noqa: E402
+from bench.suite import (  # noqa: E402
+    SETTINGS,
+    code_version,
+    config_assignments,
+    load,
+    machine_record,
+    write_final_arrays,
+)
 from mixnn_core.confident_learning import confident_joint_noise_share, noise_concentration  # noqa: E402
 from mixnn_core.config import MIXTURE_SCALES, cpu_preset  # noqa: E402
 from mixnn_core.files import write_json_atomic  # noqa: E402
@@ -124,10 +131,8 @@ def main(argv: list[str] | None = None) -> Path:
         rows.append({"epoch": until, "phase": "scored, not trained", **scored_scales()})
         print(rows[-1], flush=True)
     if args.samples:
-        args.samples.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(args.samples, given=data.noisy_labels, true=data.train.labels,
-                            suggestion=trainer.outputs().soft_label, p_clean=trainer.p_clean,
-                            probs=trainer.evaluation_pass().probs)
+        write_final_arrays(args.samples, data, trainer.outputs().soft_label, trainer.p_clean,
+                           trainer.evaluation_pass().probs)
     suffix = "".join(f"-{key}={value}" for key, value in overrides.items())
     suffix += f"-until{until}" if until < config.epochs else ""
     suffix += f"-s{args.seed}" if args.seed else ""

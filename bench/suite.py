@@ -19,7 +19,9 @@ recovery are measured outside the timed stages. Torch and faiss use ``OMP_NUM_TH
 when it is set (e.g. two suites side by side with 1 each), else every CPU; the run records the
 thread count, the process's peak memory so far (``peak_rss_mb``: run one setting per process
 to read it as that run's) and the commit of the code with the Python files changed from it
-(``code``).
+(``code``). With ``--arrays`` a ce, mixup or mixnn row also leaves its final per-sample arrays
+(``--out``/arrays/NAME.npz, the ``--samples`` file of ``bench/mixing_diagnostics.py``): a later
+change to how labels are flagged or ranked can then be scored on the run without training it again.
 
 The cleanlab route (cleanlab is a benchmark-only dependency, bench/requirements.txt): 2-fold
 cross-validated plain training for out-of-fold probabilities, ``find_label_issues``, then plain
@@ -182,10 +184,24 @@ def run_trainer_method(method: str, data: Data, epochs: int, seed: int, scratch:
 
     history = train_timed(trainer, clock, scratch, checkpoint)
     # the final evaluation pass a run's export makes: every method's outputs read its predictions
-    outputs = clock.run("final_outputs", lambda: trainer.outputs(trainer.evaluation_pass().probs))
+    probs = clock.run("final_outputs", lambda: trainer.evaluation_pass().probs)
+    outputs = clock.run("final_outputs", trainer.outputs, probs)
     return {"config": config.to_dict(), "stage_seconds": clock.seconds, "history": history,
             "segments": segments, "earlier_elapsed_seconds": earlier["elapsed_seconds"],
-            "outputs": outputs_of(outputs.suggested_label, outputs.label_quality, outputs.is_label_issue)}
+            "outputs": outputs_of(outputs.suggested_label, outputs.label_quality, outputs.is_label_issue),
+            "final_arrays": {"suggestion": outputs.soft_label, "p_clean": trainer.p_clean, "probs": probs}}
+
+
+def write_final_arrays(path: Path, data: Data, suggestion: np.ndarray, p_clean: np.ndarray,
+                       probs: np.ndarray) -> None:
+    """A run's final per-sample arrays as one .npz: given and true labels, the suggestion soft
+    labels (N, C), p_clean and the final model's predictions (N, C), row order of the data."""
+    def write(temporary: Path) -> None:
+        with open(temporary, "wb") as file:  # a file object: savez appends .npz to a bare name
+            np.savez_compressed(file, given=data.noisy_labels, true=data.train.labels,
+                                suggestion=suggestion, p_clean=p_clean, probs=probs)
+
+    replace_atomically(path, write)
 
 
 def outputs_of(suggested: np.ndarray, quality: np.ndarray, is_issue: np.ndarray) -> dict:
@@ -279,9 +295,10 @@ def machine_record() -> dict:
 
 
 def run_one(setting_name: str, method: str, epochs: int, seed: int, out: Path, overrides: dict,
-            tag: str, code: dict) -> Path:
+            tag: str, code: dict, keep_arrays: bool = False) -> Path:
     """Run one (setting, method, epochs, seed) unless its result file exists; returns the file.
-    ``code`` (``code_version``) is recorded in it."""
+    ``code`` (``code_version``) is recorded in it; with ``keep_arrays`` a trainer method's final
+    arrays go to ``out``/arrays/NAME.npz (``write_final_arrays``), named in the row."""
     name = f"{setting_name}-{method}-e{epochs}-s{seed}" + (f"-{tag}" if tag else "")
     path = out / f"{name}.json"
     partial = out / "partial" / f"{name}.pt"
@@ -305,6 +322,11 @@ def run_one(setting_name: str, method: str, epochs: int, seed: int, out: Path, o
         else:
             result = run_trainer_method(method, data, epochs, seed, Path(scratch), log, options, partial, code)
     elapsed = result.pop("earlier_elapsed_seconds", 0.0) + time.perf_counter() - started
+    final_arrays = result.pop("final_arrays", None)
+    if keep_arrays and final_arrays is not None:
+        arrays_path = out / "arrays" / f"{name}.npz"
+        write_final_arrays(arrays_path, data, **final_arrays)
+        result["final_arrays"] = str(arrays_path.relative_to(out))
     row = {"setting": setting_name, "method": method, "epochs": epochs, "seed": seed, "tag": tag,
            "overrides": overrides, "n_train": len(data.noisy_labels), "noise": data.noise_report,
            **summarise(result, data), "elapsed_seconds": elapsed,
@@ -342,6 +364,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                         help="TrainConfig overrides (JSON values), e.g. num_neighbors=2 alpha=0.9")
     parser.add_argument("--tag", default="", help="suffix of the result names, for ablations")
+    parser.add_argument("--arrays", action="store_true",
+                        help="keep each ce / mixup / mixnn row's final per-sample arrays (--out/arrays/)")
     parser.add_argument("--quick", action="store_true",
                         help="digits with 40%% symmetric noise, 6 epochs, every method: the CI check")
     args = parser.parse_args(argv)
@@ -351,7 +375,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     if not args.settings:
         parser.error("name at least one setting (or --quick)")
     code = code_version()  # once, before any row: the checkout may move while they run
-    return [run_one(setting, method, epochs, args.seed, args.out, overrides, args.tag, code)
+    return [run_one(setting, method, epochs, args.seed, args.out, overrides, args.tag, code, args.arrays)
             for setting in args.settings for epochs in args.epochs for method in args.methods]
 
 

@@ -522,8 +522,14 @@ def test_mixing_diagnostics_score_every_mixing_epoch(tmp_path):
     assert all(0.5 < auroc <= 1 for auroc in aurocs.values())  # every candidate ranks better than chance
     # the suite's row of the same run, retagged in place with the current label_quality
     row_path, = suite.main(["--settings", "digits-sym40", "--methods", "mixnn", "--epochs", "3",
-                            "--set", "warmup_epochs=1", "--out", str(tmp_path / "runs")])
+                            "--set", "warmup_epochs=1", "--out", str(tmp_path / "runs"), "--arrays"])
     row = json.loads(row_path.read_text())
+    # its final arrays, kept beside it: the diagnostic's of the same run, to the bit
+    assert row["final_arrays"] == "arrays/digits-sym40-mixnn-e3-s0.npz"
+    kept = np.load(tmp_path / "runs" / row["final_arrays"])
+    assert sorted(kept.files) == sorted(arrays.files)
+    for key in arrays.files:
+        assert np.array_equal(kept[key], arrays[key]), key
     assert row["auroc"] == pytest.approx(aurocs["final prediction on the given class (ce's; mixnn's since the thirty-sixth pass)"], abs=1e-12)  # the suite scores so now
     previous = {**row, "auroc": aurocs["soft label on the given class (the product's until the thirty-sixth pass)"]}
     row_path.write_text(json.dumps(previous))
