@@ -59,9 +59,16 @@ def cifar10(label_set: str = "clean_label") -> tuple[Split, Split, np.ndarray]:
     return train, test, noisy
 
 
+def subset_rows(total: int, n: int, seed: int = 0) -> np.ndarray:
+    """Rows (sorted) of ``n`` of ``total`` samples drawn without replacement; all when n >= total."""
+    if n >= total:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).choice(total, n, replace=False))
+
+
 def subset(split: Split, n: int, seed: int = 0) -> Split:
     """``n`` samples drawn without replacement (in their original order); all when n >= N."""
     if n >= len(split.labels):
         return split
-    chosen = np.sort(np.random.default_rng(seed).choice(len(split.labels), n, replace=False))
+    chosen = subset_rows(len(split.labels), n, seed)
     return Split(split.images[chosen], split.labels[chosen])

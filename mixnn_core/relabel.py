@@ -91,15 +91,10 @@ def conform_images(images: np.ndarray, input_shape: tuple[int, int, int]) -> np.
 
 
 @torch.no_grad()
-def score_samples(exported: ExportedModel, images: np.ndarray, given_labels: np.ndarray,
-                  num_neighbors: int = 10, batch_size: int = 256) -> pd.DataFrame:
-    """Prediction, neighbour vote and label verdict for new samples with given labels.
-
-    Returns one row per sample: ``predicted_label``, ``predicted_confidence`` (the model's),
-    ``neighbor_label`` and ``neighbor_agreement`` (share of the K training neighbours whose
-    corrected label equals the given label), ``suggested_label``, ``suggested_confidence``,
-    ``label_quality``, ``is_label_issue``.
-    """
+def predictions_and_votes(exported: ExportedModel, images: np.ndarray, num_neighbors: int = 10,
+                          batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """The two opinions on each new sample, both (N, C) rows summing to 1: the model's predicted
+    probabilities q and the share h of its K nearest training samples suggesting each class."""
     card = exported.card
     images = conform_images(images, tuple(card["input_shape"]))
     mean = torch.tensor(card["normalization"]["mean"])
@@ -116,9 +111,21 @@ def score_samples(exported: ExportedModel, images: np.ndarray, given_labels: np.
     k = min(num_neighbors, exported.train_index.ntotal)
     neighbors = search_index(exported.train_index, features, k,
                              normalize=exported.normalize_features)
-    num_classes = card["num_classes"]
-    votes = np.zeros((len(images), num_classes))
+    votes = np.zeros((len(images), card["num_classes"]))
     np.add.at(votes, (np.arange(len(images))[:, None], exported.train_labels[neighbors]), 1.0 / k)
+    return probs, votes
+
+
+def score_samples(exported: ExportedModel, images: np.ndarray, given_labels: np.ndarray,
+                  num_neighbors: int = 10, batch_size: int = 256) -> pd.DataFrame:
+    """Prediction, neighbour vote and label verdict for new samples with given labels.
+
+    Returns one row per sample: ``predicted_label``, ``predicted_confidence`` (the model's),
+    ``neighbor_label`` and ``neighbor_agreement`` (share of the K training neighbours whose
+    corrected label equals the given label), ``suggested_label``, ``suggested_confidence``,
+    ``label_quality``, ``is_label_issue``.
+    """
+    probs, votes = predictions_and_votes(exported, images, num_neighbors, batch_size)
     combined = sample_outputs(given_labels, (probs + votes) / 2, np.full(len(images), np.nan))
     rows = np.arange(len(images))
     return pd.DataFrame({
@@ -131,4 +138,3 @@ def score_samples(exported: ExportedModel, images: np.ndarray, given_labels: np.
         "label_quality": combined.label_quality,
         "is_label_issue": combined.is_label_issue,
     })
-

@@ -22,6 +22,7 @@ from bench import (
     noise_share_estimates,
     prefect_overhead,
     quality_scores,
+    relabel_scores,
     report,
     retrain_on_suggestions,
     scaling,
@@ -36,6 +37,7 @@ from mixnn_core.confident_learning import label_issues
 from mixnn_core.config import cpu_preset
 from mixnn_core.metrics import detection_auroc, detection_scores
 from mixnn_core.outputs import sample_outputs
+from mixnn_core.relabel import predictions_and_votes, score_samples
 from mixnn_core.trainer import Trainer
 
 
@@ -672,3 +674,62 @@ def test_report_names_a_result_file_that_is_not_valid_json(tmp_path):
         report.load_interleaved_costs(tmp_path)
     with pytest.raises(ValueError, match="scaling-broken.json is not valid JSON"):
         report.load_runs(tmp_path)
+
+
+def test_relabel_candidates_by_hand():
+    given = np.array([0, 0, 1])
+    probs = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8]])
+    votes = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    verdicts = relabel_scores.candidate_outputs(given, probs, votes)
+    product = verdicts[relabel_scores.PRODUCT]  # the mean: [.95 .05], [.2 .8], [.6 .4]
+    assert product.suggested_label.tolist() == [0, 1, 0]
+    assert product.is_label_issue.tolist() == [False, True, True]
+    assert np.allclose(product.label_quality, [0.95, 0.2, 0.4])
+    assert verdicts["prediction alone"].suggested_label.tolist() == [0, 1, 1]
+    assert verdicts["prediction alone"].is_label_issue.tolist() == [False, True, False]
+    assert verdicts["vote alone"].suggested_label.tolist() == [0, 1, 0]
+    manifest_rules = verdicts["mean, with the training manifest's rules"]
+    assert np.allclose(manifest_rules.label_quality, [0.9, 0.4, 0.8])  # the prediction on the given class
+
+
+def test_relabel_bench_scores_the_relabel_flows_own_verdict(tmp_path):
+    setting = suite.SETTINGS["digits-sym40"]
+    data = suite.load(setting, 0)
+    trainer = Trainer(cpu_preset(2, "mixnn", **setting.train_options(), warmup_epochs=1), data.train.images,
+                      data.noisy_labels, 10)
+    trainer.fit()
+    exported, outputs = relabel_scores.exported_model(trainer)
+    assert np.array_equal(exported.train_labels, outputs.suggested_label)
+    given = data.test.labels.copy()
+    given[::3] = (given[::3] + 1) % 10
+    flow_verdict = score_samples(exported, data.test.images, given, num_neighbors=5)
+    verdict = relabel_scores.candidate_outputs(given, *predictions_and_votes(exported, data.test.images, 5))
+    product = verdict[relabel_scores.PRODUCT]
+    assert np.array_equal(flow_verdict["suggested_label"], product.suggested_label)
+    assert np.array_equal(flow_verdict["is_label_issue"], product.is_label_issue)
+    assert np.allclose(flow_verdict["label_quality"], product.label_quality)
+
+
+def test_relabel_bench_end_to_end_on_an_incoming_fashion_mnist_batch(tmp_path):
+    from bench.datasets import data_root
+
+    if not (data_root() / "fashion-mnist").exists():
+        pytest.skip(f"benchmark data absent: {data_root() / 'fashion-mnist'} (set MIXNN_DATA_ROOT)")
+    batch, noisy = relabel_scores.incoming_batch("fmnist20k-sym50", 300, seed=1)
+    training = suite.load(suite.SETTINGS["fmnist20k-sym50"], 0).train
+    seen = {image.tobytes() for image in training.images}
+    assert sum(image.tobytes() in seen for image in batch.images) <= 3  # other images (a few duplicates exist)
+    assert 0.35 < (noisy != batch.labels).mean() < 0.55  # 50 % redrawn, the true class included
+    result = relabel_scores.main(["--setting", "fmnist20k-sym50", "--epochs", "2", "--set", "warmup_epochs=1",
+                                  "--incoming", "300", "--neighbors", "1", "10", "--out", str(tmp_path / "r.json")])
+    assert json.loads((tmp_path / "r.json").read_text())["incoming"] == result["incoming"]
+    assert result["incoming"]["wrong_fraction"] == pytest.approx((noisy != batch.labels).mean())
+    by_k = {int(k): rows for k, rows in json.loads((tmp_path / "r.json").read_text())["scores_by_k"].items()}
+    assert sorted(by_k) == [1, 10]
+    assert by_k[1]["prediction alone"] == by_k[10]["prediction alone"]  # q does not depend on K
+    assert by_k[1]["vote alone"] != by_k[10]["vote alone"]
+    for rows in by_k.values():
+        assert len(rows) == 4
+        for row in rows.values():
+            assert row["n_noisy"] == int((noisy != batch.labels).sum())
+            assert 0.6 < row["auroc"] <= 1 and 0.5 < row["label_recovery"] <= 1  # 2 epochs already rank
