@@ -44,7 +44,7 @@ from mixnn_core.knn import build_index  # noqa: E402
 from mixnn_core.metrics import label_quality_metrics  # noqa: E402
 from mixnn_core.noise import inject_noise  # noqa: E402
 from mixnn_core.outputs import SampleOutputs, sample_outputs  # noqa: E402
-from mixnn_core.relabel import ExportedModel, predictions_and_votes  # noqa: E402
+from mixnn_core.relabel import ExportedModel, features_and_predictions, neighbor_votes  # noqa: E402
 from mixnn_core.trainer import Trainer  # noqa: E402
 
 PRODUCT = "mean of prediction and vote (the relabel flow's)"
@@ -111,9 +111,10 @@ def main(argv: list[str] | None = None) -> dict:
                       test_labels=data.test.labels, true_labels=data.train.labels)
     history = trainer.fit()
     exported, outputs = exported_model(trainer)
+    features, probs = features_and_predictions(exported, incoming.images)  # once: q does not depend on K
     scores = {}
     for k in args.neighbors:
-        probs, votes = predictions_and_votes(exported, incoming.images, k)
+        votes = neighbor_votes(exported, features, k)
         scores[k] = {name: label_quality_metrics(incoming_given, verdict.suggested_label, verdict.label_quality,
                                                  verdict.is_label_issue, incoming.labels)
                      for name, verdict in candidate_outputs(incoming_given, probs, votes).items()}

@@ -91,10 +91,9 @@ def conform_images(images: np.ndarray, input_shape: tuple[int, int, int]) -> np.
 
 
 @torch.no_grad()
-def predictions_and_votes(exported: ExportedModel, images: np.ndarray, num_neighbors: int = 10,
-                          batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """The two opinions on each new sample, both (N, C) rows summing to 1: the model's predicted
-    probabilities q and the share h of its K nearest training samples suggesting each class."""
+def features_and_predictions(exported: ExportedModel, images: np.ndarray,
+                             batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """The model's features (N, D) of new samples and its predicted probabilities q (N, C)."""
     card = exported.card
     images = conform_images(images, tuple(card["input_shape"]))
     mean = torch.tensor(card["normalization"]["mean"])
@@ -108,12 +107,24 @@ def predictions_and_votes(exported: ExportedModel, images: np.ndarray, num_neigh
         h = exported.model.features(normalize(torch.from_numpy(images[rows]), mean, std))
         features[rows] = h.numpy()
         probs[rows] = F.softmax(exported.model.classifier(h), dim=1).numpy()
+    return features, probs
+
+
+def neighbor_votes(exported: ExportedModel, features: np.ndarray, num_neighbors: int = 10) -> np.ndarray:
+    """Share h (N, C) of each new sample's K nearest training samples suggesting each class."""
     k = min(num_neighbors, exported.train_index.ntotal)
-    neighbors = search_index(exported.train_index, features, k,
-                             normalize=exported.normalize_features)
-    votes = np.zeros((len(images), card["num_classes"]))
-    np.add.at(votes, (np.arange(len(images))[:, None], exported.train_labels[neighbors]), 1.0 / k)
-    return probs, votes
+    neighbors = search_index(exported.train_index, features, k, normalize=exported.normalize_features)
+    votes = np.zeros((len(features), exported.card["num_classes"]))
+    np.add.at(votes, (np.arange(len(features))[:, None], exported.train_labels[neighbors]), 1.0 / k)
+    return votes
+
+
+def predictions_and_votes(exported: ExportedModel, images: np.ndarray, num_neighbors: int = 10,
+                          batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """The two opinions on each new sample, both (N, C) rows summing to 1: the model's predicted
+    probabilities q and the share h of its K nearest training samples suggesting each class."""
+    features, probs = features_and_predictions(exported, images, batch_size)
+    return probs, neighbor_votes(exported, features, num_neighbors)
 
 
 def score_samples(exported: ExportedModel, images: np.ndarray, given_labels: np.ndarray,
