@@ -15,7 +15,16 @@ index method) suggesting each class. Candidates, each at every K of ``--neighbor
 - "prediction alone" / "vote alone": q / h in its place (the prediction's does not depend on K);
 - "mean, with the training manifest's rules": (q + h) / 2 changed only where confident learning
   counts the label wrong, flagged as a mixnn run's manifest is (``MIXNN_LABEL_ISSUE_RULE``,
-  the mixture fitted to q's loss on this batch) and ranked by q on the given class.
+  the mixture fitted to q's loss on this batch) and ranked by q on the given class;
+- "given label weighed by the training run's noise" (``mixnn_core.label_posterior``): Bayes' rule
+  with the given label as evidence, ``opinion * P(given | true)``, P from the training run's own
+  confident joint and nothing from the scored batch; the opinion is the mean (q + h) / 2, q
+  tempered to the training run's temperature (``SampleOutputs.suggestion_temperature``), or the
+  mean of that and h. Suggested its argmax, flagged where that differs from the given label,
+  label_quality its mass on the given class.
+
+The training run's own labels are scored under its manifest's rule and the rule before the
+thirty-eighth pass (confident learning's count on the soft labels), ``run_rules``.
 
 Per candidate: label recovery (suggestion = true label), detection precision / recall / F1 of
 the flags and AUROC of label_quality against the truly wrong given labels. Nothing is tuned;
@@ -37,10 +46,11 @@ sys.path.insert(0, str(ROOT))
 from bench.datasets import Split, fashion_mnist, subset_rows  # noqa: E402
 from bench.suite import SETTINGS, code_version, config_assignments, load, machine_record  # noqa: E402
 from bench.timestamps import utc_now  # noqa: E402
-from mixnn_core.confident_learning import label_issues  # noqa: E402
+from mixnn_core.confident_learning import confident_joint, label_issues  # noqa: E402
 from mixnn_core.config import cpu_preset  # noqa: E402
 from mixnn_core.files import write_json_atomic  # noqa: E402
 from mixnn_core.knn import build_index  # noqa: E402
+from mixnn_core.label_posterior import given_label_likelihood, given_label_posterior, tempered  # noqa: E402
 from mixnn_core.metrics import label_quality_metrics  # noqa: E402
 from mixnn_core.noise import inject_noise  # noqa: E402
 from mixnn_core.outputs import SampleOutputs, sample_outputs  # noqa: E402
@@ -48,19 +58,28 @@ from mixnn_core.relabel import ExportedModel, features_and_predictions, neighbor
 from mixnn_core.trainer import Trainer  # noqa: E402
 
 PRODUCT = "mean of prediction and vote (the relabel flow's)"
+WEIGHED = "given label weighed by the training run's noise"
 
 
-def candidate_outputs(given: np.ndarray, probs: np.ndarray, votes: np.ndarray) -> dict[str, SampleOutputs]:
+def candidate_outputs(given: np.ndarray, probs: np.ndarray, votes: np.ndarray, likelihood: np.ndarray,
+                      temperature: float) -> dict[str, SampleOutputs]:
     """Each candidate's verdict on the incoming samples (module docstring); ``probs`` q and
-    ``votes`` h are (N, C) rows summing to 1."""
+    ``votes`` h are (N, C) rows summing to 1; ``likelihood`` (C, C) P(given j | true k) and
+    ``temperature`` are the training run's (``label_posterior``)."""
     unknown = np.full(len(given), np.nan)
     mean = (probs + votes) / 2
+    calibrated = tempered(probs, temperature)
     return {
         PRODUCT: sample_outputs(given, mean, unknown),
         "prediction alone": sample_outputs(given, probs, unknown),
         "vote alone": sample_outputs(given, votes, unknown),
         "mean, with the training manifest's rules": sample_outputs(
-            given, mean, unknown, label_issues(given, mean), probs),
+            given, mean, unknown, np.where(label_issues(given, mean), mean.argmax(axis=1), given), probs),
+        WEIGHED + ", mean": sample_outputs(given, given_label_posterior(given, mean, likelihood), unknown),
+        WEIGHED + ", tempered prediction": sample_outputs(
+            given, given_label_posterior(given, calibrated, likelihood), unknown),
+        WEIGHED + ", mean of tempered prediction and vote": sample_outputs(
+            given, given_label_posterior(given, (calibrated + votes) / 2, likelihood), unknown),
     }
 
 
@@ -79,16 +98,37 @@ def incoming_batch(setting_name: str, size: int, seed: int) -> tuple[Split, np.n
     return batch, noisy
 
 
-def exported_model(trainer: Trainer) -> tuple[ExportedModel, SampleOutputs]:
+def exported_model(trainer: Trainer) -> tuple[ExportedModel, SampleOutputs, np.ndarray]:
     """A trained run as the relabel flow reads it back from its files (``load_exported_model``):
-    the model, the index of its final features, its manifest's suggested labels; and its outputs."""
+    the model, the index of its final features, its manifest's suggested labels; its outputs and
+    its final predictions (N, C) on the training samples."""
     config = trainer.config
     evaluation = trainer.evaluation_pass()
     outputs = trainer.outputs(evaluation.probs)
     card = {"input_shape": list(trainer.input_shape), "normalization": trainer.normalization,
             "num_classes": trainer.num_classes}
     index = build_index(evaluation.features, config.knn_method, normalize=config.normalize_features)
-    return ExportedModel(trainer.model.eval(), card, index, outputs.suggested_label, config.normalize_features), outputs
+    exported = ExportedModel(trainer.model.eval(), card, index, outputs.suggested_label, config.normalize_features)
+    return exported, outputs, evaluation.probs
+
+
+def training_run_rules(given: np.ndarray, true: np.ndarray, outputs: SampleOutputs, final_probs: np.ndarray,
+                       seed: int) -> dict[str, dict]:
+    """The training run's own labels (N,) under its manifest's rules (``outputs``: the final
+    predictions ``final_probs`` tempered, the given label weighed, since the thirty-eighth pass)
+    and with the suggestion of the rule before it (confident learning's count on the soft
+    labels), flagged and ranked alike (``sample_outputs``)."""
+    soft = outputs.soft_label
+    counted = np.where(label_issues(given, soft), soft.argmax(axis=1), given)
+    before = sample_outputs(given, soft, outputs.p_clean, counted, final_probs, seed)
+    return {"confident learning on the soft labels (until the thirty-eighth pass)": verdict_metrics(before, true),
+            "given label weighed (the manifest's)": verdict_metrics(outputs, true)}
+
+
+def verdict_metrics(verdict: SampleOutputs, true: np.ndarray) -> dict:
+    """``label_quality_metrics`` of a verdict against the true labels ``true``."""
+    return label_quality_metrics(verdict.given_label, verdict.suggested_label, verdict.label_quality,
+                                 verdict.is_label_issue, true)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -110,14 +150,18 @@ def main(argv: list[str] | None = None) -> dict:
     trainer = Trainer(config, data.train.images, data.noisy_labels, 10, test_images=data.test.images,
                       test_labels=data.test.labels, true_labels=data.train.labels)
     history = trainer.fit()
-    exported, outputs = exported_model(trainer)
+    exported, outputs, final_probs = exported_model(trainer)
+    likelihood = given_label_likelihood(confident_joint(data.noisy_labels, outputs.soft_label))
+    run_rules = training_run_rules(data.noisy_labels, data.train.labels, outputs, final_probs, args.seed)
+    for name, row in run_rules.items():
+        print(f"training run, {name:40s} recovery {row['label_recovery']:.4f} F1 {row['f1']:.4f}", flush=True)
     features, probs = features_and_predictions(exported, incoming.images)  # once: q does not depend on K
     scores = {}
     for k in args.neighbors:
         votes = neighbor_votes(exported, features, k)
-        scores[k] = {name: label_quality_metrics(incoming_given, verdict.suggested_label, verdict.label_quality,
-                                                 verdict.is_label_issue, incoming.labels)
-                     for name, verdict in candidate_outputs(incoming_given, probs, votes).items()}
+        scores[k] = {name: verdict_metrics(verdict, incoming.labels)
+                     for name, verdict in candidate_outputs(incoming_given, probs, votes, likelihood,
+                                                                   outputs.suggestion_temperature).items()}
         for name, row in scores[k].items():
             print(f"K={k:3d} {name:52s} recovery {row['label_recovery']:.4f} F1 {row['f1']:.4f} "
                   f"AUROC {row['auroc']:.4f}", flush=True)
@@ -126,9 +170,8 @@ def main(argv: list[str] | None = None) -> dict:
                            "wrong_fraction": float((incoming_given != incoming.labels).mean()),
                            "given_labels_right": float((incoming_given == incoming.labels).mean())},
               "run": {"test_acc_last": history[-1]["test_acc"],
-                      **label_quality_metrics(data.noisy_labels, outputs.suggested_label, outputs.label_quality,
-                                              outputs.is_label_issue, data.train.labels)},
-              "knn_method": config.knn_method, "scores_by_k": scores, "code": code,
+                      **verdict_metrics(outputs, data.train.labels)},
+              "run_rules": run_rules, "suggestion_temperature": outputs.suggestion_temperature, "knn_method": config.knn_method, "scores_by_k": scores, "code": code,
               "machine": machine_record(), "finished_at": utc_now()}
     out = args.out or ROOT / "bench" / "results" / f"relabel_scores-{args.setting}-e{args.epochs}-s{args.seed}.json"
     write_json_atomic(result, out)

@@ -18,12 +18,14 @@ import pyarrow as pa
 import torch
 
 from mixnn_core.files import replace_atomically, vector_column, write_json_atomic, write_parquet_atomic
-from mixnn_core.outputs import LABEL_ISSUE_RULE, LABEL_QUALITY_RULE, SampleOutputs
+from mixnn_core.outputs import LABEL_ISSUE_RULE, LABEL_QUALITY_RULE, SUGGESTION_RULE, SampleOutputs
 
 # 2 (thirty-fifth pass): mixnn's is_label_issue follows MIXNN_LABEL_ISSUE_RULE (README)
 # 3 (thirty-sixth pass): mixnn's label_quality follows MIXNN_LABEL_QUALITY
-MANIFEST_SCHEMA_VERSION = "3"
-MODEL_CARD_VERSION = "1"
+# 4 (thirty-eighth pass): mixnn's suggested_label follows MIXNN_SUGGESTION_RULE; the rule is in the metadata
+MANIFEST_SCHEMA_VERSION = "4"
+# 2 (thirty-eighth pass): given_label_evidence (the temperature of the suggestion rule)
+MODEL_CARD_VERSION = "2"
 
 
 def build_manifest(dataset: pd.DataFrame, class_names: list[str], outputs: SampleOutputs,
@@ -59,10 +61,12 @@ def build_manifest(dataset: pd.DataFrame, class_names: list[str], outputs: Sampl
 
 def write_manifest(manifest: pd.DataFrame, soft_labels: np.ndarray, out_dir: str | Path,
                    label_issue_rule: str = LABEL_ISSUE_RULE,
-                   label_quality_rule: str = LABEL_QUALITY_RULE) -> tuple[Path, Path]:
+                   label_quality_rule: str = LABEL_QUALITY_RULE,
+                   suggestion_rule: str = SUGGESTION_RULE) -> tuple[Path, Path]:
     """``manifest.parquet`` (with ``soft_label``, the schema version, and in words what
-    ``is_label_issue`` and ``label_quality`` say: ``SampleOutputs.label_issue_rule`` /
-    ``label_quality_rule``) and ``manifest.csv``.
+    ``is_label_issue``, ``label_quality`` and ``suggested_label`` say:
+    ``SampleOutputs.label_issue_rule`` / ``label_quality_rule`` / ``suggestion_rule``) and
+    ``manifest.csv``.
 
     The CSV follows RFC 4180: CRLF line ends, so that a field holding a bare CR or LF (a class
     name, a file name) is quoted and reads back as one field.
@@ -75,6 +79,7 @@ def write_manifest(manifest: pd.DataFrame, soft_labels: np.ndarray, out_dir: str
         b"mixnn_manifest_version": MANIFEST_SCHEMA_VERSION.encode(),
         b"mixnn_label_issue_rule": label_issue_rule.encode(),
         b"mixnn_label_quality": label_quality_rule.encode(),
+        b"mixnn_suggestion_rule": suggestion_rule.encode(),
     })
     parquet_path = write_parquet_atomic(table, out_dir / "manifest.parquet")
     csv_path = replace_atomically(out_dir / "manifest.csv",
@@ -84,11 +89,14 @@ def write_manifest(manifest: pd.DataFrame, soft_labels: np.ndarray, out_dir: str
 
 def export_model(model: torch.nn.Module, out_dir: str | Path, *, architecture: str,
                  class_names: list[str], input_shape: tuple[int, int, int],
-                 normalization: dict, configuration: dict, metrics: dict) -> dict[str, Path]:
+                 normalization: dict, configuration: dict, metrics: dict,
+                 suggestion_temperature: float | None = None) -> dict[str, Path]:
     """Weights, a TorchScript module and a model card, loadable without this code.
 
     The TorchScript module maps a normalised float batch (B, C, H, W) to class logits; the card
-    says how to normalise (``(pixel / 255 - mean) / std`` per channel) and what the classes are.
+    says how to normalise (``(pixel / 255 - mean) / std`` per channel) and what the classes are,
+    and (``given_label_evidence``) the temperature a mixnn run's suggestion tempered the
+    predictions to (``SampleOutputs.suggestion_temperature``), which the relabel flow applies.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -117,6 +125,7 @@ def export_model(model: torch.nn.Module, out_dir: str | Path, *, architecture: s
         "files": {"weights": weights_path.name, "torchscript": script_path.name},
         "configuration": configuration,
         "metrics": metrics,
+        "given_label_evidence": {"temperature": suggestion_temperature},
     }
     card_path = write_json_atomic(card, out_dir / "model_card.json")
     return {"weights": weights_path, "torchscript": script_path, "card": card_path}

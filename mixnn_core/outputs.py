@@ -44,13 +44,20 @@ MIXNN_LABEL_ISSUE_RULE = (f"suggested_label != given_label or ({LABEL_ISSUE_RULE
 # 0.0001-0.0008 lower.
 LABEL_QUALITY_RULE = "soft_label[given]"
 MIXNN_LABEL_QUALITY = "final prediction[given]"
-# mixnn's outputs change only the labels confident learning counts as wrong
-# (``mixnn_core.confident_learning.label_issues`` on the suggestion soft labels); everywhere else
-# the suggestion is the given label. The flag is not narrowed to the changed labels: a flagged
-# label whose suggestion is the given one is left for a person to review. Measured on the final
-# soft labels of the default 20-epoch runs (BENCHMARKS.md), recovery: Fashion-MNIST sym 50 % 88.4 -> 89.5,
-# asym 40 % 87.5 -> 87.7, pair-flip 45 % 82.0 -> 83.4, CIFAR-10N worse 60.8 -> 67.7, aggre
+SUGGESTION_RULE = "argmax(soft_label)"
+# mixnn's suggestion during training (the consolidation gate, the per-epoch recovery): only the
+# labels confident learning counts as wrong (``mixnn_core.confident_learning.label_issues`` on
+# the suggestion soft labels) change. Measured on the final soft labels of the default 20-epoch
+# runs (BENCHMARKS.md nineteenth pass), recovery against the argmax: Fashion-MNIST sym 50 % 88.4 ->
+# 89.5, asym 40 % 87.5 -> 87.7, pair-flip 45 % 82.0 -> 83.4, CIFAR-10N worse 60.8 -> 67.7, aggre
 # 66.0 -> 81.3 (the given labels: 91.0).
+COUNTED_SUGGESTION_RULE = "argmax(soft_label) where confident learning counts given_label wrong, else given_label"
+# mixnn's exported suggestion (since the thirty-eighth pass): the final model's prediction with the
+# given label weighed as evidence (``mixnn_core.label_posterior``). The flag is not narrowed to the
+# changed labels: a flagged label whose suggestion is the given one is left for a person to review.
+MIXNN_SUGGESTION_RULE = ("argmax_k final prediction tempered (model card: given_label_evidence.temperature)[k] "
+                         "* P(given_label | k), P from the confident joint of given_label and soft_label, "
+                         "+1 per cell")
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,10 @@ class SampleOutputs:
     p_clean: np.ndarray  # (N,) the last mixture fit's clean probability (1 where never fitted)
     label_issue_rule: str = LABEL_ISSUE_RULE  # what is_label_issue says, in words
     label_quality_rule: str = LABEL_QUALITY_RULE  # how label_quality is computed, in words
+    suggestion_rule: str = SUGGESTION_RULE  # how suggested_label is chosen, in words
+    # the temperature the final predictions were tempered to before the given label was weighed
+    # (mixnn_core.label_posterior; None when the suggestion did not read them)
+    suggestion_temperature: float | None = None
 
 
 def given_label_losses(given_labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -93,13 +104,13 @@ def _per_sample(name: str, values, shape: tuple, dtype) -> np.ndarray:
 
 
 def sample_outputs(given_labels: np.ndarray, soft_labels: np.ndarray, p_clean: np.ndarray,
-                   may_change: np.ndarray | None = None, final_probs: np.ndarray | None = None,
+                   suggested_labels: np.ndarray | None = None, final_probs: np.ndarray | None = None,
                    seed: int = 0) -> SampleOutputs:
     """Suggested label, confidence, label quality and issue flag of every sample.
 
-    The suggestion is the soft label's argmax, or, where ``may_change`` (N,) bool is given and
-    False, the given label itself. ``is_label_issue`` does not depend on ``may_change``: the
-    given label is flagged wherever the soft label prefers another class (``LABEL_ISSUE_RULE``).
+    The suggestion is ``suggested_labels`` (N,) when given, else the soft label's argmax; its
+    confidence is the soft label's mass on it. The given label is flagged wherever the soft
+    label prefers another class (``LABEL_ISSUE_RULE``).
     With the final model's predictions ``final_probs`` (N, C) (a ``mixnn`` run), only where the
     given-label mixture fitted to their loss (``given_label_clean_probability``, ``seed``) calls
     the label noisy too, or where the suggestion changes it (``MIXNN_LABEL_ISSUE_RULE``); and
@@ -113,8 +124,10 @@ def sample_outputs(given_labels: np.ndarray, soft_labels: np.ndarray, p_clean: n
     rows = np.arange(given.shape[0])
     soft_on_given = soft[rows, given].astype(np.float64).clip(0.0, 1.0)
     suggested = soft.argmax(axis=1).astype(np.int64)
-    if may_change is not None:
-        suggested = np.where(_per_sample("may_change", may_change, given.shape, bool), suggested, given)
+    if suggested_labels is not None:
+        suggested = _per_sample("suggested_labels", suggested_labels, given.shape, np.int64)
+        if suggested.size and (suggested.min() < 0 or suggested.max() >= soft.shape[1]):
+            raise ValueError(f"suggested_labels must lie in [0, {soft.shape[1]})")
     confidence = soft[rows, suggested].astype(np.float64).clip(0.0, 1.0)
     is_label_issue = soft_on_given < soft.max(axis=1).astype(np.float64).clip(0.0, 1.0)
     quality, rule, quality_rule = soft_on_given, LABEL_ISSUE_RULE, LABEL_QUALITY_RULE

@@ -2,12 +2,13 @@
 
 Each new sample gets two opinions about its label: the trained model's prediction q, and the
 suggested labels of its K nearest training samples in the model's feature space (their share
-per class, h). Their average ``s = (q + h) / 2`` plays the role of the soft label of a training
-sample: ``suggested_label = argmax s``, ``label_quality = s[given]`` (the estimated probability
-that the given label is correct) and ``is_label_issue = label_quality < s[suggested]``, the
-training manifest's rule without its confident-learning count (``Trainer.outputs``).
+per class, h). For a mixnn run, q is tempered to the run's temperature, averaged with h, and the
+given label weighed as evidence through the run's noise model, P(given | true) from its
+manifest's confident joint (``label_posterior``; nothing read from the other samples scored with
+it, so a sample's verdict does not depend on its batch): the posterior s. For a ce / mixup run
+s = (q + h) / 2. Then ``suggested_label = argmax s``, ``label_quality = s[given]`` (the estimated
+probability that the given label is correct) and ``is_label_issue = label_quality < s[suggested]``.
 """
-
 from __future__ import annotations
 
 import hashlib
@@ -17,12 +18,15 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 
 from mixnn_core.augment import normalize
-from mixnn_core.files import read_json, read_torch_state
+from mixnn_core.confident_learning import confident_joint
+from mixnn_core.files import read_json, read_torch_state, read_vector_column
 from mixnn_core.knn import search_index
+from mixnn_core.label_posterior import given_label_likelihood, given_label_posterior, tempered
 from mixnn_core.models import FeatureClassifier, build_model
 from mixnn_core.outputs import sample_outputs
 
@@ -36,6 +40,12 @@ class ExportedModel:
     train_index: faiss.Index
     train_labels: np.ndarray  # (N_train,) suggested (corrected) label of every indexed sample
     normalize_features: bool
+    # P(given j | true k) (C, C) of the training run (label_posterior.given_label_likelihood of the
+    # confident joint of its manifest's given_label and soft_label) and the temperature its
+    # suggestion tempered the predictions to; None for a ce / mixup run, whose suggestion does
+    # not weigh the given label
+    likelihood: np.ndarray | None = None
+    temperature: float | None = None
 
 
 def read_model_card(run_dir: str | Path) -> dict:
@@ -56,13 +66,22 @@ def load_exported_model(run_dir: str | Path) -> ExportedModel:
                              remedy="; re-run the clean-dataset run into this run directory with "
                                     "the same arguments to export it again")
     model.load_state_dict(state)
-    manifest = pd.read_parquet(run_dir / "manifest.parquet", columns=["sample_id", "suggested_label"])
+    manifest = pq.read_table(run_dir / "manifest.parquet", columns=["given_label", "suggested_label", "soft_label"])
     index = faiss.read_index(str(run_dir / "index" / "final.faiss"))
     if index.ntotal != len(manifest):
         raise ValueError(f"{run_dir}: the feature index holds {index.ntotal} samples, the manifest "
                          f"{len(manifest)}")
-    return ExportedModel(model.eval(), card, index, manifest["suggested_label"].to_numpy(np.int64),
-                         bool(card["configuration"]["normalize_features"]))
+    if "given_label_evidence" not in card:
+        raise ValueError(f"{run_dir / 'model' / 'model_card.json'} is model card version "
+                         f"{card.get('model_card_version')}, without given_label_evidence; re-run the "
+                         "clean-dataset run into this run directory with the same arguments to export it again")
+    temperature = card["given_label_evidence"]["temperature"]
+    likelihood = None
+    if temperature is not None:
+        given = manifest.column("given_label").to_numpy().astype(np.int64)
+        likelihood = given_label_likelihood(confident_joint(given, read_vector_column(manifest, "soft_label")))
+    return ExportedModel(model.eval(), card, index, manifest.column("suggested_label").to_numpy().astype(np.int64),
+                         bool(card["configuration"]["normalize_features"]), likelihood, temperature)
 
 
 def content_keys(images: np.ndarray, given_label_names: list[str]) -> list[str]:
@@ -127,6 +146,18 @@ def predictions_and_votes(exported: ExportedModel, images: np.ndarray, num_neigh
     return probs, neighbor_votes(exported, features, num_neighbors)
 
 
+def class_opinion(exported: ExportedModel, given_labels: np.ndarray, probs: np.ndarray,
+                  votes: np.ndarray) -> np.ndarray:
+    """What the run says (N, C) about the true class of new samples: the mean of its prediction
+    q and its neighbours' vote h; for a mixnn run, q tempered to the run's temperature first and
+    the given label then weighed by the run's noise model (``given_label_posterior``), as its
+    manifest's suggestions were."""
+    if exported.temperature is None:
+        return (probs + votes) / 2
+    mean = (tempered(probs, exported.temperature) + votes) / 2
+    return given_label_posterior(given_labels, mean, exported.likelihood)
+
+
 def score_samples(exported: ExportedModel, images: np.ndarray, given_labels: np.ndarray,
                   num_neighbors: int = 10, batch_size: int = 256) -> pd.DataFrame:
     """Prediction, neighbour vote and label verdict for new samples with given labels.
@@ -137,7 +168,8 @@ def score_samples(exported: ExportedModel, images: np.ndarray, given_labels: np.
     ``label_quality``, ``is_label_issue``.
     """
     probs, votes = predictions_and_votes(exported, images, num_neighbors, batch_size)
-    combined = sample_outputs(given_labels, (probs + votes) / 2, np.full(len(images), np.nan))
+    combined = sample_outputs(given_labels, class_opinion(exported, given_labels, probs, votes),
+                              np.full(len(images), np.nan))
     rows = np.arange(len(images))
     return pd.DataFrame({
         "predicted_label": probs.argmax(axis=1),

@@ -19,7 +19,7 @@ broadcast to every process.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,7 @@ from mixnn_core.correction import (
 from mixnn_core.files import read_torch_state, replace_atomically
 from mixnn_core.gmm import MixtureFit, fit_mixture, fit_mixture_per_class, mixture_input
 from mixnn_core.knn import nearest_neighbors, neighbors_within_groups
+from mixnn_core.label_posterior import weighed_posterior
 from mixnn_core.mixing import (
     mix_batch,
     mixing_weights,
@@ -55,7 +56,7 @@ from mixnn_core.mixing import (
     soft_cross_entropy,
 )
 from mixnn_core.models import build_model, resolve_model_name
-from mixnn_core.outputs import SampleOutputs, sample_outputs
+from mixnn_core.outputs import COUNTED_SUGGESTION_RULE, MIXNN_SUGGESTION_RULE, SampleOutputs, sample_outputs
 
 CHECKPOINT_FORMAT = 2  # 2: uniform_soft_labels
 # Fields that may differ between a checkpoint and the configuration resuming it.
@@ -453,21 +454,31 @@ class Trainer:
         """Per-sample outputs; ``final_probs`` (N, C): the model's predictions on the training
         samples, from an evaluation pass (for ``ce`` / ``mixup`` made here when not given).
 
-        For ``mixnn``: from the corrected soft labels with the given label's share cut to
-        ``SUGGESTION_GIVEN_LABEL_WEIGHT`` (``suggestion_soft_labels``), changing only the labels
-        confident learning counts as wrong (``label_issues``); with ``final_probs`` flagged as
-        ``MIXNN_LABEL_ISSUE_RULE`` says (changed, or the soft label prefers another class and
-        the mixture fitted to their loss on the given labels calls the label noisy) and scored
-        as ``MIXNN_LABEL_QUALITY``, without them by the argmax rule and the soft label alone
-        (the suggestions depend on neither). For ``ce`` / ``mixup``: the predictions' argmax,
-        the baselines of BENCHMARKS.md."""
+        For ``mixnn`` (``MIXNN_SUGGESTION_RULE``): soft labels are the corrected ones with the
+        given label's share cut to ``SUGGESTION_GIVEN_LABEL_WEIGHT`` (``suggestion_soft_labels``).
+        With ``final_probs`` (a run's export): the suggestion is the class likeliest once the
+        given label is weighed as evidence (``label_posterior.weighed_posterior``: the final
+        predictions tempered, P(given | true) from the confident joint of the soft labels), flagged as
+        ``MIXNN_LABEL_ISSUE_RULE`` says (changed, or the soft label prefers another class and the
+        mixture fitted to the predictions' loss on the given labels calls the label noisy),
+        scored as ``MIXNN_LABEL_QUALITY``. Without them (during training: the consolidation
+        gate, the per-epoch recovery): only the labels confident learning counts as wrong
+        change, to the soft label's argmax (``label_issues``), flagged by the argmax rule and
+        scored by the soft label. For ``ce`` / ``mixup``: the predictions' argmax, the
+        baselines of BENCHMARKS.md."""
         if self.config.method != "mixnn":
             soft = final_probs if final_probs is not None else self.evaluation_pass().probs
             return sample_outputs(self.given_labels, soft, self.p_clean)
         soft = suggestion_soft_labels(self.uniform_soft_labels, self.given_labels,
                                       self.config.given_label_share(self.epoch), SUGGESTION_GIVEN_LABEL_WEIGHT)
-        return sample_outputs(self.given_labels, soft, self.p_clean, label_issues(self.given_labels, soft),
-                              final_probs, self.config.seed)
+        if final_probs is None:
+            suggested = np.where(label_issues(self.given_labels, soft), soft.argmax(axis=1), self.given_labels)
+            return replace(sample_outputs(self.given_labels, soft, self.p_clean, suggested),
+                           suggestion_rule=COUNTED_SUGGESTION_RULE)
+        posterior, temperature = weighed_posterior(self.given_labels, final_probs, soft)
+        outputs = sample_outputs(self.given_labels, soft, self.p_clean, posterior.argmax(axis=1), final_probs,
+                                 self.config.seed)
+        return replace(outputs, suggestion_rule=MIXNN_SUGGESTION_RULE, suggestion_temperature=temperature)
 
     # -- checkpoints -----------------------------------------------------------------------
 

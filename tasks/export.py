@@ -29,7 +29,8 @@ def export_results(run_dir: str) -> dict:
     save_index(evaluation.features, run.final_index, trainer.config.to_dict())
     outputs = trainer.outputs(evaluation.probs)
     manifest = build_manifest(table, class_names, outputs, true_labels=true)
-    write_manifest(manifest, outputs.soft_label, run.root, outputs.label_issue_rule, outputs.label_quality_rule)
+    write_manifest(manifest, outputs.soft_label, run.root, outputs.label_issue_rule, outputs.label_quality_rule,
+                   outputs.suggestion_rule)
 
     metrics = {"n_samples": int(len(manifest)),
                "n_label_issues": int(outputs.is_label_issue.sum()),
@@ -48,6 +49,6 @@ def export_results(run_dir: str) -> dict:
     export_model(trainer.model, run.root / "model", architecture=trainer.model_name,
                  class_names=class_names, input_shape=trainer.input_shape,
                  normalization=trainer.normalization, configuration=trainer.config.to_dict(),
-                 metrics=metrics)
+                 metrics=metrics, suggestion_temperature=outputs.suggestion_temperature)
     checkin_trainer(run, trainer)
     return metrics

@@ -301,17 +301,19 @@ def test_outputs_score_the_given_label_not_the_corrected_one():
     assert out.is_label_issue.tolist() == [False, True, False]
 
 
-def test_labels_that_may_not_change_keep_the_given_one_but_stay_flagged():
+def test_a_suggestion_that_keeps_the_given_label_stays_flagged():
     soft = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.1, 0.7, 0.2]], dtype=np.float32)
     given = np.array([0, 0, 0])
-    out = sample_outputs(given, soft, np.ones(3), may_change=np.array([True, True, False]))
+    out = sample_outputs(given, soft, np.ones(3), suggested_labels=np.array([0, 2, 0]))
     assert out.suggested_label.tolist() == [0, 2, 0]
     assert out.is_label_issue.tolist() == [False, True, True]  # sample 2: for review, not changed
-    assert np.allclose(out.suggested_confidence, [0.7, 0.6, 0.1])
+    assert np.allclose(out.suggested_confidence, [0.7, 0.6, 0.1])  # the soft label's mass on the suggestion
     assert np.allclose(out.label_quality, [0.7, 0.1, 0.1])  # the soft label's own figure
     assert sample_outputs(given, soft, np.ones(3)).suggested_label.tolist() == [0, 2, 1]
-    with pytest.raises(ValueError, match="may_change"):
-        sample_outputs(given, soft, np.ones(3), may_change=np.ones(2, dtype=bool))
+    with pytest.raises(ValueError, match="suggested_labels"):
+        sample_outputs(given, soft, np.ones(3), suggested_labels=np.zeros(2, dtype=np.int64))
+    with pytest.raises(ValueError, match=r"suggested_labels must lie in \[0, 3\)"):
+        sample_outputs(given, soft, np.ones(3), suggested_labels=np.array([0, 3, 0]))
 
 
 def test_with_final_predictions_a_label_the_given_label_mixture_calls_clean_is_not_flagged():
@@ -324,8 +326,7 @@ def test_with_final_predictions_a_label_the_given_label_mixture_calls_clean_is_n
     assert out.is_label_issue[:3].tolist() == [False, True, True]  # sample 2 is changed: always flagged
     assert out.suggested_label[:3].tolist() == [0, 2, 1]  # suggestions do not depend on the flags
     assert np.allclose(out.label_quality[:3], [0.9, 0.02, 0.8])  # the final model's, not the soft label's
-    kept = sample_outputs(given, soft, np.ones(150), may_change=np.tile([True, True, False], 50),
-                          final_probs=probs)
+    kept = sample_outputs(given, soft, np.ones(150), suggested_labels=np.tile([0, 2, 0], 50), final_probs=probs)
     assert kept.is_label_issue[:3].tolist() == [False, True, False]  # sample 2 kept, its given-label loss clean
     assert np.array_equal(kept.label_quality, out.label_quality)
     assert out.label_issue_rule == MIXNN_LABEL_ISSUE_RULE != sample_outputs(given, soft, np.ones(150)).label_issue_rule

@@ -18,6 +18,7 @@ from mixnn_core.config import (
 )
 from mixnn_core.correction import noise_odds_strength
 from mixnn_core.gmm import mixture_input, normalize_losses
+from mixnn_core.label_posterior import weighed_posterior
 from mixnn_core.metrics import label_quality_metrics
 from mixnn_core.models import build_model, resolve_model_name
 from mixnn_core.noise import inject_noise
@@ -534,6 +535,16 @@ def test_mixnn_fixes_digits_with_40_percent_symmetric_noise(digits):
     assert metrics["f1"] > 0.85
     # only the labels confident learning counts as wrong are changed, and all of them are
     np.testing.assert_array_equal(out.suggested_label != noisy, label_issues(noisy, out.soft_label))
+    # the exported suggestion: the final predictions with the given label weighed by the run's noise
+    final_probs = trainer.evaluation_pass().probs
+    exported = trainer.outputs(final_probs)
+    posterior, temperature = weighed_posterior(noisy, final_probs, exported.soft_label)
+    np.testing.assert_array_equal(exported.suggested_label, posterior.argmax(axis=1))
+    assert exported.suggestion_temperature == temperature
+    exported_recovery = (exported.suggested_label == labels).mean()
+    print(f"exported suggestion right {exported_recovery:.3f}")
+    assert exported_recovery >= metrics["label_recovery"]
+    assert (exported.soft_label == out.soft_label).all()
 
 
 def test_batchnorm_refresh_images_are_augmented_only_when_asked(digits):

@@ -1,0 +1,128 @@
+"""Which class is a sample likeliest to be, once its given label is weighed as evidence.
+
+A model's prediction q says what the image looks like; the given label says something too,
+how much depends on the noise: under 20 % symmetric noise a label is 41 times likelier to come
+from its own class than from any one other, under a flip j -> k only the flip's odds. Bayes'
+rule puts the two together: ``posterior[k] ~ q[k] * P(given | true k)``, with P(given | true)
+the training run's own confident joint (``given_label_likelihood``). The rule needs q to be
+calibrated; a model trained on mixed soft labels is not (digits: its predictions hedge, the
+likelihood then overrules right predictions), so q is first tempered to the temperature under
+which the noise model explains the GIVEN labels best (``fit_temperature``: maximum likelihood
+of ``sum_k q_T[k] P(given | k)``; no true label read). Measured in BENCHMARKS.md,
+thirty-eighth pass.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mixnn_core.confident_learning import confident_joint
+
+# log-temperature range of the search: T from 0.05 (sharper) to 20 (flatter)
+LOG_TEMPERATURE_BOUNDS = (-3.0, 3.0)
+
+
+def _class_probs(given_labels: np.ndarray, class_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    given = np.asarray(given_labels, dtype=np.int64)
+    class_probs = np.asarray(class_probs, dtype=np.float64)
+    if class_probs.ndim != 2 or class_probs.shape[0] != given.shape[0]:
+        raise ValueError(f"class_probs must be (N, C) with N = {given.shape[0]}, got {class_probs.shape}")
+    if given.size and (given.min() < 0 or given.max() >= class_probs.shape[1]):
+        raise ValueError(f"given labels must lie in [0, {class_probs.shape[1]})")
+    return given, class_probs
+
+
+def _likelihood(likelihood: np.ndarray, classes: int) -> np.ndarray:
+    likelihood = np.asarray(likelihood, dtype=np.float64)
+    if likelihood.shape != (classes, classes):
+        raise ValueError(f"likelihood must be ({classes}, {classes}), got {likelihood.shape}")
+    return likelihood
+
+
+def given_label_likelihood(joint: np.ndarray, pseudo_count: float = 1.0) -> np.ndarray:
+    """P(given label j | true class k) as a (C, C) matrix, row j, column k: each column of a
+    confident joint (``confident_learning.confident_joint``: counts of given j, true k)
+    normalised, after adding ``pseudo_count`` to every cell so that a class pair the training
+    run never saw confused stays possible (Laplace's rule). Columns sum to 1. Symmetric noise
+    at rate r over C classes gives about 1 - r + r / C on the diagonal and r / C off it."""
+    joint = np.asarray(joint, dtype=np.float64)
+    if joint.ndim != 2 or joint.shape[0] != joint.shape[1]:
+        raise ValueError(f"joint must be a square (C, C) count matrix, got shape {joint.shape}")
+    if pseudo_count <= 0:
+        raise ValueError(f"pseudo_count must be positive, got {pseudo_count}")
+    smoothed = joint + pseudo_count
+    return smoothed / smoothed.sum(axis=0, keepdims=True)
+
+
+def tempered(class_probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Rows of ``class_probs`` (N, C) raised to the power 1 / ``temperature`` and renormalised:
+    the softmax of the logits divided by the temperature. Below 1 sharper, above 1 flatter;
+    the argmax never moves."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    logits = np.log(np.clip(np.asarray(class_probs, dtype=np.float64), 1e-300, None)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    weights = np.exp(logits)
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def given_label_log_likelihood(given_labels: np.ndarray, class_probs: np.ndarray,
+                               likelihood: np.ndarray) -> float:
+    """Mean log-probability of the given labels under the noise model:
+    ``log sum_k class_probs[k] * likelihood[given, k]`` averaged over the samples."""
+    given, class_probs = _class_probs(given_labels, class_probs)
+    likelihood = _likelihood(likelihood, class_probs.shape[1])
+    return float(np.log(np.clip((class_probs * likelihood[given]).sum(axis=1), 1e-300, None)).mean())
+
+
+def fit_temperature(given_labels: np.ndarray, class_probs: np.ndarray, likelihood: np.ndarray,
+                    iterations: int = 40) -> float:
+    """The temperature T (``LOG_TEMPERATURE_BOUNDS``) under which ``tempered(class_probs, T)``
+    explains the given labels best through the noise model ``likelihood``
+    (``given_label_log_likelihood``, maximised): a grid over log T, then a golden-section
+    search in the grid step either side of its best point. Reads no true label."""
+    given, class_probs = _class_probs(given_labels, class_probs)
+    if given.size == 0:
+        return 1.0
+
+    def score(log_t: float) -> float:
+        return given_label_log_likelihood(given, tempered(class_probs, float(np.exp(log_t))), likelihood)
+
+    grid = np.linspace(*LOG_TEMPERATURE_BOUNDS, 25)
+    best = int(np.argmax([score(x) for x in grid]))
+    low, high = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
+    ratio = (np.sqrt(5.0) - 1.0) / 2.0
+    for _ in range(iterations):
+        left, right = high - ratio * (high - low), low + ratio * (high - low)
+        if score(left) >= score(right):
+            high = right
+        else:
+            low = left
+    return float(np.exp((low + high) / 2.0))
+
+
+def given_label_posterior(given_labels: np.ndarray, class_probs: np.ndarray,
+                          likelihood: np.ndarray) -> np.ndarray:
+    """Probability (N, C) of each true class once the given label is taken as evidence:
+    ``class_probs[k] * likelihood[given, k]``, normalised per row (Bayes' rule).
+
+    ``class_probs`` (N, C) is an opinion on the true class from the image alone (calibrated:
+    ``tempered`` by ``fit_temperature``); ``likelihood`` (C, C) is P(given j | true k)
+    (``given_label_likelihood``). A row with no mass where its given label can come from keeps
+    the opinion."""
+    given, class_probs = _class_probs(given_labels, class_probs)
+    likelihood = _likelihood(likelihood, class_probs.shape[1])
+    joint = class_probs * likelihood[given]
+    total = joint.sum(axis=1, keepdims=True)
+    return np.where(total > 0, joint / np.where(total > 0, total, 1.0), class_probs)
+
+
+def weighed_posterior(given_labels: np.ndarray, class_probs: np.ndarray,
+                      soft_labels: np.ndarray) -> tuple[np.ndarray, float]:
+    """A run's posterior (N, C) over the true class of its training samples and the temperature
+    it tempered ``class_probs`` (its final predictions) to: P(given | true) from the confident
+    joint of its ``soft_labels`` (``given_label_likelihood``), the predictions tempered by
+    ``fit_temperature``, then ``given_label_posterior``."""
+    likelihood = given_label_likelihood(confident_joint(given_labels, soft_labels))
+    temperature = fit_temperature(given_labels, class_probs, likelihood)
+    return given_label_posterior(given_labels, tempered(class_probs, temperature), likelihood), temperature
