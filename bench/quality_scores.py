@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.suggestion_rules import read_samples, score_samples  # noqa: E402
-from mixnn_core.confident_learning import label_issues  # noqa: E402
+from mixnn_core.confident_learning import counted_suggestions  # noqa: E402
 from mixnn_core.files import read_json, write_json_atomic  # noqa: E402
 from mixnn_core.metrics import detection_auroc, label_quality_metrics  # noqa: E402
 from mixnn_core.outputs import given_label_clean_probability, sample_outputs  # noqa: E402
@@ -64,7 +64,8 @@ def retagged_row(row: dict, given: np.ndarray, true: np.ndarray, soft: np.ndarra
     ``label_quality``, computed from the run's final arrays; ValueError unless they reproduce it."""
     if row["method"] != "mixnn" or "label_quality_retag" in row:
         raise ValueError(f"only a mixnn row not yet retagged can be retagged (method {row['method']})")
-    outputs = sample_outputs(given, soft, np.ones(len(given)), label_issues(given, soft), probs, row["config"]["seed"])
+    outputs = sample_outputs(given, soft, np.ones(len(given)), counted_suggestions(given, soft), probs,
+                             row["config"]["seed"])
     before = label_quality_metrics(given, outputs.suggested_label, soft[np.arange(len(given)), given],
                                    outputs.is_label_issue, true)
     for field, value in before.items():

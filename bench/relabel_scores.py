@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 from bench.datasets import Split, fashion_mnist, subset_rows  # noqa: E402
 from bench.suite import SETTINGS, code_version, config_assignments, load, machine_record  # noqa: E402
 from bench.timestamps import utc_now  # noqa: E402
-from mixnn_core.confident_learning import confident_joint, label_issues  # noqa: E402
+from mixnn_core.confident_learning import confident_joint, counted_suggestions  # noqa: E402
 from mixnn_core.config import cpu_preset  # noqa: E402
 from mixnn_core.files import write_json_atomic  # noqa: E402
 from mixnn_core.knn import build_index  # noqa: E402
@@ -74,7 +74,7 @@ def candidate_outputs(given: np.ndarray, probs: np.ndarray, votes: np.ndarray, l
         "prediction alone": sample_outputs(given, probs, unknown),
         "vote alone": sample_outputs(given, votes, unknown),
         "mean, with the training manifest's rules": sample_outputs(
-            given, mean, unknown, np.where(label_issues(given, mean), mean.argmax(axis=1), given), probs),
+            given, mean, unknown, counted_suggestions(given, mean), probs),
         WEIGHED + ", mean": sample_outputs(given, given_label_posterior(given, mean, likelihood), unknown),
         WEIGHED + ", tempered prediction": sample_outputs(
             given, given_label_posterior(given, calibrated, likelihood), unknown),
@@ -119,8 +119,7 @@ def training_run_rules(given: np.ndarray, true: np.ndarray, outputs: SampleOutpu
     and with the suggestion of the rule before it (confident learning's count on the soft
     labels), flagged and ranked alike (``sample_outputs``)."""
     soft = outputs.soft_label
-    counted = np.where(label_issues(given, soft), soft.argmax(axis=1), given)
-    before = sample_outputs(given, soft, outputs.p_clean, counted, final_probs, seed)
+    before = sample_outputs(given, soft, outputs.p_clean, counted_suggestions(given, soft), final_probs, seed)
     return {"confident learning on the soft labels (until the thirty-eighth pass)": verdict_metrics(before, true),
             "given label weighed (the manifest's)": verdict_metrics(outputs, true)}
 

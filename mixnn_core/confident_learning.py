@@ -131,3 +131,10 @@ def label_issues(given_labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     boosted[np.arange(given.shape[0]), given] += TOLERANCE
     issues &= boosted.argmax(axis=1) != given
     return issues
+
+
+def counted_suggestions(given_labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """The given labels (N,) with those ``label_issues`` calls wrong replaced by the argmax of
+    ``probs``: a suggestion that changes only as many labels as confident learning counts."""
+    given, probs = _check(given_labels, probs)
+    return np.where(label_issues(given, probs), probs.argmax(axis=1), given)

@@ -9,11 +9,13 @@ corrected labels and says nothing about the given label once they differ.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from mixnn_core.confident_learning import counted_suggestions
 from mixnn_core.gmm import clean_probability
+from mixnn_core.label_posterior import weighed_posterior
 
 # The one threshold of ``is_label_issue``: a given label is flagged when its estimated
 # probability is below that of the best class, i.e. the soft label's argmax differs from it
@@ -148,3 +150,24 @@ def sample_outputs(given_labels: np.ndarray, soft_labels: np.ndarray, p_clean: n
         label_issue_rule=rule,
         label_quality_rule=quality_rule,
     )
+
+
+def mixnn_outputs(given_labels: np.ndarray, soft_labels: np.ndarray, p_clean: np.ndarray,
+                  final_probs: np.ndarray | None = None, seed: int = 0) -> SampleOutputs:
+    """A mixnn run's outputs from its suggestion soft labels (N, C) and, once trained, its final
+    predictions ``final_probs`` (N, C) on the training samples.
+
+    With them (a run's export; ``MIXNN_SUGGESTION_RULE``): the suggestion is the class likeliest
+    once the given label is weighed as evidence (``label_posterior.weighed_posterior``), flagged
+    as ``MIXNN_LABEL_ISSUE_RULE`` says and scored as ``MIXNN_LABEL_QUALITY``
+    (``sample_outputs``), the temperature kept as ``suggestion_temperature``. Without them
+    (during training: the consolidation gate, the per-epoch recovery;
+    ``COUNTED_SUGGESTION_RULE``): only the labels confident learning counts as wrong change
+    (``counted_suggestions``), flagged by the argmax rule and scored by the soft label."""
+    given = np.asarray(given_labels, dtype=np.int64)
+    if final_probs is None:
+        return replace(sample_outputs(given, soft_labels, p_clean, counted_suggestions(given, soft_labels)),
+                       suggestion_rule=COUNTED_SUGGESTION_RULE)
+    posterior, temperature = weighed_posterior(given, final_probs, soft_labels)
+    outputs = sample_outputs(given, soft_labels, p_clean, posterior.argmax(axis=1), final_probs, seed)
+    return replace(outputs, suggestion_rule=MIXNN_SUGGESTION_RULE, suggestion_temperature=temperature)

@@ -19,7 +19,7 @@ broadcast to every process.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,6 @@ from mixnn_core.augment import channel_statistics, normalize, random_crop_flip
 from mixnn_core.confident_learning import (
     SYMMETRIC_NOISE_CONCENTRATION,
     confident_joint_noise_share,
-    label_issues,
     noise_concentration,
 )
 from mixnn_core.config import SUGGESTION_GIVEN_LABEL_WEIGHT, TrainConfig
@@ -46,7 +45,6 @@ from mixnn_core.correction import (
 from mixnn_core.files import read_torch_state, replace_atomically
 from mixnn_core.gmm import MixtureFit, fit_mixture, fit_mixture_per_class, mixture_input
 from mixnn_core.knn import nearest_neighbors, neighbors_within_groups
-from mixnn_core.label_posterior import weighed_posterior
 from mixnn_core.mixing import (
     mix_batch,
     mixing_weights,
@@ -56,7 +54,7 @@ from mixnn_core.mixing import (
     soft_cross_entropy,
 )
 from mixnn_core.models import build_model, resolve_model_name
-from mixnn_core.outputs import COUNTED_SUGGESTION_RULE, MIXNN_SUGGESTION_RULE, SampleOutputs, sample_outputs
+from mixnn_core.outputs import SampleOutputs, mixnn_outputs, sample_outputs
 
 CHECKPOINT_FORMAT = 2  # 2: uniform_soft_labels
 # Fields that may differ between a checkpoint and the configuration resuming it.
@@ -454,31 +452,17 @@ class Trainer:
         """Per-sample outputs; ``final_probs`` (N, C): the model's predictions on the training
         samples, from an evaluation pass (for ``ce`` / ``mixup`` made here when not given).
 
-        For ``mixnn`` (``MIXNN_SUGGESTION_RULE``): soft labels are the corrected ones with the
-        given label's share cut to ``SUGGESTION_GIVEN_LABEL_WEIGHT`` (``suggestion_soft_labels``).
-        With ``final_probs`` (a run's export): the suggestion is the class likeliest once the
-        given label is weighed as evidence (``label_posterior.weighed_posterior``: the final
-        predictions tempered, P(given | true) from the confident joint of the soft labels), flagged as
-        ``MIXNN_LABEL_ISSUE_RULE`` says (changed, or the soft label prefers another class and the
-        mixture fitted to the predictions' loss on the given labels calls the label noisy),
-        scored as ``MIXNN_LABEL_QUALITY``. Without them (during training: the consolidation
-        gate, the per-epoch recovery): only the labels confident learning counts as wrong
-        change, to the soft label's argmax (``label_issues``), flagged by the argmax rule and
-        scored by the soft label. For ``ce`` / ``mixup``: the predictions' argmax, the
-        baselines of BENCHMARKS.md."""
+        For ``mixnn``: ``outputs.mixnn_outputs`` of the corrected soft labels with the given
+        label's share cut to ``SUGGESTION_GIVEN_LABEL_WEIGHT`` (``suggestion_soft_labels``); the
+        suggestion weighs the given label when ``final_probs`` are given, else it is confident
+        learning's count. For ``ce`` / ``mixup``: the predictions' argmax, the baselines of
+        BENCHMARKS.md."""
         if self.config.method != "mixnn":
             soft = final_probs if final_probs is not None else self.evaluation_pass().probs
             return sample_outputs(self.given_labels, soft, self.p_clean)
         soft = suggestion_soft_labels(self.uniform_soft_labels, self.given_labels,
                                       self.config.given_label_share(self.epoch), SUGGESTION_GIVEN_LABEL_WEIGHT)
-        if final_probs is None:
-            suggested = np.where(label_issues(self.given_labels, soft), soft.argmax(axis=1), self.given_labels)
-            return replace(sample_outputs(self.given_labels, soft, self.p_clean, suggested),
-                           suggestion_rule=COUNTED_SUGGESTION_RULE)
-        posterior, temperature = weighed_posterior(self.given_labels, final_probs, soft)
-        outputs = sample_outputs(self.given_labels, soft, self.p_clean, posterior.argmax(axis=1), final_probs,
-                                 self.config.seed)
-        return replace(outputs, suggestion_rule=MIXNN_SUGGESTION_RULE, suggestion_temperature=temperature)
+        return mixnn_outputs(self.given_labels, soft, self.p_clean, final_probs, self.config.seed)
 
     # -- checkpoints -----------------------------------------------------------------------
 
