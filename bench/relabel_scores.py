@@ -10,18 +10,20 @@ scores them as ``mixnn_core.relabel`` does: each new sample gets the model's pre
 the share h of its K nearest training samples (in the final model's feature space, the run's
 index method) suggesting each class. Candidates, each at every K of ``--neighbors``:
 
-- "mean of prediction and vote" (the relabel flow's): soft label (q + h) / 2, flagged where its
-  argmax differs from the given label, label_quality its mass on the given class;
+- "given label weighed by the training run's noise" (``mixnn_core.label_posterior``): Bayes' rule
+  with the given label as evidence, ``opinion * P(given | true)``, P from the training run's own
+  confident joint and nothing from the scored batch; the opinion is the mean of q tempered to
+  the training run's temperature (``SampleOutputs.suggestion_temperature``) and h (the relabel
+  flow's since the thirty-eighth pass, ``relabel.class_opinion``), the mean (q + h) / 2
+  untempered, or the tempered q alone. Suggested its argmax, flagged where that differs from
+  the given label, label_quality its mass on the given class;
+- "mean of prediction and vote" (the relabel flow's until the thirty-eighth pass): soft label
+  (q + h) / 2, flagged where its argmax differs from the given label, label_quality its mass on
+  the given class;
 - "prediction alone" / "vote alone": q / h in its place (the prediction's does not depend on K);
 - "mean, with the training manifest's rules": (q + h) / 2 changed only where confident learning
   counts the label wrong, flagged as a mixnn run's manifest is (``MIXNN_LABEL_ISSUE_RULE``,
-  the mixture fitted to q's loss on this batch) and ranked by q on the given class;
-- "given label weighed by the training run's noise" (``mixnn_core.label_posterior``): Bayes' rule
-  with the given label as evidence, ``opinion * P(given | true)``, P from the training run's own
-  confident joint and nothing from the scored batch; the opinion is the mean (q + h) / 2, q
-  tempered to the training run's temperature (``SampleOutputs.suggestion_temperature``), or the
-  mean of that and h. Suggested its argmax, flagged where that differs from the given label,
-  label_quality its mass on the given class.
+  the mixture fitted to q's loss on this batch) and ranked by q on the given class.
 
 The training run's own labels are scored under its manifest's rule and the rule before the
 thirty-eighth pass (confident learning's count on the soft labels), ``run_rules``.
@@ -54,32 +56,32 @@ from mixnn_core.label_posterior import given_label_likelihood, given_label_poste
 from mixnn_core.metrics import label_quality_metrics  # noqa: E402
 from mixnn_core.noise import inject_noise  # noqa: E402
 from mixnn_core.outputs import SampleOutputs, sample_outputs  # noqa: E402
-from mixnn_core.relabel import ExportedModel, features_and_predictions, neighbor_votes  # noqa: E402
+from mixnn_core.relabel import ExportedModel, class_opinion, features_and_predictions, neighbor_votes  # noqa: E402
 from mixnn_core.trainer import Trainer  # noqa: E402
 
-PRODUCT = "mean of prediction and vote (the relabel flow's)"
 WEIGHED = "given label weighed by the training run's noise"
+PRODUCT = WEIGHED + ", mean of tempered prediction and vote (the relabel flow's)"
+MEAN = "mean of prediction and vote (the relabel flow's until the thirty-eighth pass)"
 
 
-def candidate_outputs(given: np.ndarray, probs: np.ndarray, votes: np.ndarray, likelihood: np.ndarray,
-                      temperature: float) -> dict[str, SampleOutputs]:
+def candidate_outputs(given: np.ndarray, probs: np.ndarray, votes: np.ndarray,
+                      exported: ExportedModel) -> dict[str, SampleOutputs]:
     """Each candidate's verdict on the incoming samples (module docstring); ``probs`` q and
-    ``votes`` h are (N, C) rows summing to 1; ``likelihood`` (C, C) P(given j | true k) and
-    ``temperature`` are the training run's (``label_posterior``)."""
+    ``votes`` h are (N, C) rows summing to 1; the noise model (``likelihood``) and
+    ``temperature`` are those of the training run ``exported``."""
     unknown = np.full(len(given), np.nan)
     mean = (probs + votes) / 2
-    calibrated = tempered(probs, temperature)
     return {
-        PRODUCT: sample_outputs(given, mean, unknown),
+        PRODUCT: sample_outputs(given, class_opinion(exported, given, probs, votes), unknown),
+        MEAN: sample_outputs(given, mean, unknown),
         "prediction alone": sample_outputs(given, probs, unknown),
         "vote alone": sample_outputs(given, votes, unknown),
         "mean, with the training manifest's rules": sample_outputs(
             given, mean, unknown, counted_suggestions(given, mean), probs),
-        WEIGHED + ", mean": sample_outputs(given, given_label_posterior(given, mean, likelihood), unknown),
+        WEIGHED + ", mean": sample_outputs(given, given_label_posterior(given, mean, exported.likelihood), unknown),
         WEIGHED + ", tempered prediction": sample_outputs(
-            given, given_label_posterior(given, calibrated, likelihood), unknown),
-        WEIGHED + ", mean of tempered prediction and vote": sample_outputs(
-            given, given_label_posterior(given, (calibrated + votes) / 2, likelihood), unknown),
+            given, given_label_posterior(given, tempered(probs, exported.temperature), exported.likelihood),
+            unknown),
     }
 
 
@@ -108,7 +110,9 @@ def exported_model(trainer: Trainer) -> tuple[ExportedModel, SampleOutputs, np.n
     card = {"input_shape": list(trainer.input_shape), "normalization": trainer.normalization,
             "num_classes": trainer.num_classes}
     index = build_index(evaluation.features, config.knn_method, normalize=config.normalize_features)
-    exported = ExportedModel(trainer.model.eval(), card, index, outputs.suggested_label, config.normalize_features)
+    likelihood = given_label_likelihood(confident_joint(trainer.given_labels, outputs.soft_label))
+    exported = ExportedModel(trainer.model.eval(), card, index, outputs.suggested_label, config.normalize_features,
+                             likelihood, outputs.suggestion_temperature)
     return exported, outputs, evaluation.probs
 
 
@@ -150,7 +154,6 @@ def main(argv: list[str] | None = None) -> dict:
                       test_labels=data.test.labels, true_labels=data.train.labels)
     history = trainer.fit()
     exported, outputs, final_probs = exported_model(trainer)
-    likelihood = given_label_likelihood(confident_joint(data.noisy_labels, outputs.soft_label))
     run_rules = training_run_rules(data.noisy_labels, data.train.labels, outputs, final_probs, args.seed)
     for name, row in run_rules.items():
         print(f"training run, {name:40s} recovery {row['label_recovery']:.4f} F1 {row['f1']:.4f}", flush=True)
@@ -159,8 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
     for k in args.neighbors:
         votes = neighbor_votes(exported, features, k)
         scores[k] = {name: verdict_metrics(verdict, incoming.labels)
-                     for name, verdict in candidate_outputs(incoming_given, probs, votes, likelihood,
-                                                                   outputs.suggestion_temperature).items()}
+                     for name, verdict in candidate_outputs(incoming_given, probs, votes, exported).items()}
         for name, row in scores[k].items():
             print(f"K={k:3d} {name:52s} recovery {row['label_recovery']:.4f} F1 {row['f1']:.4f} "
                   f"AUROC {row['auroc']:.4f}", flush=True)

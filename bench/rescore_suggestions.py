@@ -73,14 +73,14 @@ def main(argv: list[str] | None = None) -> list[Path]:
     args = parser.parse_args(argv)
     written = []
     for path in args.rows:
+        renamed = path.with_name(f"{path.stem}-{TAG}.json")
+        if renamed.exists():
+            raise FileExistsError(f"{renamed} exists: {path.name} was rescored before")
         row = read_json(path)
         if "final_arrays" not in row:
             raise ValueError(f"{path}: no final_arrays (run the suite with --arrays)")
         with np.load(path.parent / row["final_arrays"], allow_pickle=False) as arrays:
             old, new = rescored_rows(row, dict(arrays), path.name)
-        renamed = path.with_name(f"{path.stem}-{TAG}.json")
-        if renamed.exists():
-            raise FileExistsError(f"{renamed} exists: {path.name} was rescored before")
         write_json_atomic(old, renamed)
         write_json_atomic(new, path)
         print(f"{path.name}: recovery {old['label_recovery']:.4f} -> {new['label_recovery']:.4f}, "

@@ -23,11 +23,14 @@ TOLERANCE = 1e-6
 SYMMETRIC_NOISE_CONCENTRATION = 0.5
 
 
-def _check(given_labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def checked_probs(given_labels: np.ndarray, probs: np.ndarray,
+                  name: str = "probs") -> tuple[np.ndarray, np.ndarray]:
+    """Given labels (N,) int64 and class probabilities (N, C) float64; a ValueError naming
+    ``name`` unless the shapes agree, or naming the given labels outside [0, C)."""
     given = np.asarray(given_labels, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2 or probs.shape[0] != given.shape[0]:
-        raise ValueError(f"probs must be (N, C) with N = {given.shape[0]}, got {probs.shape}")
+        raise ValueError(f"{name} must be (N, C) with N = {given.shape[0]}, got {probs.shape}")
     if given.size and (given.min() < 0 or given.max() >= probs.shape[1]):
         raise ValueError(f"given labels must lie in [0, {probs.shape[1]})")
     return given, probs
@@ -37,7 +40,7 @@ def confident_thresholds(given_labels: np.ndarray, probs: np.ndarray) -> np.ndar
     """Per class k (C,): the mean probability of k over the samples given label k; a class
     nobody was given gets 2 (never reached). A sample is confidently of class k when
     ``probs[k]`` reaches this average."""
-    given, probs = _check(given_labels, probs)
+    given, probs = checked_probs(given_labels, probs)
     classes = probs.shape[1]
     return np.array([probs[given == k, k].mean() if (given == k).any() else 2.0 for k in range(classes)])
 
@@ -63,7 +66,7 @@ def confident_joint(given_labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     row is scaled to the number of samples given that label and the whole to N, and rounded
     keeping the row sums.
     """
-    given, probs = _check(given_labels, probs)
+    given, probs = checked_probs(given_labels, probs)
     classes = probs.shape[1]
     confident = probs >= confident_thresholds(given, probs) - TOLERANCE
     n_confident = confident.sum(axis=1)
@@ -116,7 +119,7 @@ def label_issues(given_labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     ``TOLERANCE``) its most likely class is never marked. ``probs`` (N, C) are any per-sample
     class probabilities: here the run's suggestion soft labels.
     """
-    given, probs = _check(given_labels, probs)
+    given, probs = checked_probs(given_labels, probs)
     joint = confident_joint(given, probs)
     issues = np.zeros(given.shape[0], dtype=bool)
     for j in range(probs.shape[1]):
@@ -136,5 +139,5 @@ def label_issues(given_labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
 def counted_suggestions(given_labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """The given labels (N,) with those ``label_issues`` calls wrong replaced by the argmax of
     ``probs``: a suggestion that changes only as many labels as confident learning counts."""
-    given, probs = _check(given_labels, probs)
+    given, probs = checked_probs(given_labels, probs)
     return np.where(label_issues(given, probs), probs.argmax(axis=1), given)

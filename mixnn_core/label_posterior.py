@@ -16,20 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from mixnn_core.confident_learning import confident_joint
+from mixnn_core.confident_learning import checked_probs, confident_joint
 
 # log-temperature range of the search: T from 0.05 (sharper) to 20 (flatter)
 LOG_TEMPERATURE_BOUNDS = (-3.0, 3.0)
-
-
-def _class_probs(given_labels: np.ndarray, class_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    given = np.asarray(given_labels, dtype=np.int64)
-    class_probs = np.asarray(class_probs, dtype=np.float64)
-    if class_probs.ndim != 2 or class_probs.shape[0] != given.shape[0]:
-        raise ValueError(f"class_probs must be (N, C) with N = {given.shape[0]}, got {class_probs.shape}")
-    if given.size and (given.min() < 0 or given.max() >= class_probs.shape[1]):
-        raise ValueError(f"given labels must lie in [0, {class_probs.shape[1]})")
-    return given, class_probs
 
 
 def _likelihood(likelihood: np.ndarray, classes: int) -> np.ndarray:
@@ -70,7 +60,7 @@ def given_label_log_likelihood(given_labels: np.ndarray, class_probs: np.ndarray
                                likelihood: np.ndarray) -> float:
     """Mean log-probability of the given labels under the noise model:
     ``log sum_k class_probs[k] * likelihood[given, k]`` averaged over the samples."""
-    given, class_probs = _class_probs(given_labels, class_probs)
+    given, class_probs = checked_probs(given_labels, class_probs, "class_probs")
     likelihood = _likelihood(likelihood, class_probs.shape[1])
     return float(np.log(np.clip((class_probs * likelihood[given]).sum(axis=1), 1e-300, None)).mean())
 
@@ -81,7 +71,7 @@ def fit_temperature(given_labels: np.ndarray, class_probs: np.ndarray, likelihoo
     explains the given labels best through the noise model ``likelihood``
     (``given_label_log_likelihood``, maximised): a grid over log T, then a golden-section
     search in the grid step either side of its best point. Reads no true label."""
-    given, class_probs = _class_probs(given_labels, class_probs)
+    given, class_probs = checked_probs(given_labels, class_probs, "class_probs")
     if given.size == 0:
         return 1.0
 
@@ -110,7 +100,7 @@ def given_label_posterior(given_labels: np.ndarray, class_probs: np.ndarray,
     ``tempered`` by ``fit_temperature``); ``likelihood`` (C, C) is P(given j | true k)
     (``given_label_likelihood``). A row with no mass where its given label can come from keeps
     the opinion."""
-    given, class_probs = _class_probs(given_labels, class_probs)
+    given, class_probs = checked_probs(given_labels, class_probs, "class_probs")
     likelihood = _likelihood(likelihood, class_probs.shape[1])
     joint = class_probs * likelihood[given]
     total = joint.sum(axis=1, keepdims=True)

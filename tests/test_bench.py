@@ -24,6 +24,7 @@ from bench import (
     quality_scores,
     relabel_scores,
     report,
+    rescore_suggestions,
     retrain_on_suggestions,
     scaling,
     suggestion_rules,
@@ -33,11 +34,11 @@ from bench import (
     tune,
     weight_average,
 )
-from mixnn_core.confident_learning import label_issues
+from mixnn_core.confident_learning import counted_suggestions
 from mixnn_core.config import cpu_preset
-from mixnn_core.metrics import detection_auroc, detection_scores
-from mixnn_core.outputs import sample_outputs
-from mixnn_core.relabel import predictions_and_votes, score_samples
+from mixnn_core.metrics import detection_auroc, detection_scores, label_quality_metrics
+from mixnn_core.outputs import MIXNN_SUGGESTION_RULE, sample_outputs
+from mixnn_core.relabel import ExportedModel, predictions_and_votes, score_samples
 from mixnn_core.trainer import Trainer
 
 
@@ -510,7 +511,7 @@ def test_mixing_diagnostics_score_every_mixing_epoch(tmp_path):
     assert flags["argmax differs (the product's rule until the thirty-fifth pass; ce's)"] == detection_scores(
         argmax_rule_outputs.is_label_issue, wrong)
     mixnn = sample_outputs(arrays["given"], arrays["suggestion"], np.ones(len(wrong)),
-                           label_issues(arrays["given"], arrays["suggestion"]), arrays["probs"])
+                           counted_suggestions(arrays["given"], arrays["suggestion"]), arrays["probs"])
     assert flags["changed, or differs and given-label mixture p < 0.5 (mixnn's rule)"] == detection_scores(
         mixnn.is_label_issue, wrong)
     assert json.loads((tmp_path / "flags.json").read_text())["digits.npz"] == flags
@@ -533,7 +534,12 @@ def test_mixing_diagnostics_score_every_mixing_epoch(tmp_path):
     for key in arrays.files:
         assert np.array_equal(kept[key], arrays[key]), key
     assert row["auroc"] == pytest.approx(aurocs["final prediction on the given class (ce's; mixnn's since the thirty-sixth pass)"], abs=1e-12)  # the suite scores so now
-    previous = {**row, "auroc": aurocs["soft label on the given class (the product's until the thirty-sixth pass)"]}
+    # the row as the suite wrote it before the thirty-eighth pass (confident learning's count as
+    # the suggestion) and before the thirty-sixth (the soft label as label_quality)
+    counted = label_quality_metrics(arrays["given"], mixnn.suggested_label, mixnn.label_quality,
+                                    mixnn.is_label_issue, arrays["true"])
+    counted_row = {**row, **counted}
+    previous = {**counted_row, "auroc": aurocs["soft label on the given class (the product's until the thirty-sixth pass)"]}
     row_path.write_text(json.dumps(previous))
     quality_scores.main([str(tmp_path / "digits.npz"), "--retag", str(row_path)])
     retagged = json.loads(row_path.read_text())
@@ -546,6 +552,22 @@ def test_mixing_diagnostics_score_every_mixing_epoch(tmp_path):
     row_path.write_text(json.dumps({**previous, "label_recovery": previous["label_recovery"] + 0.01}))
     with pytest.raises(ValueError, match="does not reproduce the row: label_recovery"):
         quality_scores.main([str(tmp_path / "digits.npz"), "--retag", str(row_path)])
+
+    # rescored from its arrays under the current suggestion rule: the figures the suite writes now
+    row_path.write_text(json.dumps({**counted_row, "f1": counted_row["f1"] + 0.01}))
+    with pytest.raises(ValueError, match="do not reproduce the row: f1"):
+        rescore_suggestions.main([str(row_path)])
+    row_path.write_text(json.dumps(counted_row))
+    rescore_suggestions.main([str(row_path)])
+    rescored = json.loads(row_path.read_text())
+    for field in counted:
+        assert rescored[field] == pytest.approx(row[field], abs=2 / len(wrong)), field
+        assert rescored["rescored"]["previous"][field] == counted_row[field]
+    assert rescored["rescored"]["suggestion_rule"] == MIXNN_SUGGESTION_RULE
+    kept_row = json.loads(row_path.with_name(row_path.stem + "-counted-suggestion.json").read_text())
+    assert kept_row == {**counted_row, "tag": "counted-suggestion", "retagged": kept_row["retagged"]}
+    with pytest.raises(FileExistsError, match="rescored before"):
+        rescore_suggestions.main([str(row_path)])
 
 
 def test_mixing_diagnostics_until_scores_the_first_fit_without_training_it(tmp_path):
@@ -680,11 +702,19 @@ def test_relabel_candidates_by_hand():
     given = np.array([0, 0, 1])
     probs = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8]])
     votes = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
-    verdicts = relabel_scores.candidate_outputs(given, probs, votes)
-    product = verdicts[relabel_scores.PRODUCT]  # the mean: [.95 .05], [.2 .8], [.6 .4]
-    assert product.suggested_label.tolist() == [0, 1, 0]
-    assert product.is_label_issue.tolist() == [False, True, True]
-    assert np.allclose(product.label_quality, [0.95, 0.2, 0.4])
+    likelihood = np.array([[0.75, 1 / 6], [0.25, 5 / 6]])  # P(given j | true k)
+    run = ExportedModel(None, {}, None, np.zeros(1, dtype=np.int64), False, likelihood, temperature=1.0)
+    verdicts = relabel_scores.candidate_outputs(given, probs, votes, run)
+    mean = verdicts[relabel_scores.MEAN]  # [.95 .05], [.2 .8], [.6 .4]
+    assert mean.suggested_label.tolist() == [0, 1, 0]
+    assert mean.is_label_issue.tolist() == [False, True, True]
+    assert np.allclose(mean.label_quality, [0.95, 0.2, 0.4])
+    # weighed: [.7125 .0083], [.15 .1333], [.15 .3333] before normalising: every given label stays
+    product = verdicts[relabel_scores.PRODUCT]
+    assert product.suggested_label.tolist() == [0, 0, 1]
+    assert not product.is_label_issue.any()
+    assert np.allclose(product.label_quality, [0.7125 / (0.7125 + 0.05 / 6), 0.15 / (0.15 + 0.8 / 6),
+                                               (0.4 * 5 / 6) / (0.15 + 0.4 * 5 / 6)])
     assert verdicts["prediction alone"].suggested_label.tolist() == [0, 1, 1]
     assert verdicts["prediction alone"].is_label_issue.tolist() == [False, True, False]
     assert verdicts["vote alone"].suggested_label.tolist() == [0, 1, 0]
@@ -698,12 +728,13 @@ def test_relabel_bench_scores_the_relabel_flows_own_verdict(tmp_path):
     trainer = Trainer(cpu_preset(2, "mixnn", **setting.train_options(), warmup_epochs=1), data.train.images,
                       data.noisy_labels, 10)
     trainer.fit()
-    exported, outputs = relabel_scores.exported_model(trainer)
+    exported, outputs, _ = relabel_scores.exported_model(trainer)
     assert np.array_equal(exported.train_labels, outputs.suggested_label)
+    assert exported.temperature == outputs.suggestion_temperature is not None
     given = data.test.labels.copy()
     given[::3] = (given[::3] + 1) % 10
     flow_verdict = score_samples(exported, data.test.images, given, num_neighbors=5)
-    verdict = relabel_scores.candidate_outputs(given, *predictions_and_votes(exported, data.test.images, 5))
+    verdict = relabel_scores.candidate_outputs(given, *predictions_and_votes(exported, data.test.images, 5), exported)
     product = verdict[relabel_scores.PRODUCT]
     assert np.array_equal(flow_verdict["suggested_label"], product.suggested_label)
     assert np.array_equal(flow_verdict["is_label_issue"], product.is_label_issue)
@@ -728,8 +759,11 @@ def test_relabel_bench_end_to_end_on_an_incoming_fashion_mnist_batch(tmp_path):
     assert sorted(by_k) == [1, 10]
     assert by_k[1]["prediction alone"] == by_k[10]["prediction alone"]  # q does not depend on K
     assert by_k[1]["vote alone"] != by_k[10]["vote alone"]
+    assert sorted(result["run_rules"]) == sorted(["confident learning on the soft labels (until the thirty-eighth "
+                                                  "pass)", "given label weighed (the manifest's)"])
+    assert result["run_rules"]["given label weighed (the manifest's)"]["label_recovery"] == result["run"]["label_recovery"]
     for rows in by_k.values():
-        assert len(rows) == 4
+        assert len(rows) == 7
         for row in rows.values():
             assert row["n_noisy"] == int((noisy != batch.labels).sum())
             assert 0.6 < row["auroc"] <= 1 and 0.5 < row["label_recovery"] <= 1  # 2 epochs already rank
