@@ -96,3 +96,31 @@ def test_unreadable_exported_weights_are_named_and_a_rerun_exports_them_again(di
     assert rerun["metrics"] == digits_run[1]["metrics"]
     scored = relabel(incoming=str(batch), model_run_dir=str(run_dir), output_dir=str(tmp_path / "out"))
     assert scored["version"] == 1 and scored["n_new"] == 5
+
+
+def test_a_model_card_without_the_suggestion_temperature_is_named_with_what_to_do(digits_run, tmp_path):
+    run_dir = shutil.copytree(digits_run[0], tmp_path / "run")
+    card_path = run_dir / "model" / "model_card.json"
+    card = json.loads(card_path.read_text())
+    assert card["model_card_version"] == "2" and card["given_label_evidence"]["temperature"] > 0
+    del card["given_label_evidence"]
+    card_path.write_text(json.dumps({**card, "model_card_version": "1"}))
+    batch = write_batch(tmp_path / "batch", range(5), set())
+    with pytest.raises(ValueError, match=r"model_card\.json is model card version 1, without given_label_evidence; re-run"):
+        relabel(incoming=str(batch), model_run_dir=str(run_dir), output_dir=str(tmp_path / "out"))
+
+
+def test_a_samples_verdict_does_not_depend_on_what_arrived_with_it(digits_run):
+    from mixnn_core.relabel import load_exported_model, score_samples
+
+    exported = load_exported_model(digits_run[0])
+    assert exported.temperature > 0 and exported.likelihood.shape == (10, 10)
+    data = load_digits()
+    images = np.round(data.images[:40] * 255 / 16).astype(np.uint8)[:, None]
+    given = np.where(np.arange(40) % 4 == 0, (data.target[:40] + 1) % 10, data.target[:40])
+    together = score_samples(exported, images, given)
+    for i in (0, 1, 4, 7):
+        alone = score_samples(exported, images[i:i + 1], given[i:i + 1])
+        pd.testing.assert_frame_equal(alone.reset_index(drop=True), together.iloc[[i]].reset_index(drop=True),
+                                      check_exact=False, rtol=1e-6)
+    assert together.loc[[0, 4], "is_label_issue"].any()  # a flagged label is among those scored alone
