@@ -9,6 +9,7 @@ it, so a sample's verdict does not depend on its batch): the posterior s. For a 
 s = (q + h) / 2. Then ``suggested_label = argmax s``, ``label_quality = s[given]`` (the estimated
 probability that the given label is correct) and ``is_label_issue = label_quality < s[suggested]``.
 """
+
 from __future__ import annotations
 
 import hashlib
