@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.suggestion_rules import read_samples, score_samples  # noqa: E402
+from bench.suggestion_rules import check_reproduced, read_samples, score_samples  # noqa: E402
 from mixnn_core.confident_learning import counted_suggestions  # noqa: E402
 from mixnn_core.files import read_json, write_json_atomic  # noqa: E402
 from mixnn_core.metrics import detection_auroc, label_quality_metrics  # noqa: E402
@@ -68,9 +68,7 @@ def retagged_row(row: dict, given: np.ndarray, true: np.ndarray, soft: np.ndarra
                              row["config"]["seed"])
     before = label_quality_metrics(given, outputs.suggested_label, soft[np.arange(len(given)), given],
                                    outputs.is_label_issue, true)
-    for field, value in before.items():
-        if not np.isclose(value, row[field], rtol=0, atol=1e-9):
-            raise ValueError(f"{samples_name} does not reproduce the row: {field} {value} vs {row[field]}")
+    check_reproduced(before, row, samples_name)
     return {**row, "auroc": detection_auroc(outputs.label_quality, given != true), "label_quality_retag": {
         "previous_auroc": row["auroc"], "label_quality": outputs.label_quality_rule, "samples": samples_name,
         "date": datetime.date.today().isoformat(),

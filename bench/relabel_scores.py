@@ -48,14 +48,13 @@ sys.path.insert(0, str(ROOT))
 from bench.datasets import Split, fashion_mnist, subset_rows  # noqa: E402
 from bench.suite import SETTINGS, code_version, config_assignments, load, machine_record  # noqa: E402
 from bench.timestamps import utc_now  # noqa: E402
-from mixnn_core.confident_learning import confident_joint, counted_suggestions  # noqa: E402
+from mixnn_core.confident_learning import counted_suggestions  # noqa: E402
 from mixnn_core.config import cpu_preset  # noqa: E402
 from mixnn_core.files import write_json_atomic  # noqa: E402
 from mixnn_core.knn import build_index  # noqa: E402
-from mixnn_core.label_posterior import given_label_likelihood, given_label_posterior, tempered  # noqa: E402
-from mixnn_core.metrics import label_quality_metrics  # noqa: E402
+from mixnn_core.label_posterior import given_label_posterior, run_noise_model, tempered  # noqa: E402
 from mixnn_core.noise import inject_noise  # noqa: E402
-from mixnn_core.outputs import SampleOutputs, sample_outputs  # noqa: E402
+from mixnn_core.outputs import SampleOutputs, outputs_metrics, sample_outputs  # noqa: E402
 from mixnn_core.relabel import ExportedModel, class_opinion, features_and_predictions, neighbor_votes  # noqa: E402
 from mixnn_core.trainer import Trainer  # noqa: E402
 
@@ -110,9 +109,8 @@ def exported_model(trainer: Trainer) -> tuple[ExportedModel, SampleOutputs, np.n
     card = {"input_shape": list(trainer.input_shape), "normalization": trainer.normalization,
             "num_classes": trainer.num_classes}
     index = build_index(evaluation.features, config.knn_method, normalize=config.normalize_features)
-    likelihood = given_label_likelihood(confident_joint(trainer.given_labels, outputs.soft_label))
     exported = ExportedModel(trainer.model.eval(), card, index, outputs.suggested_label, config.normalize_features,
-                             likelihood, outputs.suggestion_temperature)
+                             run_noise_model(trainer.given_labels, outputs.soft_label), outputs.suggestion_temperature)
     return exported, outputs, evaluation.probs
 
 
@@ -124,14 +122,8 @@ def training_run_rules(given: np.ndarray, true: np.ndarray, outputs: SampleOutpu
     labels), flagged and ranked alike (``sample_outputs``)."""
     soft = outputs.soft_label
     before = sample_outputs(given, soft, outputs.p_clean, counted_suggestions(given, soft), final_probs, seed)
-    return {"confident learning on the soft labels (until the thirty-eighth pass)": verdict_metrics(before, true),
-            "given label weighed (the manifest's)": verdict_metrics(outputs, true)}
-
-
-def verdict_metrics(verdict: SampleOutputs, true: np.ndarray) -> dict:
-    """``label_quality_metrics`` of a verdict against the true labels ``true``."""
-    return label_quality_metrics(verdict.given_label, verdict.suggested_label, verdict.label_quality,
-                                 verdict.is_label_issue, true)
+    return {"confident learning on the soft labels (until the thirty-eighth pass)": outputs_metrics(before, true),
+            "given label weighed (the manifest's)": outputs_metrics(outputs, true)}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -161,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
     scores = {}
     for k in args.neighbors:
         votes = neighbor_votes(exported, features, k)
-        scores[k] = {name: verdict_metrics(verdict, incoming.labels)
+        scores[k] = {name: outputs_metrics(verdict, incoming.labels)
                      for name, verdict in candidate_outputs(incoming_given, probs, votes, exported).items()}
         for name, row in scores[k].items():
             print(f"K={k:3d} {name:52s} recovery {row['label_recovery']:.4f} F1 {row['f1']:.4f} "
@@ -171,8 +163,9 @@ def main(argv: list[str] | None = None) -> dict:
                            "wrong_fraction": float((incoming_given != incoming.labels).mean()),
                            "given_labels_right": float((incoming_given == incoming.labels).mean())},
               "run": {"test_acc_last": history[-1]["test_acc"],
-                      **verdict_metrics(outputs, data.train.labels)},
-              "run_rules": run_rules, "suggestion_temperature": outputs.suggestion_temperature, "knn_method": config.knn_method, "scores_by_k": scores, "code": code,
+                      **outputs_metrics(outputs, data.train.labels)},
+              "run_rules": run_rules, "suggestion_temperature": outputs.suggestion_temperature,
+              "knn_method": config.knn_method, "scores_by_k": scores, "code": code,
               "machine": machine_record(), "finished_at": utc_now()}
     out = args.out or ROOT / "bench" / "results" / f"relabel_scores-{args.setting}-e{args.epochs}-s{args.seed}.json"
     write_json_atomic(result, out)

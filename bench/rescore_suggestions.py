@@ -25,20 +25,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.suggestion_rules import check_reproduced  # noqa: E402
 from mixnn_core.confident_learning import counted_suggestions  # noqa: E402
 from mixnn_core.files import read_json, write_json_atomic  # noqa: E402
-from mixnn_core.metrics import label_quality_metrics  # noqa: E402
-from mixnn_core.outputs import SampleOutputs, mixnn_outputs, sample_outputs  # noqa: E402
+from mixnn_core.outputs import mixnn_outputs, outputs_metrics, sample_outputs  # noqa: E402
 
 TAG = "counted-suggestion"
 WHY = ("mixnn's suggested_label follows MIXNN_SUGGESTION_RULE (thirty-eighth pass: the final prediction "
        "tempered, the given label weighed through the run's confident joint); this row's suggestion is "
        "confident learning's count on the soft labels")
-
-
-def label_figures(outputs: SampleOutputs, true: np.ndarray) -> dict:
-    return label_quality_metrics(outputs.given_label, outputs.suggested_label, outputs.label_quality,
-                                 outputs.is_label_issue, true)
 
 
 def rescored_rows(row: dict, arrays: dict[str, np.ndarray], row_name: str) -> tuple[dict, dict]:
@@ -49,13 +44,11 @@ def rescored_rows(row: dict, arrays: dict[str, np.ndarray], row_name: str) -> tu
                          f"(method {row['method']}, tag {row.get('tag')!r})")
     given, true, soft, probs = arrays["given"], arrays["true"], arrays["suggestion"], arrays["probs"]
     seed = row["config"]["seed"]
-    before = label_figures(sample_outputs(given, soft, arrays["p_clean"], counted_suggestions(given, soft),
+    before = outputs_metrics(sample_outputs(given, soft, arrays["p_clean"], counted_suggestions(given, soft),
                                           probs, seed), true)
-    for field, value in before.items():
-        if not np.isclose(value, row[field], rtol=0, atol=1e-9):
-            raise ValueError(f"{row_name}: its final arrays do not reproduce the row: {field} {value} vs {row[field]}")
+    check_reproduced(before, row, f"{row_name}: its final arrays {row['final_arrays']}")
     outputs = mixnn_outputs(given, soft, arrays["p_clean"], probs, seed)
-    after = label_figures(outputs, true)
+    after = outputs_metrics(outputs, true)
     old = {**row, "tag": TAG, "retagged": {"file": row_name, "tag": "", "overrides": row.get("overrides", {}),
                                           "date": datetime.date.today().isoformat(), "why": WHY}}
     new = {**row, **after, "rescored": {

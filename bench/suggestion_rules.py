@@ -64,6 +64,14 @@ def read_samples(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     return arrays["given"], arrays["true"], arrays["suggestion"], arrays["probs"]
 
 
+def check_reproduced(figures: dict, row: dict, source: str) -> None:
+    """ValueError naming ``source`` and the first of ``figures`` that differs from the suite
+    ``row``'s own (beyond 1e-9): a row is rescored only from arrays that reproduce it."""
+    for field, value in figures.items():
+        if not np.isclose(value, row[field], rtol=0, atol=1e-9):
+            raise ValueError(f"{source} does not reproduce the row: {field} {value} vs {row[field]}")
+
+
 def score_samples(paths: list[Path], score: Callable[..., dict], out: Path | None) -> dict:
     """``{file name: score(given, true, soft, probs)}`` over ``--samples`` files, also written to
     ``out`` (.json) when given; each file's label counts printed before ``score`` prints its rows."""

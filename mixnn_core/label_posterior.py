@@ -44,6 +44,12 @@ def given_label_likelihood(joint: np.ndarray, pseudo_count: float = 1.0) -> np.n
     return smoothed / smoothed.sum(axis=0, keepdims=True)
 
 
+def run_noise_model(given_labels: np.ndarray, soft_labels: np.ndarray) -> np.ndarray:
+    """A run's P(given j | true k) (C, C): ``given_label_likelihood`` of the confident joint of
+    its given labels (N,) and its suggestion soft labels (N, C)."""
+    return given_label_likelihood(confident_joint(given_labels, soft_labels))
+
+
 def tempered(class_probs: np.ndarray, temperature: float) -> np.ndarray:
     """Rows of ``class_probs`` (N, C) raised to the power 1 / ``temperature`` and renormalised:
     the softmax of the logits divided by the temperature. Below 1 sharper, above 1 flatter;
@@ -113,6 +119,6 @@ def weighed_posterior(given_labels: np.ndarray, class_probs: np.ndarray,
     it tempered ``class_probs`` (its final predictions) to: P(given | true) from the confident
     joint of its ``soft_labels`` (``given_label_likelihood``), the predictions tempered by
     ``fit_temperature``, then ``given_label_posterior``."""
-    likelihood = given_label_likelihood(confident_joint(given_labels, soft_labels))
+    likelihood = run_noise_model(given_labels, soft_labels)
     temperature = fit_temperature(given_labels, class_probs, likelihood)
     return given_label_posterior(given_labels, tempered(class_probs, temperature), likelihood), temperature

@@ -16,6 +16,7 @@ import numpy as np
 from mixnn_core.confident_learning import counted_suggestions
 from mixnn_core.gmm import clean_probability
 from mixnn_core.label_posterior import weighed_posterior
+from mixnn_core.metrics import label_quality_metrics
 
 # The one threshold of ``is_label_issue``: a given label is flagged when its estimated
 # probability is below that of the best class, i.e. the soft label's argmax differs from it
@@ -171,3 +172,10 @@ def mixnn_outputs(given_labels: np.ndarray, soft_labels: np.ndarray, p_clean: np
     posterior, temperature = weighed_posterior(given, final_probs, soft_labels)
     outputs = sample_outputs(given, soft_labels, p_clean, posterior.argmax(axis=1), final_probs, seed)
     return replace(outputs, suggestion_rule=MIXNN_SUGGESTION_RULE, suggestion_temperature=temperature)
+
+
+def outputs_metrics(outputs: SampleOutputs, true_labels: np.ndarray) -> dict:
+    """``metrics.label_quality_metrics`` of a run's (or a candidate rule's) outputs against the
+    true labels ``true_labels`` (N,)."""
+    return label_quality_metrics(outputs.given_label, outputs.suggested_label, outputs.label_quality,
+                                 outputs.is_label_issue, true_labels)

@@ -24,10 +24,9 @@ import torch
 import torch.nn.functional as F
 
 from mixnn_core.augment import normalize
-from mixnn_core.confident_learning import confident_joint
 from mixnn_core.files import read_json, read_torch_state, read_vector_column
 from mixnn_core.knn import search_index
-from mixnn_core.label_posterior import given_label_likelihood, given_label_posterior, tempered
+from mixnn_core.label_posterior import given_label_posterior, run_noise_model, tempered
 from mixnn_core.models import FeatureClassifier, build_model
 from mixnn_core.outputs import sample_outputs
 
@@ -80,7 +79,7 @@ def load_exported_model(run_dir: str | Path) -> ExportedModel:
     likelihood = None
     if temperature is not None:
         given = manifest.column("given_label").to_numpy().astype(np.int64)
-        likelihood = given_label_likelihood(confident_joint(given, read_vector_column(manifest, "soft_label")))
+        likelihood = run_noise_model(given, read_vector_column(manifest, "soft_label"))
     return ExportedModel(model.eval(), card, index, manifest.column("suggested_label").to_numpy().astype(np.int64),
                          bool(card["configuration"]["normalize_features"]), likelihood, temperature)
 

@@ -555,7 +555,7 @@ def test_mixing_diagnostics_score_every_mixing_epoch(tmp_path):
 
     # rescored from its arrays under the current suggestion rule: the figures the suite writes now
     row_path.write_text(json.dumps({**counted_row, "f1": counted_row["f1"] + 0.01}))
-    with pytest.raises(ValueError, match="do not reproduce the row: f1"):
+    with pytest.raises(ValueError, match=r"final arrays arrays/digits-sym40-mixnn-e3-s0\.npz does not reproduce the row: f1"):
         rescore_suggestions.main([str(row_path)])
     row_path.write_text(json.dumps(counted_row))
     rescore_suggestions.main([str(row_path)])
