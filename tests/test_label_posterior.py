@@ -66,6 +66,18 @@ def test_tempered_keeps_the_argmax_and_sharpens_below_one():
 
 
 @pytest.mark.parametrize("flip", [False, True])
+def test_fit_temperature_finds_the_maximum_of_a_dense_scan(flip):
+    """The golden-section search (reusing its kept point each step) lands where a scan of 3,001
+    log-temperatures finds the largest given-label log-likelihood."""
+    given, _, probs, likelihood = calibrated_problem(1, flip=flip)
+    distorted = tempered(probs, 0.7)
+    scan = np.linspace(-3.0, 3.0, 3001)
+    scores = [given_label_log_likelihood(given, tempered(distorted, float(np.exp(x))), likelihood) for x in scan]
+    assert np.log(fit_temperature(given, distorted, likelihood)) == pytest.approx(scan[int(np.argmax(scores))],
+                                                                                  abs=0.004)
+
+
+@pytest.mark.parametrize("flip", [False, True])
 @pytest.mark.parametrize("true_temperature", [0.4, 1.0, 3.0])
 def test_fit_temperature_undoes_a_known_distortion(flip, true_temperature):
     """Predictions distorted by temperature t are fitted back to about 1 / t: the noise model
