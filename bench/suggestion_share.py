@@ -21,8 +21,7 @@ sys.path.insert(0, str(ROOT))
 from bench.suite import SETTINGS, load  # noqa: E402
 from mixnn_core.config import cpu_preset  # noqa: E402
 from mixnn_core.correction import suggestion_soft_labels  # noqa: E402
-from mixnn_core.metrics import label_quality_metrics  # noqa: E402
-from mixnn_core.outputs import sample_outputs  # noqa: E402
+from mixnn_core.outputs import outputs_metrics, sample_outputs  # noqa: E402
 from mixnn_core.trainer import Trainer  # noqa: E402
 
 
@@ -50,8 +49,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     results = {}
     for name, soft in readings.items():
         outputs = sample_outputs(data.noisy_labels, soft, trainer.p_clean)
-        results[name] = label_quality_metrics(data.noisy_labels, outputs.suggested_label, outputs.label_quality,
-                                              outputs.is_label_issue, data.train.labels)
+        results[name] = outputs_metrics(outputs, data.train.labels)
         print(f"{name:36s} recovery {results[name]['label_recovery']:.4f}  F1 {results[name]['f1']:.3f}  "
               f"AUROC {results[name]['auroc']:.4f}", flush=True)
     return results

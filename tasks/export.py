@@ -7,7 +7,8 @@ from prefect import task
 from mixnn_core.evaluation_table import evaluation_table, write_evaluation_table
 from mixnn_core.export import build_manifest, export_model, write_manifest
 from mixnn_core.files import write_json_atomic
-from mixnn_core.metrics import label_quality_metrics, test_accuracy_summary
+from mixnn_core.metrics import test_accuracy_summary
+from mixnn_core.outputs import outputs_metrics
 from tasks.index import save_index
 from tasks.retries import IO_RETRIES, transient_io_error
 from tasks.run_files import RunFiles, checkin_trainer, checkout_trainer, dataset_arrays, training_labels
@@ -43,8 +44,7 @@ def export_results(run_dir: str) -> dict:
     if test_curve:
         metrics.update(test_accuracy_summary(test_curve))
     if true is not None:
-        metrics.update(label_quality_metrics(given, outputs.suggested_label, outputs.label_quality,
-                                             outputs.is_label_issue, true))
+        metrics.update(outputs_metrics(outputs, true))
     write_json_atomic(trainer.history, run.root / "history.json")
     export_model(trainer.model, run.root / "model", architecture=trainer.model_name,
                  class_names=class_names, input_shape=trainer.input_shape,
