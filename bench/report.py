@@ -459,12 +459,24 @@ def plots(runs: list[dict], folder: Path) -> list[str]:
                   and any("label_recovery" in row for row in run["history"])]
         if len(chosen) < 2:
             continue
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        for run in sorted(chosen, key=lambda run: METHOD_ORDER.index(run["method"])):
-            series = [100 * row["label_recovery"] for row in run["history"] if "label_recovery" in row]
-            ax.plot(range(1, len(series) + 1), series, label=run["method"])
-        ax.set(xlabel="epoch", ylabel="label recovery (%)", title=f"{setting}, {epochs} epochs")
-        ax.legend()
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for color, method in enumerate(method for method in METHOD_ORDER if any(run["method"] == method
+                                                                                  for run in chosen)):
+            runs = sorted((run for run in chosen if run["method"] == method), key=lambda run: run["seed"])
+            seeds = ", ".join(str(run["seed"]) for run in runs)
+            for run in runs:
+                series = [100 * row["label_recovery"] for row in run["history"] if "label_recovery" in row]
+                first = run is runs[0]
+                ax.plot(range(1, len(series) + 1), series, color=f"C{color}", linewidth=1.6 if first else 0.7,
+                        alpha=1.0 if first else 0.45,
+                        label=f"{method} (seed{'s' if len(runs) > 1 else ''} {seeds})" if first else None)
+                ax.plot([len(series)], [100 * run["label_recovery"]], marker="*", markersize=9,
+                        linestyle="none", color=f"C{color}", alpha=1.0 if first else 0.45)
+        ax.plot([], [], marker="*", markersize=9, linestyle="none", color="black",
+                label="exported suggestion (the row's recovery)")
+        ax.set(xlabel="epoch", ylabel="label recovery (%), training-time suggestion",
+               title=f"{setting}, {epochs} epochs")
+        ax.legend(fontsize=7, loc="lower right")
         made.append(save_plot(fig, folder, f"recovery_{setting}_e{epochs}.png"))
     mixnn_runs = [run for run in untagged if run["method"] == "mixnn"]
     if mixnn_runs:

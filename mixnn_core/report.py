@@ -64,11 +64,13 @@ CURVE_PANELS = (
 CURVE_LABELS = {
     "train_loss": "train loss",
     "test_acc": "test accuracy",
-    "label_recovery": "label recovery (suggested = true)",
+    "label_recovery": "label recovery during training (suggested = true)",
     "given_label_accuracy": "given-label accuracy",
     "mean_p_clean": "mean p_clean",
     "n_label_changes": "suggested labels changed this epoch",
 }
+
+EXPORTED_RECOVERY_LABEL = "label recovery of the exported manifest"
 
 # Summary rows always shown (value "n/a" when absent), then optional metrics when present.
 # Any other scalar summary entry is shown under its own key after these.
@@ -122,7 +124,9 @@ PLOTS = {
         "Training curves",
         "Training history with the phases shaded: the loss should fall, label changes should "
         "settle towards zero, and test accuracy that drops late in training means the model is "
-        "memorising wrong labels."
+        "memorising wrong labels. The star is the label recovery of the exported manifest: a "
+        "mixnn run's exported suggestion also weighs the given label, so it can sit above the "
+        "last epoch's training-time suggestion."
     ),
     SUSPECTS_PNG: (
         "Suspected label errors",
@@ -165,7 +169,7 @@ def write_report(
         LOSS_MIXTURE_PNG: plot_loss_mixture(mixture_snapshots),
         CLEAN_PROBABILITY_PNG: plot_clean_probability(manifest),
         CONFUSION_PNG: plot_confusion(manifest, class_names),
-        TRAINING_CURVES_PNG: plot_training_curves(history),
+        TRAINING_CURVES_PNG: plot_training_curves(history, summary.get("label_recovery")),
         SUSPECTS_PNG: plot_samples(suspects, suspect_images, "No suspect images were provided."),
         AUDIT_PNG: plot_samples(audit, np.empty((0,)) if audit_images is None else audit_images,
                                 "No label was changed." if audit.empty else "No audit images were provided."),
@@ -345,10 +349,11 @@ def _set_class_ticks(ax, class_names: Sequence[str]) -> None:
     ax.set_yticks(positions, labels, fontsize=font_size)
 
 
-def plot_training_curves(history: pd.DataFrame) -> Figure:
+def plot_training_curves(history: pd.DataFrame, exported_recovery: float | None = None) -> Figure:
     """Stacked panels sharing the epoch axis: train loss, then whichever of accuracy / label
     recovery, mean clean probability and label changes were recorded; phases shaded and their
-    boundaries marked with dashed lines."""
+    boundaries marked with dashed lines. ``exported_recovery`` (the manifest's label recovery)
+    is drawn as a star at the last epoch beside the training-time recovery curve."""
     panels = [(title, columns) for title, columns in CURVE_PANELS if _has_data(history, columns)]
     if not panels:
         return _message_figure("No training history was recorded for this run.")
@@ -362,9 +367,14 @@ def plot_training_curves(history: pd.DataFrame) -> Figure:
             series = history[["epoch", column]].dropna()
             ax.plot(series["epoch"], series[column], marker="o", markersize=3,
                     label=CURVE_LABELS[column])
+        entries = len(recorded_columns)
+        if "label_recovery" in recorded_columns and not _is_missing(exported_recovery):
+            ax.plot([history["epoch"].max()], [exported_recovery], marker="*", markersize=11,
+                    linestyle="none", color="black", label=EXPORTED_RECOVERY_LABEL)
+            entries += 1
         ax.set_ylabel(title, fontsize=9)
         ax.tick_params(labelsize=8)
-        if len(recorded_columns) > 1:
+        if entries > 1:
             ax.legend(fontsize=8)
     axes[-1].set_xlabel("epoch")
     phase_handles = [Patch(color=PHASE_COLORS.get(phase, OTHER_PHASE_COLOR), label=phase)

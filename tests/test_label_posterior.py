@@ -72,9 +72,10 @@ def test_fit_temperature_finds_the_maximum_of_a_dense_scan(flip):
     given, _, probs, likelihood = calibrated_problem(1, flip=flip)
     distorted = tempered(probs, 0.7)
     scan = np.linspace(-3.0, 3.0, 3001)
-    scores = [given_label_log_likelihood(given, tempered(distorted, float(np.exp(x))), likelihood) for x in scan]
-    assert np.log(fit_temperature(given, distorted, likelihood)) == pytest.approx(scan[int(np.argmax(scores))],
-                                                                                  abs=0.004)
+    scores = [given_label_log_likelihood(given, tempered(distorted, float(np.exp(x))), likelihood)
+              for x in scan]
+    fitted = fit_temperature(given, distorted, likelihood)
+    assert np.log(fitted) == pytest.approx(scan[int(np.argmax(scores))], abs=0.004)
 
 
 @pytest.mark.parametrize("flip", [False, True])

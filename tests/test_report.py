@@ -19,8 +19,10 @@ from mixnn_core.files import write_json_atomic
 from mixnn_core.gmm import mixture_input
 from mixnn_core.report import (
     AUDIT_SIZE,
+    EXPORTED_RECOVERY_LABEL,
     PLOT_FILES,
     audit_sample,
+    plot_training_curves,
     render_markdown,
     suspects_table,
     write_report,
@@ -301,6 +303,22 @@ def test_optional_metrics_and_extra_keys_are_rendered():
     assert summary_rows["Wall time"] == "125.0 s (2.1 min)"
     assert summary_rows["dataset"] == "digits"
     assert not any(label.startswith("Label recovery") for label in summary_rows)
+
+
+@pytest.mark.parametrize("with_metrics, exported, starred",
+                         [(True, 0.83, True), (True, None, False), (True, float("nan"), False), (False, 0.83, False)])
+def test_the_exported_recovery_is_starred_beside_the_training_time_curve(with_metrics, exported, starred):
+    """The manifest's recovery is drawn at the last epoch, in the panel of the training-time
+    recovery, only when both exist."""
+    figure = plot_training_curves(make_history(10, with_metrics=with_metrics), exported)
+    stars = [line for ax in figure.axes for line in ax.get_lines()
+             if line.get_label() == EXPORTED_RECOVERY_LABEL]
+    assert len(stars) == int(starred)
+    if starred:
+        assert list(stars[0].get_xdata()) == [9] and list(stars[0].get_ydata()) == [0.83]
+        labels = [text.get_text() for text in stars[0].axes.get_legend().get_texts()]
+        assert EXPORTED_RECOVERY_LABEL in labels
+        assert "label recovery during training (suggested = true)" in labels
 
 
 @pytest.mark.parametrize("strength, warned", [(0.004, True), (0.0999, True), (0.1, False), (0.9, False),
