@@ -23,8 +23,22 @@ sys.path.insert(0, str(ROOT))
 
 from bench.suggestion_rules import score_samples  # noqa: E402
 from mixnn_core.confident_learning import confident_joint, label_issues  # noqa: E402
+from mixnn_core.label_posterior import weighed_posterior  # noqa: E402
 from mixnn_core.metrics import detection_scores  # noqa: E402
 from mixnn_core.outputs import given_label_clean_probability  # noqa: E402
+
+MIXNN_RULE = "weighed change, or differs and given-label mixture p < 0.5 (mixnn's rule since the 38th pass)"
+
+
+def expected_f1_flags(wrong_probability: np.ndarray) -> np.ndarray:
+    """Flags (N,) on the n labels likeliest wrong, n maximising the F1 expected when each label
+    is wrong with its ``wrong_probability``: ``2 * sum of the flagged ones / (n + sum of all)``."""
+    order = np.argsort(-wrong_probability, kind="stable")
+    expected_hits = np.cumsum(wrong_probability[order])
+    expected_f1 = 2 * expected_hits / (np.arange(1, len(order) + 1) + wrong_probability.sum())
+    flags = np.zeros(len(order), bool)
+    flags[order[:int(np.argmax(expected_f1)) + 1]] = True
+    return flags
 
 
 def flags_by_rule(given: np.ndarray, soft: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarray]:
@@ -41,15 +55,27 @@ def flags_by_rule(given: np.ndarray, soft: np.ndarray, probs: np.ndarray) -> dic
 
     p_given = given_label_clean_probability(given, probs)
     joint = confident_joint(given, soft)
-    changed = label_issues(given, soft)  # the labels a mixnn run changes
+    counted = label_issues(given, soft)  # the labels a mixnn run changed until the thirty-eighth pass
+    posterior, _ = weighed_posterior(given, probs, soft)
+    weighed = posterior.argmax(axis=1) != given  # the labels a mixnn run changes
+    doubted = differs & (p_given < 0.5)
     return {
         "argmax differs (the product's rule until the thirty-fifth pass; ce's)": differs,
-        "confident learning on the soft labels": changed,
+        "confident learning on the soft labels": counted,
         "confident learning on the model's predictions": label_issues(given, probs),
         "given-label mixture p < 0.5": p_given < 0.5,
-        "argmax differs and given-label mixture p < 0.5": differs & (p_given < 0.5),
-        "changed, or differs and given-label mixture p < 0.5 (mixnn's rule)":
-            (differs & (p_given < 0.5)) | changed,
+        "argmax differs and given-label mixture p < 0.5": doubted,
+        "counted change, or differs and given-label mixture p < 0.5 (mixnn's, 35th-37th passes)":
+            doubted | counted,
+        "weighed suggestion changes it": weighed,
+        MIXNN_RULE: doubted | weighed,
+        "weighed posterior on the given class < 0.5": posterior[rows, given] < 0.5,
+        "weighed posterior on the given class < 0.5, or differs and given-label mixture p < 0.5":
+            (posterior[rows, given] < 0.5) | doubted,
+        "most likely wrong by the weighed posterior, as many as maximise its expected F1":
+            expected_f1_flags(1.0 - posterior[rows, given]),
+        "most likely wrong by the weighed posterior (expected F1), or differs and given-label mixture p < 0.5":
+            expected_f1_flags(1.0 - posterior[rows, given]) | doubted,
         "lowest quality, n = confident-joint estimate": lowest_quality(int(joint.sum() - np.trace(joint))),
         "lowest quality, n = given-label mixture estimate": lowest_quality(int(round((1 - p_given).sum()))),
     }
@@ -65,11 +91,11 @@ def main(argv: list[str] | None = None) -> dict:
         rows = {}
         for name, flags in flags_by_rule(given, soft, probs).items():
             rows[name] = scores = detection_scores(flags, given != true)
-            print(f"  {name:50s} flagged {scores['n_flagged']:6d} precision {scores['precision']:.4f} "
+            print(f"  {name:90s} flagged {scores['n_flagged']:6d} precision {scores['precision']:.4f} "
                   f"recall {scores['recall']:.4f} F1 {scores['f1']:.4f}")
         return rows
 
-    return score_samples(args.samples, score, args.out)
+    return score_samples(args.samples, score, args.out, (MIXNN_RULE, "f1"))
 
 
 if __name__ == "__main__":

@@ -30,8 +30,11 @@ sys.path.insert(0, str(ROOT))
 from bench.suggestion_rules import check_reproduced, read_samples, score_samples  # noqa: E402
 from mixnn_core.confident_learning import counted_suggestions  # noqa: E402
 from mixnn_core.files import read_json, write_json_atomic  # noqa: E402
+from mixnn_core.label_posterior import tempered, weighed_posterior  # noqa: E402
 from mixnn_core.metrics import detection_auroc, label_quality_metrics  # noqa: E402
 from mixnn_core.outputs import given_label_clean_probability, sample_outputs  # noqa: E402
+
+MIXNN_QUALITY = "final prediction on the given class (ce's; mixnn's since the thirty-sixth pass)"
 
 
 def given_class_margin(given: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -47,14 +50,17 @@ def scores_by_candidate(given: np.ndarray, soft: np.ndarray, probs: np.ndarray) 
     run's suggestion soft labels; ``probs``: the final model's predictions."""
     rows = np.arange(len(given))
     on_soft, on_probs = soft[rows, given], probs[rows, given]
+    posterior, temperature = weighed_posterior(given, probs, soft)
     return {
         "soft label on the given class (the product's until the thirty-sixth pass)": on_soft,
-        "final prediction on the given class (ce's; mixnn's since the thirty-sixth pass)": on_probs,
+        MIXNN_QUALITY: on_probs,
         "mean of the two": (on_soft + on_probs) / 2,
         "geometric mean of the two": np.sqrt(on_soft * on_probs),
         "given-label mixture p_clean": given_label_clean_probability(given, probs),
         "soft label's margin of the given class": (given_class_margin(given, soft) + 1) / 2,
         "final prediction's margin of the given class": (given_class_margin(given, probs) + 1) / 2,
+        "weighed posterior on the given class (the relabel flow's)": posterior[rows, given],
+        "tempered final prediction on the given class": tempered(probs, temperature)[rows, given],
     }
 
 
@@ -94,13 +100,13 @@ def main(argv: list[str] | None = None) -> dict:
         for name, mass in (("soft label", soft[rows, given]), ("final prediction", probs[rows, given])):
             print(f"  median {name} mass on the given class: wrong labels {np.median(mass[wrong]):.3f}, "
                   f"right ones {np.median(mass[~wrong]):.3f}")
-        aurocs = {name: detection_auroc(quality, wrong)
+        aurocs = {name: {"auroc": detection_auroc(quality, wrong)}
                   for name, quality in scores_by_candidate(given, soft, probs).items()}
-        for name, auroc in aurocs.items():
-            print(f"  {name:75s} AUROC {auroc:.4f}")
+        for name, row in aurocs.items():
+            print(f"  {name:80s} AUROC {row['auroc']:.4f}")
         return aurocs
 
-    return score_samples(args.samples, score, args.out)
+    return score_samples(args.samples, score, args.out, (MIXNN_QUALITY, "auroc"))
 
 
 if __name__ == "__main__":

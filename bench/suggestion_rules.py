@@ -72,17 +72,39 @@ def check_reproduced(figures: dict, row: dict, source: str) -> None:
             raise ValueError(f"{source} does not reproduce the row: {field} {value} vs {row[field]}")
 
 
-def score_samples(paths: list[Path], score: Callable[..., dict], out: Path | None) -> dict:
+def score_samples(paths: list[Path], score: Callable[..., dict], out: Path | None,
+                  reference: tuple[str, str] | None = None) -> dict:
     """``{file name: score(given, true, soft, probs)}`` over ``--samples`` files, also written to
-    ``out`` (.json) when given; each file's label counts printed before ``score`` prints its rows."""
+    ``out`` (.json) when given; each file's label counts printed before ``score`` prints its rows.
+    With ``reference`` (rule name, figure), last each rule's figure against that rule's over all
+    files: mean difference, and in how many files it is above / below (``rule_differences``)."""
     results = {}
     for path in paths:
         given, true, soft, probs = read_samples(path)
         print(f"{path.name}: {len(given)} samples, {int((given != true).sum())} wrong")
         results[path.name] = score(given, true, soft, probs)
+    if reference:
+        differences = rule_differences(results, *reference)
+        print(f"{reference[1]} against '{reference[0]}' over {len(results)} files:")
+        for name, row in differences.items():
+            print(f"  {name:90s} mean {row['mean']:+.4f}  above {row['above']:2d}  below {row['below']:2d}")
+        results = {"files": results, f"{reference[1]} against {reference[0]}": differences}
     if out:
         write_json_atomic(results, out)
     return results
+
+
+def rule_differences(results: dict, reference: str, figure: str) -> dict:
+    """Per rule of ``results`` ({file: {rule: {figure: value}}}): the mean over files of its
+    ``figure`` minus the ``reference`` rule's, and the number of files where it is above / below
+    (by more than 1e-12)."""
+    rules = next(iter(results.values())).keys()
+    rows = {}
+    for name in rules:
+        gaps = np.array([scores[name][figure] - scores[reference][figure] for scores in results.values()])
+        rows[name] = {"mean": float(gaps.mean()), "above": int((gaps > 1e-12).sum()),
+                      "below": int((gaps < -1e-12).sum())}
+    return rows
 
 
 def main(argv: list[str] | None = None) -> dict:
