@@ -21,24 +21,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.suggestion_rules import score_samples  # noqa: E402
+from bench.suggestion_rules import given_label_clean_probability, mixture_flags, score_samples  # noqa: E402
 from mixnn_core.confident_learning import confident_joint, label_issues  # noqa: E402
 from mixnn_core.label_posterior import weighed_posterior  # noqa: E402
 from mixnn_core.metrics import detection_scores  # noqa: E402
-from mixnn_core.outputs import given_label_clean_probability  # noqa: E402
+from mixnn_core.outputs import mixnn_outputs  # noqa: E402
 
-MIXNN_RULE = "weighed change, or differs and given-label mixture p < 0.5 (mixnn's rule since the 38th pass)"
-
-
-def expected_f1_flags(wrong_probability: np.ndarray) -> np.ndarray:
-    """Flags (N,) on the n labels likeliest wrong, n maximising the F1 expected when each label
-    is wrong with its ``wrong_probability``: ``2 * sum of the flagged ones / (n + sum of all)``."""
-    order = np.argsort(-wrong_probability, kind="stable")
-    expected_hits = np.cumsum(wrong_probability[order])
-    expected_f1 = 2 * expected_hits / (np.arange(1, len(order) + 1) + wrong_probability.sum())
-    flags = np.zeros(len(order), bool)
-    flags[order[:int(np.argmax(expected_f1)) + 1]] = True
-    return flags
+MIXNN_RULE = "likeliest wrong by the weighed posterior, as many as maximise its expected F1 (mixnn's, 39th pass)"
 
 
 def flags_by_rule(given: np.ndarray, soft: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarray]:
@@ -59,6 +48,7 @@ def flags_by_rule(given: np.ndarray, soft: np.ndarray, probs: np.ndarray) -> dic
     posterior, _ = weighed_posterior(given, probs, soft)
     weighed = posterior.argmax(axis=1) != given  # the labels a mixnn run changes
     doubted = differs & (p_given < 0.5)
+    product = mixnn_outputs(given, soft, np.ones(len(given)), probs).is_label_issue
     return {
         "argmax differs (the product's rule until the thirty-fifth pass; ce's)": differs,
         "confident learning on the soft labels": counted,
@@ -68,14 +58,12 @@ def flags_by_rule(given: np.ndarray, soft: np.ndarray, probs: np.ndarray) -> dic
         "counted change, or differs and given-label mixture p < 0.5 (mixnn's, 35th-37th passes)":
             doubted | counted,
         "weighed suggestion changes it": weighed,
-        MIXNN_RULE: doubted | weighed,
+        "weighed change, or differs and given-label mixture p < 0.5 (mixnn's, 38th pass)":
+            mixture_flags(given, soft, probs, posterior.argmax(axis=1)),
         "weighed posterior on the given class < 0.5": posterior[rows, given] < 0.5,
-        "weighed posterior on the given class < 0.5, or differs and given-label mixture p < 0.5":
-            (posterior[rows, given] < 0.5) | doubted,
-        "most likely wrong by the weighed posterior, as many as maximise its expected F1":
-            expected_f1_flags(1.0 - posterior[rows, given]),
-        "most likely wrong by the weighed posterior (expected F1), or differs and given-label mixture p < 0.5":
-            expected_f1_flags(1.0 - posterior[rows, given]) | doubted,
+        MIXNN_RULE: product,
+        "likeliest wrong by the weighed posterior (expected F1), or differs and given-label mixture p < 0.5":
+            product | doubted,
         "lowest quality, n = confident-joint estimate": lowest_quality(int(joint.sum() - np.trace(joint))),
         "lowest quality, n = given-label mixture estimate": lowest_quality(int(round((1 - p_given).sum()))),
     }

@@ -15,18 +15,21 @@ index method) suggesting each class. Candidates, each at every K of ``--neighbor
   confident joint and nothing from the scored batch; the opinion is the mean of q tempered to
   the training run's temperature (``SampleOutputs.suggestion_temperature``) and h (the relabel
   flow's since the thirty-eighth pass, ``relabel.class_opinion``), the mean (q + h) / 2
-  untempered, or the tempered q alone. Suggested its argmax, flagged where that differs from
-  the given label, label_quality its mass on the given class;
+  untempered, or the tempered q alone. Suggested its argmax, label_quality its mass on the
+  given class; the relabel flow's (``relabel.verdict``) flagged where its probability of being
+  wrong reaches the training run's flag cut (``review_flags``, since the thirty-ninth pass), the
+  others (and the flow's as it was) where the suggestion differs from the given label;
 - "mean of prediction and vote" (the relabel flow's until the thirty-eighth pass): soft label
   (q + h) / 2, flagged where its argmax differs from the given label, label_quality its mass on
   the given class;
 - "prediction alone" / "vote alone": q / h in its place (the prediction's does not depend on K);
-- "mean, with the training manifest's rules": (q + h) / 2 changed only where confident learning
-  counts the label wrong, flagged as a mixnn run's manifest is (``MIXNN_LABEL_ISSUE_RULE``,
-  the mixture fitted to q's loss on this batch) and ranked by q on the given class.
+- "mean, with the training manifest's rules of the 35th-37th passes": (q + h) / 2 changed only
+  where confident learning counts the label wrong, flagged as a mixnn run's manifest was then
+  (``suggestion_rules.mixture_flags``, the mixture fitted to q's loss on this batch) and ranked
+  by q on the given class.
 
-The training run's own labels are scored under its manifest's rule and the rule before the
-thirty-eighth pass (confident learning's count on the soft labels), ``run_rules``.
+The training run's own labels are scored under its manifest's rules and those before them
+(confident learning's count on the soft labels; the mixture flags), ``run_rules``.
 
 Per candidate: label recovery (suggestion = true label), detection precision / recall / F1 of
 the flags and AUROC of label_quality against the truly wrong given labels. Nothing is tuned;
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.datasets import Split, fashion_mnist, subset_rows  # noqa: E402
+from bench.suggestion_rules import mixture_flags, weighed_mixture_outputs  # noqa: E402
 from bench.suite import SETTINGS, code_version, config_assignments, load, machine_record  # noqa: E402
 from bench.timestamps import utc_now  # noqa: E402
 from mixnn_core.confident_learning import counted_suggestions  # noqa: E402
@@ -55,7 +60,13 @@ from mixnn_core.knn import build_index  # noqa: E402
 from mixnn_core.label_posterior import given_label_posterior, run_noise_model, tempered  # noqa: E402
 from mixnn_core.noise import inject_noise  # noqa: E402
 from mixnn_core.outputs import SampleOutputs, outputs_metrics, sample_outputs  # noqa: E402
-from mixnn_core.relabel import ExportedModel, class_opinion, features_and_predictions, neighbor_votes  # noqa: E402
+from mixnn_core.relabel import (  # noqa: E402
+    ExportedModel,
+    class_opinion,
+    features_and_predictions,
+    neighbor_votes,
+    verdict,
+)
 from mixnn_core.trainer import Trainer  # noqa: E402
 
 WEIGHED = "given label weighed by the training run's noise"
@@ -70,13 +81,17 @@ def candidate_outputs(given: np.ndarray, probs: np.ndarray, votes: np.ndarray,
     ``temperature`` are those of the training run ``exported``."""
     unknown = np.full(len(given), np.nan)
     mean = (probs + votes) / 2
+    counted = counted_suggestions(given, mean)
     return {
-        PRODUCT: sample_outputs(given, class_opinion(exported, given, probs, votes), unknown),
+        PRODUCT: verdict(exported, given, probs, votes),
+        PRODUCT + ", flagged where the suggestion changes it (until the thirty-ninth pass)": sample_outputs(
+            given, class_opinion(exported, given, probs, votes), unknown),
         MEAN: sample_outputs(given, mean, unknown),
         "prediction alone": sample_outputs(given, probs, unknown),
         "vote alone": sample_outputs(given, votes, unknown),
-        "mean, with the training manifest's rules": sample_outputs(
-            given, mean, unknown, counted_suggestions(given, mean), probs),
+        "mean, with the training manifest's rules of the 35th-37th passes": replace(
+            sample_outputs(given, mean, unknown, counted, probs),
+            is_label_issue=mixture_flags(given, mean, probs, counted)),
         WEIGHED + ", mean": sample_outputs(given, given_label_posterior(given, mean, exported.likelihood), unknown),
         WEIGHED + ", tempered prediction": sample_outputs(
             given, given_label_posterior(given, tempered(probs, exported.temperature), exported.likelihood),
@@ -110,20 +125,26 @@ def exported_model(trainer: Trainer) -> tuple[ExportedModel, SampleOutputs, np.n
             "num_classes": trainer.num_classes}
     index = build_index(evaluation.features, config.knn_method, normalize=config.normalize_features)
     exported = ExportedModel(trainer.model.eval(), card, index, outputs.suggested_label, config.normalize_features,
-                             run_noise_model(trainer.given_labels, outputs.soft_label), outputs.suggestion_temperature)
+                             run_noise_model(trainer.given_labels, outputs.soft_label), outputs.suggestion_temperature,
+                             outputs.flag_cut)
     return exported, outputs, evaluation.probs
 
 
 def training_run_rules(given: np.ndarray, true: np.ndarray, outputs: SampleOutputs, final_probs: np.ndarray,
                        seed: int) -> dict[str, dict]:
     """The training run's own labels (N,) under its manifest's rules (``outputs``: the final
-    predictions ``final_probs`` tempered, the given label weighed, since the thirty-eighth pass)
-    and with the suggestion of the rule before it (confident learning's count on the soft
-    labels), flagged and ranked alike (``sample_outputs``)."""
-    soft = outputs.soft_label
-    before = sample_outputs(given, soft, outputs.p_clean, counted_suggestions(given, soft), final_probs, seed)
+    predictions ``final_probs`` tempered, the given label weighed, since the thirty-eighth pass;
+    the posterior's expected-F1 flags since the thirty-ninth) and under the rules before them:
+    confident learning's count on the soft labels as the suggestion (until the thirty-eighth
+    pass), the mixture flags (thirty-fifth to thirty-eighth)."""
+    soft, p_clean = outputs.soft_label, outputs.p_clean
+    counted = counted_suggestions(given, soft)
+    before = replace(sample_outputs(given, soft, p_clean, counted, final_probs),
+                     is_label_issue=mixture_flags(given, soft, final_probs, counted, seed))
     return {"confident learning on the soft labels (until the thirty-eighth pass)": outputs_metrics(before, true),
-            "given label weighed (the manifest's)": outputs_metrics(outputs, true)}
+            "given label weighed, mixture flags (thirty-eighth pass)": outputs_metrics(
+                weighed_mixture_outputs(given, soft, p_clean, final_probs, seed), true),
+            "given label weighed, expected-F1 flags (the manifest's)": outputs_metrics(outputs, true)}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -1,16 +1,18 @@
-"""A suite row of a mixnn run scored again under the current suggestion rule, from its final arrays.
+"""A suite row of a mixnn run scored again under the current label rules, from its final arrays.
 
     .venv/bin/python bench/rescore_suggestions.py bench/results/runs/fmnist20k-sym50-mixnn-e100-s0.json ...
 
-The suggestion rule does not touch training: a run's labels follow from its final per-sample
-arrays (``final_arrays`` of a row written by ``bench/suite.py --arrays``: given and true labels,
-suggestion soft labels, p_clean, final predictions). For each row: the arrays must reproduce it
-under the rule it was made with (confident learning's count on the soft labels; recovery,
-detection scores, AUROC and the fixed / broken counts equal), else a ValueError naming the
-field; then the row is renamed NAME-counted-suggestion.json (``tag`` and ``retagged`` say why)
-and written again under its name with the label figures of ``mixnn_core.outputs.mixnn_outputs``
-(the product's), the previous ones kept under ``rescored``. Training figures (test accuracy,
-times) are the run's own and stay.
+The rules that suggest, flag and rank labels do not touch training: a run's labels follow from
+its final per-sample arrays (``final_arrays`` of a row written by ``bench/suite.py --arrays``:
+given and true labels, suggestion soft labels, p_clean, final predictions). For each row: the
+arrays must reproduce it under the rules it was made with (the thirty-eighth pass's: the weighed
+suggestion, the mixture flags; ``suggestion_rules.weighed_mixture_outputs``; recovery, detection
+scores, AUROC and the fixed / broken counts equal), else a ValueError naming the field; then the
+row is renamed NAME-mixture-flags.json (``tag`` and ``retagged`` say why) and written again
+under its name with the label figures of ``mixnn_core.outputs.mixnn_outputs`` (the product's),
+the previous ones kept under ``rescored``. Training figures (test accuracy, times) are the run's
+own and stay. (The thirty-eighth pass rescored rows of confident learning's count with the
+version of this script at commit e71285b.)
 """
 
 from __future__ import annotations
@@ -25,15 +27,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.suggestion_rules import check_reproduced  # noqa: E402
-from mixnn_core.confident_learning import counted_suggestions  # noqa: E402
+from bench.suggestion_rules import check_reproduced, weighed_mixture_outputs  # noqa: E402
 from mixnn_core.files import read_json, write_json_atomic  # noqa: E402
-from mixnn_core.outputs import mixnn_outputs, outputs_metrics, sample_outputs  # noqa: E402
+from mixnn_core.outputs import mixnn_outputs, outputs_metrics  # noqa: E402
 
-TAG = "counted-suggestion"
-WHY = ("mixnn's suggested_label follows MIXNN_SUGGESTION_RULE (thirty-eighth pass: the final prediction "
-       "tempered, the given label weighed through the run's confident joint); this row's suggestion is "
-       "confident learning's count on the soft labels")
+TAG = "mixture-flags"
+WHY = ("mixnn's is_label_issue follows MIXNN_LABEL_ISSUE_RULE (thirty-ninth pass: the labels likeliest wrong by "
+       "the weighed posterior, as many as maximise the F1 it expects); this row flags every changed label and "
+       "those a mixture fitted to the final model's loss on the given labels calls noisy")
 
 
 def rescored_rows(row: dict, arrays: dict[str, np.ndarray], row_name: str) -> tuple[dict, dict]:
@@ -43,20 +44,19 @@ def rescored_rows(row: dict, arrays: dict[str, np.ndarray], row_name: str) -> tu
         raise ValueError(f"{row_name}: only an untagged mixnn row can be rescored "
                          f"(method {row['method']}, tag {row.get('tag')!r})")
     given, true, soft, probs = arrays["given"], arrays["true"], arrays["suggestion"], arrays["probs"]
-    seed = row["config"]["seed"]
-    before = outputs_metrics(sample_outputs(given, soft, arrays["p_clean"], counted_suggestions(given, soft),
-                                          probs, seed), true)
+    before = outputs_metrics(weighed_mixture_outputs(given, soft, arrays["p_clean"], probs, row["config"]["seed"]),
+                             true)
     check_reproduced(before, row, f"{row_name}: its final arrays {row['final_arrays']}")
-    outputs = mixnn_outputs(given, soft, arrays["p_clean"], probs, seed)
+    outputs = mixnn_outputs(given, soft, arrays["p_clean"], probs)
     after = outputs_metrics(outputs, true)
     old = {**row, "tag": TAG, "retagged": {"file": row_name, "tag": "", "overrides": row.get("overrides", {}),
                                           "date": datetime.date.today().isoformat(), "why": WHY}}
     new = {**row, **after, "rescored": {
         "previous": {field: row[field] for field in after}, "suggestion_rule": outputs.suggestion_rule,
-        "suggestion_temperature": outputs.suggestion_temperature, "arrays": row["final_arrays"],
-        "date": datetime.date.today().isoformat(),
-        "why": "the suggestion rule changed (thirty-eighth pass); training unchanged, so the label figures "
-               "are recomputed from the run's final arrays, which reproduce the previous ones"}}
+        "suggestion_temperature": outputs.suggestion_temperature, "label_issue_rule": outputs.label_issue_rule,
+        "flag_cut": outputs.flag_cut, "arrays": row["final_arrays"], "date": datetime.date.today().isoformat(),
+        "why": "the flag rule changed (thirty-ninth pass); training unchanged, so the label figures are "
+               "recomputed from the run's final arrays, which reproduce the previous ones"}}
     return old, new
 
 

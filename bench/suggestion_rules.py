@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,47 @@ sys.path.insert(0, str(ROOT))
 
 from mixnn_core.confident_learning import confident_joint, label_issues  # noqa: E402
 from mixnn_core.files import write_json_atomic  # noqa: E402
-from mixnn_core.gmm import fit_mixture_per_class, normalize_losses  # noqa: E402
-from mixnn_core.outputs import given_label_clean_probability, given_label_losses  # noqa: E402
+from mixnn_core.gmm import clean_probability, fit_mixture_per_class, normalize_losses  # noqa: E402
+from mixnn_core.label_posterior import weighed_posterior  # noqa: E402
+from mixnn_core.outputs import SampleOutputs, sample_outputs  # noqa: E402
+
+
+def given_label_losses(given_labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Cross-entropy (N,) of each sample's predicted class probabilities ``probs`` (N, C)
+    against its GIVEN label (probabilities clipped at 1e-12, so at most about 27.6)."""
+    given = np.asarray(given_labels, dtype=np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape[0] != given.shape[0]:
+        raise ValueError(f"probs must be (N, C) with N = {given.shape[0]}, got {probs.shape}")
+    return -np.log(np.clip(probs[np.arange(given.shape[0]), given], 1e-12, None))
+
+
+def given_label_clean_probability(given_labels: np.ndarray, probs: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Probability (N,) that each GIVEN label is clean: the method's two-component mixture
+    (``mixnn_core.gmm.clean_probability``) fitted to the model's cross-entropy on the given
+    labels (``given_label_losses``). Unlike a run's ``p_clean``, whose losses are taken against
+    the corrected labels, it speaks about the label the user gave."""
+    return clean_probability(given_label_losses(given_labels, probs), seed=seed)
+
+
+def mixture_flags(given: np.ndarray, soft: np.ndarray, probs: np.ndarray, suggested: np.ndarray,
+                  seed: int = 0) -> np.ndarray:
+    """A mixnn run's flags of the thirty-fifth to thirty-eighth passes: every label the suggestion
+    ``suggested`` changes, and those whose soft label prefers another class and that the mixture
+    fitted to the final predictions' loss on the given label (``given_label_clean_probability``,
+    ``seed``) calls noisy."""
+    differs = soft[np.arange(len(given)), given] < soft.max(axis=1)
+    return (differs & (given_label_clean_probability(given, probs, seed) < 0.5)) | (suggested != given)
+
+
+def weighed_mixture_outputs(given: np.ndarray, soft: np.ndarray, p_clean: np.ndarray, probs: np.ndarray,
+                            seed: int = 0) -> SampleOutputs:
+    """A mixnn run's outputs as the thirty-eighth pass exported them: the weighed suggestion
+    (``label_posterior.weighed_posterior``), ``mixture_flags``, label_quality the final prediction
+    on the given class."""
+    suggested = weighed_posterior(given, probs, soft)[0].argmax(axis=1)
+    outputs = sample_outputs(given, soft, p_clean, suggested, probs)
+    return replace(outputs, is_label_issue=mixture_flags(given, soft, probs, suggested, seed))
 
 
 def given_label_clean_probability_per_class(given: np.ndarray, probs: np.ndarray) -> np.ndarray:

@@ -23,9 +23,12 @@ from mixnn_core.outputs import LABEL_ISSUE_RULE, LABEL_QUALITY_RULE, SUGGESTION_
 # 2 (thirty-fifth pass): mixnn's is_label_issue follows MIXNN_LABEL_ISSUE_RULE (README)
 # 3 (thirty-sixth pass): mixnn's label_quality follows MIXNN_LABEL_QUALITY
 # 4 (thirty-eighth pass): mixnn's suggested_label follows MIXNN_SUGGESTION_RULE; the rule is in the metadata
-MANIFEST_SCHEMA_VERSION = "4"
+# 5 (thirty-ninth pass): mixnn's is_label_issue follows the new MIXNN_LABEL_ISSUE_RULE (the posterior's
+#   expected-F1 flags)
+MANIFEST_SCHEMA_VERSION = "5"
 # 2 (thirty-eighth pass): given_label_evidence (the temperature of the suggestion rule)
-MODEL_CARD_VERSION = "2"
+# 3 (thirty-ninth pass): given_label_evidence.flag_cut (the probability of being wrong flags start at)
+MODEL_CARD_VERSION = "3"
 
 
 def build_manifest(dataset: pd.DataFrame, class_names: list[str], outputs: SampleOutputs,
@@ -90,13 +93,14 @@ def write_manifest(manifest: pd.DataFrame, soft_labels: np.ndarray, out_dir: str
 def export_model(model: torch.nn.Module, out_dir: str | Path, *, architecture: str,
                  class_names: list[str], input_shape: tuple[int, int, int],
                  normalization: dict, configuration: dict, metrics: dict,
-                 suggestion_temperature: float | None = None) -> dict[str, Path]:
+                 suggestion_temperature: float | None = None, flag_cut: float | None = None) -> dict[str, Path]:
     """Weights, a TorchScript module and a model card, loadable without this code.
 
     The TorchScript module maps a normalised float batch (B, C, H, W) to class logits; the card
     says how to normalise (``(pixel / 255 - mean) / std`` per channel) and what the classes are,
     and (``given_label_evidence``) the temperature a mixnn run's suggestion tempered the
-    predictions to (``SampleOutputs.suggestion_temperature``), which the relabel flow applies.
+    predictions to (``SampleOutputs.suggestion_temperature``) and the probability of being wrong
+    its flags start at (``SampleOutputs.flag_cut``), which the relabel flow applies.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -125,7 +129,8 @@ def export_model(model: torch.nn.Module, out_dir: str | Path, *, architecture: s
         "files": {"weights": weights_path.name, "torchscript": script_path.name},
         "configuration": configuration,
         "metrics": metrics,
-        "given_label_evidence": {"temperature": suggestion_temperature},
+        "given_label_evidence": {"temperature": suggestion_temperature,
+                                 "flag_cut": None if flag_cut is None or not np.isfinite(flag_cut) else flag_cut},
     }
     card_path = write_json_atomic(card, out_dir / "model_card.json")
     return {"weights": weights_path, "torchscript": script_path, "card": card_path}

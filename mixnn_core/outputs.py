@@ -14,9 +14,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from mixnn_core.confident_learning import counted_suggestions
-from mixnn_core.gmm import clean_probability
 from mixnn_core.label_posterior import weighed_posterior
 from mixnn_core.metrics import label_quality_metrics
+from mixnn_core.review_flags import flag_cut, review_flags
 
 # The one threshold of ``is_label_issue``: a given label is flagged when its estimated
 # probability is below that of the best class, i.e. the soft label's argmax differs from it
@@ -24,16 +24,16 @@ from mixnn_core.metrics import label_quality_metrics
 # Measured on digits with 40 % symmetric noise, it gave detection F1 0.98 where a fixed 0.5 gave
 # 0.80: corrected soft labels of clean samples often keep only 0.3-0.6 on their class.
 LABEL_ISSUE_RULE = "soft_label[given] < max(soft_label)"
-# mixnn's flags (since the thirty-fifth pass): every label the suggestion changes, and of the
-# others only those the method's own test also calls wrong: the two-component mixture fitted to the
-# final model's cross-entropy on the GIVEN labels (``given_label_clean_probability``) puts them
-# in its high-loss component. The argmax rule alone also flags clean labels the model merely
-# gets wrong. On the final arrays of the 20-epoch Fashion-MNIST 20k runs, seed 0
-# (``bench/flag_rules.py``, BENCHMARKS "Thirty-fifth pass"), detection F1 against the argmax
-# rule: sym 20 0.822 -> 0.848, sym 50 0.929 -> 0.936, pair-flip 45 0.936 -> 0.946, asym 40
-# 0.764 -> 0.768, sym 80 0.948 -> 0.947 (seed 1: sym 20, 50, 80, asym 40 +0.026, +0.007, +0.000, +0.005).
-MIXNN_LABEL_ISSUE_RULE = (f"suggested_label != given_label or ({LABEL_ISSUE_RULE} "
-                          "and given-label mixture p_clean < 0.5)")
+# mixnn's flags (since the thirty-ninth pass): the labels likeliest wrong by the weighed posterior
+# (``label_posterior``: 1 - posterior[given]), as many as maximise the F1 that posterior expects
+# (``review_flags``); every label the suggestion changes is among them. Until then: every changed
+# label, and of the others those whose soft label prefers another class and that a mixture fitted
+# to the final model's loss on the given labels called noisy, which flagged many right labels
+# under symmetric noise. Measured on the final arrays of MEASURED_RUNS (BENCHMARKS "Thirty-ninth
+# pass", ``bench/flag_rules.py``, true training labels): MEASURED_SUMMARY.
+MIXNN_LABEL_ISSUE_RULE = ("1 - posterior[given] >= flag cut: posterior as for suggested_label, the cut the "
+                          "smallest of the labels whose flagging maximises the F1 the posterior expects "
+                          "(model card: given_label_evidence.flag_cut)")
 # mixnn's label_quality (since the thirty-sixth pass) is the final model's prediction on the given
 # class, not the suggestion soft label's mass on it: that soft label is (beside a 5 % share of the
 # given label) an average of the predictions every correction used, from the first on, and the
@@ -78,24 +78,9 @@ class SampleOutputs:
     # the temperature the final predictions were tempered to before the given label was weighed
     # (mixnn_core.label_posterior; None when the suggestion did not read them)
     suggestion_temperature: float | None = None
-
-
-def given_label_losses(given_labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """Cross-entropy (N,) of each sample's predicted class probabilities ``probs`` (N, C)
-    against its GIVEN label (probabilities clipped at 1e-12, so at most about 27.6)."""
-    given = np.asarray(given_labels, dtype=np.int64)
-    probs = np.asarray(probs, dtype=np.float64)
-    if probs.ndim != 2 or probs.shape[0] != given.shape[0]:
-        raise ValueError(f"probs must be (N, C) with N = {given.shape[0]}, got {probs.shape}")
-    return -np.log(np.clip(probs[np.arange(given.shape[0]), given], 1e-12, None))
-
-
-def given_label_clean_probability(given_labels: np.ndarray, probs: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Probability (N,) that each GIVEN label is clean: the method's two-component mixture
-    (``mixnn_core.gmm.clean_probability``) fitted to the model's cross-entropy on the given
-    labels (``given_label_losses``). Unlike a run's ``p_clean``, whose losses are taken against
-    the corrected labels, it speaks about the label the user gave."""
-    return clean_probability(given_label_losses(given_labels, probs), seed=seed)
+    # the probability of being wrong from which a label is flagged (mixnn_core.review_flags;
+    # None when the flags did not read one)
+    flag_cut: float | None = None
 
 
 def _per_sample(name: str, values, shape: tuple, dtype) -> np.ndarray:
@@ -108,17 +93,16 @@ def _per_sample(name: str, values, shape: tuple, dtype) -> np.ndarray:
 
 def sample_outputs(given_labels: np.ndarray, soft_labels: np.ndarray, p_clean: np.ndarray,
                    suggested_labels: np.ndarray | None = None, final_probs: np.ndarray | None = None,
-                   seed: int = 0) -> SampleOutputs:
+                   wrong_probability: np.ndarray | None = None, cut: float | None = None) -> SampleOutputs:
     """Suggested label, confidence, label quality and issue flag of every sample.
 
     The suggestion is ``suggested_labels`` (N,) when given, else the soft label's argmax; its
     confidence is the soft label's mass on it. The given label is flagged wherever the soft
-    label prefers another class (``LABEL_ISSUE_RULE``).
-    With the final model's predictions ``final_probs`` (N, C) (a ``mixnn`` run), only where the
-    given-label mixture fitted to their loss (``given_label_clean_probability``, ``seed``) calls
-    the label noisy too, or where the suggestion changes it (``MIXNN_LABEL_ISSUE_RULE``); and
-    ``label_quality`` is the predictions' mass on the given class (``MIXNN_LABEL_QUALITY``),
-    else the soft label's.
+    label prefers another class (``LABEL_ISSUE_RULE``); with each label's probability of being
+    wrong ``wrong_probability`` (N,) (a ``mixnn`` run), where it reaches ``cut``, by default the
+    ``review_flags.flag_cut`` of these labels (``MIXNN_LABEL_ISSUE_RULE``). ``label_quality`` is
+    the mass of the final model's predictions ``final_probs`` (N, C) on the given class when
+    given (``MIXNN_LABEL_QUALITY``), else the soft label's.
     """
     given = np.asarray(given_labels, dtype=np.int64)
     soft = np.asarray(soft_labels, dtype=np.float32)
@@ -133,13 +117,15 @@ def sample_outputs(given_labels: np.ndarray, soft_labels: np.ndarray, p_clean: n
             raise ValueError(f"suggested_labels must lie in [0, {soft.shape[1]})")
     confidence = soft[rows, suggested].astype(np.float64).clip(0.0, 1.0)
     is_label_issue = soft_on_given < soft.max(axis=1).astype(np.float64).clip(0.0, 1.0)
-    quality, rule, quality_rule = soft_on_given, LABEL_ISSUE_RULE, LABEL_QUALITY_RULE
+    rule = LABEL_ISSUE_RULE
+    if wrong_probability is not None:
+        wrong = _per_sample("wrong_probability", wrong_probability, given.shape, np.float64)
+        cut = flag_cut(wrong) if cut is None else float(cut)
+        is_label_issue, rule = review_flags(wrong, cut), MIXNN_LABEL_ISSUE_RULE
+    quality, quality_rule = soft_on_given, LABEL_QUALITY_RULE
     if final_probs is not None:
         final_probs = _per_sample("final_probs", final_probs, soft.shape, np.float64)
-        given_label_clean = given_label_clean_probability(given, final_probs, seed)
-        is_label_issue = (is_label_issue & (given_label_clean < 0.5)) | (suggested != given)
-        quality = final_probs[rows, given].clip(0.0, 1.0)
-        rule, quality_rule = MIXNN_LABEL_ISSUE_RULE, MIXNN_LABEL_QUALITY
+        quality, quality_rule = final_probs[rows, given].clip(0.0, 1.0), MIXNN_LABEL_QUALITY
     return SampleOutputs(
         given_label=given,
         suggested_label=suggested,
@@ -150,18 +136,20 @@ def sample_outputs(given_labels: np.ndarray, soft_labels: np.ndarray, p_clean: n
         p_clean=np.asarray(p_clean, dtype=np.float64),
         label_issue_rule=rule,
         label_quality_rule=quality_rule,
+        flag_cut=cut if wrong_probability is not None else None,
     )
 
 
 def mixnn_outputs(given_labels: np.ndarray, soft_labels: np.ndarray, p_clean: np.ndarray,
-                  final_probs: np.ndarray | None = None, seed: int = 0) -> SampleOutputs:
+                  final_probs: np.ndarray | None = None) -> SampleOutputs:
     """A mixnn run's outputs from its suggestion soft labels (N, C) and, once trained, its final
     predictions ``final_probs`` (N, C) on the training samples.
 
     With them (a run's export; ``MIXNN_SUGGESTION_RULE``): the suggestion is the class likeliest
-    once the given label is weighed as evidence (``label_posterior.weighed_posterior``), flagged
-    as ``MIXNN_LABEL_ISSUE_RULE`` says and scored as ``MIXNN_LABEL_QUALITY``
-    (``sample_outputs``), the temperature kept as ``suggestion_temperature``. Without them
+    once the given label is weighed as evidence (``label_posterior.weighed_posterior``), the
+    labels likeliest wrong by that posterior flagged (``MIXNN_LABEL_ISSUE_RULE``) and scored as
+    ``MIXNN_LABEL_QUALITY`` (``sample_outputs``), the temperature kept as
+    ``suggestion_temperature`` and the flags' cut as ``flag_cut``. Without them
     (during training: the consolidation gate, the per-epoch recovery;
     ``COUNTED_SUGGESTION_RULE``): only the labels confident learning counts as wrong change
     (``counted_suggestions``), flagged by the argmax rule and scored by the soft label."""
@@ -170,7 +158,8 @@ def mixnn_outputs(given_labels: np.ndarray, soft_labels: np.ndarray, p_clean: np
         return replace(sample_outputs(given, soft_labels, p_clean, counted_suggestions(given, soft_labels)),
                        suggestion_rule=COUNTED_SUGGESTION_RULE)
     posterior, temperature = weighed_posterior(given, final_probs, soft_labels)
-    outputs = sample_outputs(given, soft_labels, p_clean, posterior.argmax(axis=1), final_probs, seed)
+    wrong = (1.0 - posterior[np.arange(given.shape[0]), given]).clip(0.0, 1.0)
+    outputs = sample_outputs(given, soft_labels, p_clean, posterior.argmax(axis=1), final_probs, wrong)
     return replace(outputs, suggestion_rule=MIXNN_SUGGESTION_RULE, suggestion_temperature=temperature)
 
 

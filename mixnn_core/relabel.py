@@ -7,7 +7,9 @@ given label weighed as evidence through the run's noise model, P(given | true) f
 manifest's confident joint (``label_posterior``; nothing read from the other samples scored with
 it, so a sample's verdict does not depend on its batch): the posterior s. For a ce / mixup run
 s = (q + h) / 2. Then ``suggested_label = argmax s``, ``label_quality = s[given]`` (the estimated
-probability that the given label is correct) and ``is_label_issue = label_quality < s[suggested]``.
+probability that the given label is correct) and ``is_label_issue``: for a mixnn run where
+``1 - s[given]`` reaches the probability of being wrong the run's own flags start at (model card
+``given_label_evidence.flag_cut``, ``review_flags``), else where ``label_quality < s[suggested]``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from mixnn_core.files import read_json, read_torch_state, read_vector_column
 from mixnn_core.knn import search_index
 from mixnn_core.label_posterior import given_label_posterior, run_noise_model, tempered
 from mixnn_core.models import FeatureClassifier, build_model
-from mixnn_core.outputs import sample_outputs
+from mixnn_core.outputs import SampleOutputs, sample_outputs
 
 
 @dataclass
@@ -46,6 +48,9 @@ class ExportedModel:
     # not weigh the given label
     likelihood: np.ndarray | None = None
     temperature: float | None = None
+    # the probability of being wrong the training run's flags start at (review_flags.flag_cut);
+    # None for a ce / mixup run and a run exported before model card version 3
+    flag_cut: float | None = None
 
 
 def read_model_card(run_dir: str | Path) -> dict:
@@ -81,7 +86,8 @@ def load_exported_model(run_dir: str | Path) -> ExportedModel:
         given = manifest.column("given_label").to_numpy().astype(np.int64)
         likelihood = run_noise_model(given, read_vector_column(manifest, "soft_label"))
     return ExportedModel(model.eval(), card, index, manifest.column("suggested_label").to_numpy().astype(np.int64),
-                         bool(card["configuration"]["normalize_features"]), likelihood, temperature)
+                         bool(card["configuration"]["normalize_features"]), likelihood, temperature,
+                         card["given_label_evidence"].get("flag_cut"))
 
 
 def content_keys(images: np.ndarray, given_label_names: list[str]) -> list[str]:
@@ -158,6 +164,16 @@ def class_opinion(exported: ExportedModel, given_labels: np.ndarray, probs: np.n
     return given_label_posterior(given_labels, mean, exported.likelihood)
 
 
+def verdict(exported: ExportedModel, given_labels: np.ndarray, probs: np.ndarray,
+            votes: np.ndarray) -> SampleOutputs:
+    """The run's verdict on new samples from its prediction q and neighbours' vote h (N, C):
+    suggestion, label quality and flags of ``class_opinion`` s (module docstring)."""
+    opinion = class_opinion(exported, given_labels, probs, votes)
+    given = np.asarray(given_labels, dtype=np.int64)
+    wrong = None if exported.flag_cut is None else (1.0 - opinion[np.arange(len(given)), given]).clip(0.0, 1.0)
+    return sample_outputs(given, opinion, np.full(len(given), np.nan), wrong_probability=wrong, cut=exported.flag_cut)
+
+
 def score_samples(exported: ExportedModel, images: np.ndarray, given_labels: np.ndarray,
                   num_neighbors: int = 10, batch_size: int = 256) -> pd.DataFrame:
     """Prediction, neighbour vote and label verdict for new samples with given labels.
@@ -168,8 +184,7 @@ def score_samples(exported: ExportedModel, images: np.ndarray, given_labels: np.
     ``label_quality``, ``is_label_issue``.
     """
     probs, votes = predictions_and_votes(exported, images, num_neighbors, batch_size)
-    combined = sample_outputs(given_labels, class_opinion(exported, given_labels, probs, votes),
-                              np.full(len(images), np.nan))
+    combined = verdict(exported, given_labels, probs, votes)
     rows = np.arange(len(images))
     return pd.DataFrame({
         "predicted_label": probs.argmax(axis=1),

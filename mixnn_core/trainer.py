@@ -462,7 +462,7 @@ class Trainer:
             return sample_outputs(self.given_labels, soft, self.p_clean)
         soft = suggestion_soft_labels(self.uniform_soft_labels, self.given_labels,
                                       self.config.given_label_share(self.epoch), SUGGESTION_GIVEN_LABEL_WEIGHT)
-        return mixnn_outputs(self.given_labels, soft, self.p_clean, final_probs, self.config.seed)
+        return mixnn_outputs(self.given_labels, soft, self.p_clean, final_probs)
 
     # -- checkpoints -----------------------------------------------------------------------
 

@@ -49,6 +49,7 @@ def export_results(run_dir: str) -> dict:
     export_model(trainer.model, run.root / "model", architecture=trainer.model_name,
                  class_names=class_names, input_shape=trainer.input_shape,
                  normalization=trainer.normalization, configuration=trainer.config.to_dict(),
-                 metrics=metrics, suggestion_temperature=outputs.suggestion_temperature)
+                 metrics=metrics, suggestion_temperature=outputs.suggestion_temperature,
+                 flag_cut=outputs.flag_cut)
     checkin_trainer(run, trainer)
     return metrics

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -37,7 +38,7 @@ from bench import (
 from mixnn_core.confident_learning import counted_suggestions
 from mixnn_core.config import cpu_preset
 from mixnn_core.metrics import detection_auroc, detection_scores, label_quality_metrics
-from mixnn_core.outputs import MIXNN_SUGGESTION_RULE, sample_outputs
+from mixnn_core.outputs import MIXNN_LABEL_ISSUE_RULE, MIXNN_SUGGESTION_RULE, mixnn_outputs, sample_outputs
 from mixnn_core.relabel import ExportedModel, predictions_and_votes, score_samples
 from mixnn_core.trainer import Trainer
 
@@ -505,23 +506,32 @@ def test_mixing_diagnostics_score_every_mixing_epoch(tmp_path):
     assert current["changed"] == int((arrays["suggestion"].argmax(axis=1) != arrays["given"]).sum())
     for row in rows.values():
         assert row["fixed"] + row["broken"] <= row["changed"] <= current["changed"]
-    flags = flag_rules.main([str(tmp_path / "digits.npz"), "--out", str(tmp_path / "flags.json")])["digits.npz"]
+    flag_scores = flag_rules.main([str(tmp_path / "digits.npz"), "--out", str(tmp_path / "flags.json")])
+    flags = flag_scores["files"]["digits.npz"]
     wrong = arrays["given"] != arrays["true"]
-    argmax_rule_outputs = sample_outputs(arrays["given"], arrays["suggestion"], np.ones(len(wrong)))
+    given, soft, probs = arrays["given"], arrays["suggestion"], arrays["probs"]
+    argmax_rule_outputs = sample_outputs(given, soft, np.ones(len(wrong)))
     assert flags["argmax differs (the product's rule until the thirty-fifth pass; ce's)"] == detection_scores(
         argmax_rule_outputs.is_label_issue, wrong)
-    mixnn = sample_outputs(arrays["given"], arrays["suggestion"], np.ones(len(wrong)),
-                           counted_suggestions(arrays["given"], arrays["suggestion"]), arrays["probs"])
-    assert flags["changed, or differs and given-label mixture p < 0.5 (mixnn's rule)"] == detection_scores(
-        mixnn.is_label_issue, wrong)
-    assert json.loads((tmp_path / "flags.json").read_text())["digits.npz"] == flags
+    product = mixnn_outputs(given, soft, np.ones(len(wrong)), probs)
+    assert flags[flag_rules.MIXNN_RULE] == detection_scores(product.is_label_issue, wrong)
+    thirty_eighth = suggestion_rules.weighed_mixture_outputs(given, soft, np.ones(len(wrong)), probs)
+    assert flags["weighed change, or differs and given-label mixture p < 0.5 (mixnn's, 38th pass)"] == (
+        detection_scores(thirty_eighth.is_label_issue, wrong))
+    assert json.loads((tmp_path / "flags.json").read_text()) == flag_scores
+    # every rule against the product's, over the files scored
+    against = flag_scores[f"f1 against {flag_rules.MIXNN_RULE}"]
+    assert against[flag_rules.MIXNN_RULE] == {"mean": 0.0, "above": 0, "below": 0}
+    for name, row in against.items():
+        assert row["mean"] == pytest.approx(flags[name]["f1"] - flags[flag_rules.MIXNN_RULE]["f1"])
     for scores in flags.values():
         assert scores["n_noisy"] == int((arrays["given"] != arrays["true"]).sum()) and 0 <= scores["f1"] <= 1
-    aurocs = quality_scores.main([str(tmp_path / "digits.npz"), "--out", str(tmp_path / "quality.json")])["digits.npz"]
-    assert aurocs["final prediction on the given class (ce's; mixnn's since the thirty-sixth pass)"] == detection_auroc(mixnn.label_quality, wrong)
+    quality = quality_scores.main([str(tmp_path / "digits.npz"), "--out", str(tmp_path / "quality.json")])
+    aurocs = {name: row["auroc"] for name, row in quality["files"]["digits.npz"].items()}
+    assert aurocs[quality_scores.MIXNN_QUALITY] == detection_auroc(product.label_quality, wrong)
     assert aurocs["soft label on the given class (the product's until the thirty-sixth pass)"] == detection_auroc(
         argmax_rule_outputs.label_quality, wrong)
-    assert json.loads((tmp_path / "quality.json").read_text())["digits.npz"] == aurocs
+    assert json.loads((tmp_path / "quality.json").read_text()) == quality
     assert all(0.5 < auroc <= 1 for auroc in aurocs.values())  # every candidate ranks better than chance
     # the suite's row of the same run, retagged in place with the current label_quality
     row_path, = suite.main(["--settings", "digits-sym40", "--methods", "mixnn", "--epochs", "3",
@@ -533,11 +543,12 @@ def test_mixing_diagnostics_score_every_mixing_epoch(tmp_path):
     assert sorted(kept.files) == sorted(arrays.files)
     for key in arrays.files:
         assert np.array_equal(kept[key], arrays[key]), key
-    assert row["auroc"] == pytest.approx(aurocs["final prediction on the given class (ce's; mixnn's since the thirty-sixth pass)"], abs=1e-12)  # the suite scores so now
+    assert row["auroc"] == pytest.approx(aurocs[quality_scores.MIXNN_QUALITY], abs=1e-12)  # the suite scores so now
     # the row as the suite wrote it before the thirty-eighth pass (confident learning's count as
-    # the suggestion) and before the thirty-sixth (the soft label as label_quality)
-    counted = label_quality_metrics(arrays["given"], mixnn.suggested_label, mixnn.label_quality,
-                                    mixnn.is_label_issue, arrays["true"])
+    # the suggestion, the mixture flags) and before the thirty-sixth (the soft label as label_quality)
+    suggested = counted_suggestions(given, soft)
+    counted = label_quality_metrics(given, suggested, probs[np.arange(len(given)), given],
+                                    suggestion_rules.mixture_flags(given, soft, probs, suggested), arrays["true"])
     counted_row = {**row, **counted}
     previous = {**counted_row, "auroc": aurocs["soft label on the given class (the product's until the thirty-sixth pass)"]}
     row_path.write_text(json.dumps(previous))
@@ -553,21 +564,40 @@ def test_mixing_diagnostics_score_every_mixing_epoch(tmp_path):
     with pytest.raises(ValueError, match="does not reproduce the row: label_recovery"):
         quality_scores.main([str(tmp_path / "digits.npz"), "--retag", str(row_path)])
 
-    # rescored from its arrays under the current suggestion rule: the figures the suite writes now
-    row_path.write_text(json.dumps({**counted_row, "f1": counted_row["f1"] + 0.01}))
+    # rescored from its arrays under the current rules: the figures the suite writes now
+    weighed_row = {**row, **label_quality_metrics(given, thirty_eighth.suggested_label, thirty_eighth.label_quality,
+                                                  thirty_eighth.is_label_issue, arrays["true"])}
+    row_path.write_text(json.dumps({**weighed_row, "f1": weighed_row["f1"] + 0.01}))
     with pytest.raises(ValueError, match=r"final arrays arrays/digits-sym40-mixnn-e3-s0\.npz does not reproduce the row: f1"):
         rescore_suggestions.main([str(row_path)])
-    row_path.write_text(json.dumps(counted_row))
+    row_path.write_text(json.dumps(weighed_row))
     rescore_suggestions.main([str(row_path)])
     rescored = json.loads(row_path.read_text())
     for field in counted:
-        assert rescored[field] == pytest.approx(row[field], abs=2 / len(wrong)), field
-        assert rescored["rescored"]["previous"][field] == counted_row[field]
+        assert rescored[field] == pytest.approx(row[field], abs=1e-12), field
+        assert rescored["rescored"]["previous"][field] == weighed_row[field]
     assert rescored["rescored"]["suggestion_rule"] == MIXNN_SUGGESTION_RULE
-    kept_row = json.loads(row_path.with_name(row_path.stem + "-counted-suggestion.json").read_text())
-    assert kept_row == {**counted_row, "tag": "counted-suggestion", "retagged": kept_row["retagged"]}
+    assert rescored["rescored"]["label_issue_rule"] == MIXNN_LABEL_ISSUE_RULE
+    assert rescored["rescored"]["flag_cut"] == product.flag_cut
+    kept_row = json.loads(row_path.with_name(row_path.stem + "-mixture-flags.json").read_text())
+    assert kept_row == {**weighed_row, "tag": "mixture-flags", "retagged": kept_row["retagged"]}
     with pytest.raises(FileExistsError, match="rescored before"):
         rescore_suggestions.main([str(row_path)])
+
+
+def test_given_label_mixture_reads_the_models_loss_on_the_given_label():
+    rng = np.random.default_rng(0)
+    given = rng.integers(0, 3, 400)
+    probs = np.full((400, 3), 0.05)
+    probs[np.arange(400), given] = 0.9  # the model agrees with the given label ...
+    wrong = np.arange(400) < 100
+    probs[wrong] = 0.45
+    probs[wrong, given[wrong]] = 0.1  # ... except on these
+    assert np.allclose(suggestion_rules.given_label_losses(given, probs)[:2], -np.log(0.1))
+    p_clean = suggestion_rules.given_label_clean_probability(given, probs)
+    assert (p_clean[wrong] < 0.5).all() and (p_clean[~wrong] > 0.5).all()
+    with pytest.raises(ValueError, match="probs must be"):
+        suggestion_rules.given_label_losses(given, probs[:10])
 
 
 def test_mixing_diagnostics_until_scores_the_first_fit_without_training_it(tmp_path):
@@ -718,8 +748,13 @@ def test_relabel_candidates_by_hand():
     assert verdicts["prediction alone"].suggested_label.tolist() == [0, 1, 1]
     assert verdicts["prediction alone"].is_label_issue.tolist() == [False, True, False]
     assert verdicts["vote alone"].suggested_label.tolist() == [0, 1, 0]
-    manifest_rules = verdicts["mean, with the training manifest's rules"]
+    manifest_rules = verdicts["mean, with the training manifest's rules of the 35th-37th passes"]
     assert np.allclose(manifest_rules.label_quality, [0.9, 0.4, 0.8])  # the prediction on the given class
+    # with the training run's flag cut, a label is flagged where its probability of being wrong
+    # (1 - label_quality: 0.012, 0.471, 0.0) reaches it, though its suggestion keeps it
+    cut = relabel_scores.candidate_outputs(given, probs, votes, replace(run, flag_cut=0.4))[relabel_scores.PRODUCT]
+    assert cut.suggested_label.tolist() == [0, 0, 1] and cut.is_label_issue.tolist() == [False, True, False]
+    assert cut.flag_cut == 0.4
 
 
 def test_relabel_bench_scores_the_relabel_flows_own_verdict(tmp_path):
@@ -731,6 +766,7 @@ def test_relabel_bench_scores_the_relabel_flows_own_verdict(tmp_path):
     exported, outputs, _ = relabel_scores.exported_model(trainer)
     assert np.array_equal(exported.train_labels, outputs.suggested_label)
     assert exported.temperature == outputs.suggestion_temperature is not None
+    assert exported.flag_cut == outputs.flag_cut is not None
     given = data.test.labels.copy()
     given[::3] = (given[::3] + 1) % 10
     flow_verdict = score_samples(exported, data.test.images, given, num_neighbors=5)
@@ -759,11 +795,13 @@ def test_relabel_bench_end_to_end_on_an_incoming_fashion_mnist_batch(tmp_path):
     assert sorted(by_k) == [1, 10]
     assert by_k[1]["prediction alone"] == by_k[10]["prediction alone"]  # q does not depend on K
     assert by_k[1]["vote alone"] != by_k[10]["vote alone"]
+    manifests = "given label weighed, expected-F1 flags (the manifest's)"
     assert sorted(result["run_rules"]) == sorted(["confident learning on the soft labels (until the thirty-eighth "
-                                                  "pass)", "given label weighed (the manifest's)"])
-    assert result["run_rules"]["given label weighed (the manifest's)"]["label_recovery"] == result["run"]["label_recovery"]
+                                                  "pass)", "given label weighed, mixture flags (thirty-eighth pass)",
+                                                  manifests])
+    assert result["run_rules"][manifests] == {key: result["run"][key] for key in result["run_rules"][manifests]}
     for rows in by_k.values():
-        assert len(rows) == 7
+        assert len(rows) == 8
         for row in rows.values():
             assert row["n_noisy"] == int((noisy != batch.labels).sum())
             assert 0.6 < row["auroc"] <= 1 and 0.5 < row["label_recovery"] <= 1  # 2 epochs already rank

@@ -29,9 +29,9 @@ from mixnn_core.mixing import (
     soft_cross_entropy,
 )
 from mixnn_core.outputs import (
+    LABEL_ISSUE_RULE,
     MIXNN_LABEL_ISSUE_RULE,
-    given_label_clean_probability,
-    given_label_losses,
+    MIXNN_LABEL_QUALITY,
     sample_outputs,
 )
 
@@ -316,37 +316,31 @@ def test_a_suggestion_that_keeps_the_given_label_stays_flagged():
         sample_outputs(given, soft, np.ones(3), suggested_labels=np.array([0, 3, 0]))
 
 
-def test_with_final_predictions_a_label_the_given_label_mixture_calls_clean_is_not_flagged():
-    soft = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.1, 0.7, 0.2]] * 50, dtype=np.float32)
-    given = np.zeros(150, dtype=np.int64)
-    # the final model: right about samples 0 and 1 of each triple (low loss on 0, high on 1),
-    # sure of the given label of sample 2 (low loss), so the mixture calls only sample 1 noisy
-    probs = np.array([[0.9, 0.05, 0.05], [0.02, 0.08, 0.9], [0.8, 0.1, 0.1]] * 50)
-    out = sample_outputs(given, soft, np.ones(150), final_probs=probs)
-    assert out.is_label_issue[:3].tolist() == [False, True, True]  # sample 2 is changed: always flagged
-    assert out.suggested_label[:3].tolist() == [0, 2, 1]  # suggestions do not depend on the flags
-    assert np.allclose(out.label_quality[:3], [0.9, 0.02, 0.8])  # the final model's, not the soft label's
-    kept = sample_outputs(given, soft, np.ones(150), suggested_labels=np.tile([0, 2, 0], 50), final_probs=probs)
-    assert kept.is_label_issue[:3].tolist() == [False, True, False]  # sample 2 kept, its given-label loss clean
-    assert np.array_equal(kept.label_quality, out.label_quality)
-    assert out.label_issue_rule == MIXNN_LABEL_ISSUE_RULE != sample_outputs(given, soft, np.ones(150)).label_issue_rule
+def test_with_final_predictions_label_quality_is_the_models_mass_on_the_given_label():
+    soft = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.1, 0.7, 0.2]], dtype=np.float32)
+    given = np.zeros(3, dtype=np.int64)
+    probs = np.array([[0.9, 0.05, 0.05], [0.02, 0.08, 0.9], [0.8, 0.1, 0.1]])
+    out = sample_outputs(given, soft, np.ones(3), final_probs=probs)
+    assert np.allclose(out.label_quality, [0.9, 0.02, 0.8])  # the final model's, not the soft label's
+    assert out.label_quality_rule == MIXNN_LABEL_QUALITY
+    assert out.is_label_issue.tolist() == [False, True, True]  # flags still the soft label's argmax rule
     with pytest.raises(ValueError, match="final_probs"):
-        sample_outputs(given, soft, np.ones(150), final_probs=probs[:2])
+        sample_outputs(given, soft, np.ones(3), final_probs=probs[:2])
 
 
-def test_given_label_mixture_reads_the_models_loss_on_the_given_label():
-    rng = np.random.default_rng(0)
-    given = rng.integers(0, 3, 400)
-    probs = np.full((400, 3), 0.05)
-    probs[np.arange(400), given] = 0.9  # the model agrees with the given label ...
-    wrong = np.arange(400) < 100
-    probs[wrong] = 0.45
-    probs[wrong, given[wrong]] = 0.1  # ... except on these
-    assert np.allclose(given_label_losses(given, probs)[:2], -np.log(0.1))
-    p_clean = given_label_clean_probability(given, probs)
-    assert (p_clean[wrong] < 0.5).all() and (p_clean[~wrong] > 0.5).all()
-    with pytest.raises(ValueError, match="probs must be"):
-        given_label_losses(given, probs[:10])
+def test_with_probabilities_of_being_wrong_the_flags_start_at_the_expected_f1_cut():
+    soft = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.1, 0.7, 0.2], [0.6, 0.3, 0.1]], dtype=np.float32)
+    given = np.zeros(4, dtype=np.int64)
+    wrong = np.array([0.0, 0.9, 0.1, 0.8])  # expected F1 of the top 1, 2, 3, 4: 0.64, 0.89, 0.75, 0.62
+    out = sample_outputs(given, soft, np.ones(4), wrong_probability=wrong)
+    assert out.flag_cut == 0.8 and out.is_label_issue.tolist() == [False, True, False, True]
+    assert out.label_issue_rule == MIXNN_LABEL_ISSUE_RULE != LABEL_ISSUE_RULE
+    assert out.suggested_label.tolist() == [0, 2, 1, 0]  # suggestions do not depend on the flags
+    given_cut = sample_outputs(given, soft, np.ones(4), wrong_probability=wrong, cut=0.05)
+    assert given_cut.flag_cut == 0.05 and given_cut.is_label_issue.tolist() == [False, True, True, True]
+    assert sample_outputs(given, soft, np.ones(4)).flag_cut is None
+    with pytest.raises(ValueError, match="wrong_probability must have shape"):
+        sample_outputs(given, soft, np.ones(4), wrong_probability=wrong[:3])
 
 
 def test_channel_statistics_equal_the_float_computation_per_channel():

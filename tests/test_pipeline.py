@@ -23,8 +23,8 @@ from mixnn_core.outputs import (
     MIXNN_LABEL_ISSUE_RULE,
     MIXNN_LABEL_QUALITY,
     MIXNN_SUGGESTION_RULE,
-    given_label_clean_probability,
 )
+from mixnn_core.review_flags import flag_cut
 
 PROJECT = Path(__file__).resolve().parents[1]
 from tests.conftest import DIGITS_RUN as RUN  # noqa: E402
@@ -104,15 +104,15 @@ def test_manifest_schema_and_contents(finished_run):
     run_dir, _ = finished_run
     table = pq.read_table(run_dir / "manifest.parquet")
     assert table.column_names == MANIFEST_COLUMNS
-    assert table.schema.metadata[b"mixnn_manifest_version"] == b"4"
+    assert table.schema.metadata[b"mixnn_manifest_version"] == b"5"
     manifest = table.to_pandas()
     assert manifest["sample_id"].tolist() == list(range(1797))
     soft = np.stack(manifest["soft_label"].to_numpy())
     assert soft.shape == (1797, 10) and np.allclose(soft.sum(axis=1), 1, atol=1e-4)
     # the suggestion: the final predictions, tempered to the card's temperature, with the given
-    # label weighed through the confident joint of given labels and soft labels; flagged: every
-    # changed label, and those another class is likelier for whose loss under the final model
-    # the given-label mixture calls noisy (for review)
+    # label weighed through the confident joint of given labels and soft labels; flagged: the
+    # labels likeliest wrong by that posterior, as many as maximise the F1 it expects (the cut
+    # in the card), every changed label among them
     given = manifest["given_label"].to_numpy()
     final_probs = np.stack(pd.read_parquet(run_dir / "features" / "final.parquet")["probs"].to_numpy())
     card = json.loads((run_dir / "model" / "model_card.json").read_text())
@@ -123,10 +123,11 @@ def test_manifest_schema_and_contents(finished_run):
     changed = suggested != given
     assert changed.sum() > 300  # of about 720 injected wrong labels
     flagged = manifest["is_label_issue"].to_numpy()
-    seed = json.loads((run_dir / "config.json").read_text())["train"]["seed"]
-    differs = soft.argmax(axis=1) != given
-    np.testing.assert_array_equal(
-        flagged, changed | (differs & (given_label_clean_probability(given, final_probs, seed) < 0.5)))
+    wrong = 1 - posterior[np.arange(len(given)), given]
+    cut = card["given_label_evidence"]["flag_cut"]
+    assert cut == pytest.approx(flag_cut(wrong), rel=1e-3) and 0 < cut <= 0.5
+    assert (flagged != (wrong >= cut)).sum() <= 2  # float32 probabilities again
+    assert flagged[changed].all() and flagged.sum() > changed.sum()
     assert table.schema.metadata[b"mixnn_label_issue_rule"] == MIXNN_LABEL_ISSUE_RULE.encode()
     assert table.schema.metadata[b"mixnn_suggestion_rule"] == MIXNN_SUGGESTION_RULE.encode()
     rows = np.arange(1797)
