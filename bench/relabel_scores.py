@@ -16,9 +16,10 @@ index method) suggesting each class. Candidates, each at every K of ``--neighbor
   the training run's temperature (``SampleOutputs.suggestion_temperature``) and h (the relabel
   flow's since the thirty-eighth pass, ``relabel.class_opinion``), the mean (q + h) / 2
   untempered, or the tempered q alone. Suggested its argmax, label_quality its mass on the
-  given class; the relabel flow's (``relabel.verdict``) flagged where its probability of being
-  wrong reaches the training run's flag cut (``review_flags``, since the thirty-ninth pass), the
-  others (and the flow's as it was) where the suggestion differs from the given label;
+  given class, flagged where the suggestion differs from the given label (the relabel flow's,
+  ``relabel.verdict``), or, for the flow's opinion, where its probability of being wrong reaches
+  the training run's flag cut (``review_flags``; measured in the thirty-ninth pass, whose result
+  files name it the flow's, and not adopted);
 - "mean of prediction and vote" (the relabel flow's until the thirty-eighth pass): soft label
   (q + h) / 2, flagged where its argmax differs from the given label, label_quality its mass on
   the given class;
@@ -74,18 +75,20 @@ PRODUCT = WEIGHED + ", mean of tempered prediction and vote (the relabel flow's)
 MEAN = "mean of prediction and vote (the relabel flow's until the thirty-eighth pass)"
 
 
-def candidate_outputs(given: np.ndarray, probs: np.ndarray, votes: np.ndarray,
-                      exported: ExportedModel) -> dict[str, SampleOutputs]:
+def candidate_outputs(given: np.ndarray, probs: np.ndarray, votes: np.ndarray, exported: ExportedModel,
+                      flag_cut: float) -> dict[str, SampleOutputs]:
     """Each candidate's verdict on the incoming samples (module docstring); ``probs`` q and
     ``votes`` h are (N, C) rows summing to 1; the noise model (``likelihood``) and
-    ``temperature`` are those of the training run ``exported``."""
+    ``temperature`` are those of the training run ``exported``, ``flag_cut`` its manifest's."""
     unknown = np.full(len(given), np.nan)
     mean = (probs + votes) / 2
     counted = counted_suggestions(given, mean)
+    opinion = class_opinion(exported, given, probs, votes)
     return {
         PRODUCT: verdict(exported, given, probs, votes),
-        PRODUCT + ", flagged where the suggestion changes it (until the thirty-ninth pass)": sample_outputs(
-            given, class_opinion(exported, given, probs, votes), unknown),
+        PRODUCT + ", flagged from the training run's flag cut (not adopted)": sample_outputs(
+            given, opinion, unknown, wrong_probability=(1.0 - opinion[np.arange(len(given)), given]).clip(0, 1),
+            cut=flag_cut),
         MEAN: sample_outputs(given, mean, unknown),
         "prediction alone": sample_outputs(given, probs, unknown),
         "vote alone": sample_outputs(given, votes, unknown),
@@ -125,8 +128,7 @@ def exported_model(trainer: Trainer) -> tuple[ExportedModel, SampleOutputs, np.n
             "num_classes": trainer.num_classes}
     index = build_index(evaluation.features, config.knn_method, normalize=config.normalize_features)
     exported = ExportedModel(trainer.model.eval(), card, index, outputs.suggested_label, config.normalize_features,
-                             run_noise_model(trainer.given_labels, outputs.soft_label), outputs.suggestion_temperature,
-                             outputs.flag_cut)
+                             run_noise_model(trainer.given_labels, outputs.soft_label), outputs.suggestion_temperature)
     return exported, outputs, evaluation.probs
 
 
@@ -175,7 +177,8 @@ def main(argv: list[str] | None = None) -> dict:
     for k in args.neighbors:
         votes = neighbor_votes(exported, features, k)
         scores[k] = {name: outputs_metrics(verdict, incoming.labels)
-                     for name, verdict in candidate_outputs(incoming_given, probs, votes, exported).items()}
+                     for name, verdict in candidate_outputs(incoming_given, probs, votes, exported,
+                                                            outputs.flag_cut).items()}
         for name, row in scores[k].items():
             print(f"K={k:3d} {name:52s} recovery {row['label_recovery']:.4f} F1 {row['f1']:.4f} "
                   f"AUROC {row['auroc']:.4f}", flush=True)

@@ -99,8 +99,8 @@ def export_model(model: torch.nn.Module, out_dir: str | Path, *, architecture: s
     The TorchScript module maps a normalised float batch (B, C, H, W) to class logits; the card
     says how to normalise (``(pixel / 255 - mean) / std`` per channel) and what the classes are,
     and (``given_label_evidence``) the temperature a mixnn run's suggestion tempered the
-    predictions to (``SampleOutputs.suggestion_temperature``) and the probability of being wrong
-    its flags start at (``SampleOutputs.flag_cut``), which the relabel flow applies.
+    predictions to (``SampleOutputs.suggestion_temperature``), which the relabel flow applies,
+    and the probability of being wrong its manifest's flags start at (``SampleOutputs.flag_cut``).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -7,9 +7,9 @@ given label weighed as evidence through the run's noise model, P(given | true) f
 manifest's confident joint (``label_posterior``; nothing read from the other samples scored with
 it, so a sample's verdict does not depend on its batch): the posterior s. For a ce / mixup run
 s = (q + h) / 2. Then ``suggested_label = argmax s``, ``label_quality = s[given]`` (the estimated
-probability that the given label is correct) and ``is_label_issue``: for a mixnn run where
-``1 - s[given]`` reaches the probability of being wrong the run's own flags start at (model card
-``given_label_evidence.flag_cut``, ``review_flags``), else where ``label_quality < s[suggested]``.
+probability that the given label is correct) and ``is_label_issue = label_quality < s[suggested]``.
+(Flagging from the training run's own flag cut, as its manifest does, was measured and not
+adopted: BENCHMARKS.md "Thirty-ninth pass".)
 """
 
 from __future__ import annotations
@@ -48,9 +48,6 @@ class ExportedModel:
     # not weigh the given label
     likelihood: np.ndarray | None = None
     temperature: float | None = None
-    # the probability of being wrong the training run's flags start at (review_flags.flag_cut);
-    # None for a ce / mixup run and a run exported before model card version 3
-    flag_cut: float | None = None
 
 
 def read_model_card(run_dir: str | Path) -> dict:
@@ -86,8 +83,7 @@ def load_exported_model(run_dir: str | Path) -> ExportedModel:
         given = manifest.column("given_label").to_numpy().astype(np.int64)
         likelihood = run_noise_model(given, read_vector_column(manifest, "soft_label"))
     return ExportedModel(model.eval(), card, index, manifest.column("suggested_label").to_numpy().astype(np.int64),
-                         bool(card["configuration"]["normalize_features"]), likelihood, temperature,
-                         card["given_label_evidence"].get("flag_cut"))
+                         bool(card["configuration"]["normalize_features"]), likelihood, temperature)
 
 
 def content_keys(images: np.ndarray, given_label_names: list[str]) -> list[str]:
@@ -168,10 +164,8 @@ def verdict(exported: ExportedModel, given_labels: np.ndarray, probs: np.ndarray
             votes: np.ndarray) -> SampleOutputs:
     """The run's verdict on new samples from its prediction q and neighbours' vote h (N, C):
     suggestion, label quality and flags of ``class_opinion`` s (module docstring)."""
-    opinion = class_opinion(exported, given_labels, probs, votes)
-    given = np.asarray(given_labels, dtype=np.int64)
-    wrong = None if exported.flag_cut is None else (1.0 - opinion[np.arange(len(given)), given]).clip(0.0, 1.0)
-    return sample_outputs(given, opinion, np.full(len(given), np.nan), wrong_probability=wrong, cut=exported.flag_cut)
+    return sample_outputs(given_labels, class_opinion(exported, given_labels, probs, votes),
+                          np.full(len(given_labels), np.nan))
 
 
 def score_samples(exported: ExportedModel, images: np.ndarray, given_labels: np.ndarray,

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -734,7 +733,7 @@ def test_relabel_candidates_by_hand():
     votes = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
     likelihood = np.array([[0.75, 1 / 6], [0.25, 5 / 6]])  # P(given j | true k)
     run = ExportedModel(None, {}, None, np.zeros(1, dtype=np.int64), False, likelihood, temperature=1.0)
-    verdicts = relabel_scores.candidate_outputs(given, probs, votes, run)
+    verdicts = relabel_scores.candidate_outputs(given, probs, votes, run, flag_cut=0.4)
     mean = verdicts[relabel_scores.MEAN]  # [.95 .05], [.2 .8], [.6 .4]
     assert mean.suggested_label.tolist() == [0, 1, 0]
     assert mean.is_label_issue.tolist() == [False, True, True]
@@ -752,7 +751,7 @@ def test_relabel_candidates_by_hand():
     assert np.allclose(manifest_rules.label_quality, [0.9, 0.4, 0.8])  # the prediction on the given class
     # with the training run's flag cut, a label is flagged where its probability of being wrong
     # (1 - label_quality: 0.012, 0.471, 0.0) reaches it, though its suggestion keeps it
-    cut = relabel_scores.candidate_outputs(given, probs, votes, replace(run, flag_cut=0.4))[relabel_scores.PRODUCT]
+    cut = verdicts[relabel_scores.PRODUCT + ", flagged from the training run's flag cut (not adopted)"]
     assert cut.suggested_label.tolist() == [0, 0, 1] and cut.is_label_issue.tolist() == [False, True, False]
     assert cut.flag_cut == 0.4
 
@@ -766,11 +765,11 @@ def test_relabel_bench_scores_the_relabel_flows_own_verdict(tmp_path):
     exported, outputs, _ = relabel_scores.exported_model(trainer)
     assert np.array_equal(exported.train_labels, outputs.suggested_label)
     assert exported.temperature == outputs.suggestion_temperature is not None
-    assert exported.flag_cut == outputs.flag_cut is not None
     given = data.test.labels.copy()
     given[::3] = (given[::3] + 1) % 10
     flow_verdict = score_samples(exported, data.test.images, given, num_neighbors=5)
-    verdict = relabel_scores.candidate_outputs(given, *predictions_and_votes(exported, data.test.images, 5), exported)
+    verdict = relabel_scores.candidate_outputs(given, *predictions_and_votes(exported, data.test.images, 5), exported,
+                                               outputs.flag_cut)
     product = verdict[relabel_scores.PRODUCT]
     assert np.array_equal(flow_verdict["suggested_label"], product.suggested_label)
     assert np.array_equal(flow_verdict["is_label_issue"], product.is_label_issue)

@@ -110,32 +110,11 @@ def test_a_model_card_without_the_suggestion_temperature_is_named_with_what_to_d
         relabel(incoming=str(batch), model_run_dir=str(run_dir), output_dir=str(tmp_path / "out"))
 
 
-def test_a_model_card_without_the_flag_cut_flags_where_the_suggestion_changes_the_label(digits_run, tmp_path):
-    """A run exported by the thirty-eighth pass (model card version 2) is still read: its new
-    samples are flagged as its manifest was then, where the suggestion differs from the given label."""
-    from mixnn_core.relabel import load_exported_model, score_samples
-
-    run_dir = shutil.copytree(digits_run[0], tmp_path / "run")
-    card_path = run_dir / "model" / "model_card.json"
-    card = json.loads(card_path.read_text())
-    del card["given_label_evidence"]["flag_cut"]
-    card_path.write_text(json.dumps({**card, "model_card_version": "2"}))
-    exported = load_exported_model(run_dir)
-    assert exported.flag_cut is None and exported.temperature == card["given_label_evidence"]["temperature"]
-    data = load_digits()
-    images = np.round(data.images[:60] * 255 / 16).astype(np.uint8)[:, None]
-    given = np.where(np.arange(60) % 3 == 0, (data.target[:60] + 1) % 10, data.target[:60])
-    scored = score_samples(exported, images, given)
-    np.testing.assert_array_equal(scored["is_label_issue"], scored["suggested_label"] != given)
-    with_cut = score_samples(load_exported_model(digits_run[0]), images, given)
-    assert (with_cut["is_label_issue"] >= scored["is_label_issue"]).all()  # the cut is at most 0.5
-
-
 def test_a_samples_verdict_does_not_depend_on_what_arrived_with_it(digits_run):
     from mixnn_core.relabel import load_exported_model, score_samples
 
     exported = load_exported_model(digits_run[0])
-    assert exported.temperature > 0 and exported.likelihood.shape == (10, 10) and 0 < exported.flag_cut <= 0.5
+    assert exported.temperature > 0 and exported.likelihood.shape == (10, 10)
     data = load_digits()
     images = np.round(data.images[:40] * 255 / 16).astype(np.uint8)[:, None]
     given = np.where(np.arange(40) % 4 == 0, (data.target[:40] + 1) % 10, data.target[:40])
