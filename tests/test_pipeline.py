@@ -125,9 +125,9 @@ def test_manifest_schema_and_contents(finished_run):
     flagged = manifest["is_label_issue"].to_numpy()
     wrong = 1 - posterior[np.arange(len(given)), given]
     cut = card["given_label_evidence"]["flag_cut"]
-    assert cut == pytest.approx(flag_cut(wrong), rel=1e-3) and 0 < cut <= 0.5
+    assert cut == pytest.approx(flag_cut(wrong), rel=1e-3)
     assert (flagged != (wrong >= cut)).sum() <= 2  # float32 probabilities again
-    assert flagged[changed].all() and flagged.sum() > changed.sum()
+    assert flagged[changed].all() and flagged[wrong > 0.501].all()  # every label likelier wrong than right
     assert table.schema.metadata[b"mixnn_label_issue_rule"] == MIXNN_LABEL_ISSUE_RULE.encode()
     assert table.schema.metadata[b"mixnn_suggestion_rule"] == MIXNN_SUGGESTION_RULE.encode()
     rows = np.arange(1797)
