@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from bench.suggestion_rules import (  # noqa: E402
     check_reproduced,
     given_label_clean_probability,
-    mixture_flags,
+    mixture_flagged_outputs,
     read_samples,
     score_samples,
 )
@@ -38,7 +38,6 @@ from mixnn_core.confident_learning import counted_suggestions  # noqa: E402
 from mixnn_core.files import read_json, write_json_atomic  # noqa: E402
 from mixnn_core.label_posterior import tempered, weighed_posterior  # noqa: E402
 from mixnn_core.metrics import detection_auroc, label_quality_metrics  # noqa: E402
-from mixnn_core.outputs import sample_outputs  # noqa: E402
 
 MIXNN_QUALITY = "final prediction on the given class (ce's; mixnn's since the thirty-sixth pass)"
 
@@ -76,10 +75,10 @@ def retagged_row(row: dict, given: np.ndarray, true: np.ndarray, soft: np.ndarra
     ``label_quality``, computed from the run's final arrays; ValueError unless they reproduce it."""
     if row["method"] != "mixnn" or "label_quality_retag" in row:
         raise ValueError(f"only a mixnn row not yet retagged can be retagged (method {row['method']})")
-    suggested = counted_suggestions(given, soft)
-    outputs = sample_outputs(given, soft, np.ones(len(given)), suggested, probs)
-    flags = mixture_flags(given, soft, probs, suggested, row["config"]["seed"])
-    before = label_quality_metrics(given, suggested, soft[np.arange(len(given)), given], flags, true)
+    outputs = mixture_flagged_outputs(given, soft, np.ones(len(given)), counted_suggestions(given, soft), probs,
+                                      row["config"]["seed"])
+    before = label_quality_metrics(given, outputs.suggested_label, soft[np.arange(len(given)), given],
+                                   outputs.is_label_issue, true)
     check_reproduced(before, row, samples_name)
     return {**row, "auroc": detection_auroc(outputs.label_quality, given != true), "label_quality_retag": {
         "previous_auroc": row["auroc"], "label_quality": outputs.label_quality_rule, "samples": samples_name,

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.datasets import Split, fashion_mnist, subset_rows  # noqa: E402
-from bench.suggestion_rules import mixture_flags, weighed_mixture_outputs  # noqa: E402
+from bench.suggestion_rules import mixture_flagged_outputs, weighed_mixture_outputs  # noqa: E402
 from bench.suite import SETTINGS, code_version, config_assignments, load, machine_record  # noqa: E402
 from bench.timestamps import utc_now  # noqa: E402
 from mixnn_core.confident_learning import counted_suggestions  # noqa: E402
@@ -82,7 +81,6 @@ def candidate_outputs(given: np.ndarray, probs: np.ndarray, votes: np.ndarray, e
     ``temperature`` are those of the training run ``exported``, ``flag_cut`` its manifest's."""
     unknown = np.full(len(given), np.nan)
     mean = (probs + votes) / 2
-    counted = counted_suggestions(given, mean)
     opinion = class_opinion(exported, given, probs, votes)
     return {
         PRODUCT: verdict(exported, given, probs, votes),
@@ -92,9 +90,8 @@ def candidate_outputs(given: np.ndarray, probs: np.ndarray, votes: np.ndarray, e
         MEAN: sample_outputs(given, mean, unknown),
         "prediction alone": sample_outputs(given, probs, unknown),
         "vote alone": sample_outputs(given, votes, unknown),
-        "mean, with the training manifest's rules of the 35th-37th passes": replace(
-            sample_outputs(given, mean, unknown, counted, probs),
-            is_label_issue=mixture_flags(given, mean, probs, counted)),
+        "mean, with the training manifest's rules of the 35th-37th passes": mixture_flagged_outputs(
+            given, mean, unknown, counted_suggestions(given, mean), probs),
         WEIGHED + ", mean": sample_outputs(given, given_label_posterior(given, mean, exported.likelihood), unknown),
         WEIGHED + ", tempered prediction": sample_outputs(
             given, given_label_posterior(given, tempered(probs, exported.temperature), exported.likelihood),
@@ -140,9 +137,7 @@ def training_run_rules(given: np.ndarray, true: np.ndarray, outputs: SampleOutpu
     confident learning's count on the soft labels as the suggestion (until the thirty-eighth
     pass), the mixture flags (thirty-fifth to thirty-eighth)."""
     soft, p_clean = outputs.soft_label, outputs.p_clean
-    counted = counted_suggestions(given, soft)
-    before = replace(sample_outputs(given, soft, p_clean, counted, final_probs),
-                     is_label_issue=mixture_flags(given, soft, final_probs, counted, seed))
+    before = mixture_flagged_outputs(given, soft, p_clean, counted_suggestions(given, soft), final_probs, seed)
     return {"confident learning on the soft labels (until the thirty-eighth pass)": outputs_metrics(before, true),
             "given label weighed, mixture flags (thirty-eighth pass)": outputs_metrics(
                 weighed_mixture_outputs(given, soft, p_clean, final_probs, seed), true),

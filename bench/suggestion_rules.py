@@ -56,14 +56,21 @@ def mixture_flags(given: np.ndarray, soft: np.ndarray, probs: np.ndarray, sugges
     return (differs & (given_label_clean_probability(given, probs, seed) < 0.5)) | (suggested != given)
 
 
+def mixture_flagged_outputs(given: np.ndarray, soft: np.ndarray, p_clean: np.ndarray, suggested: np.ndarray,
+                            probs: np.ndarray, seed: int = 0) -> SampleOutputs:
+    """``sample_outputs`` of the suggestion ``suggested`` with ``mixture_flags``: a mixnn run's
+    outputs as the thirty-fifth to thirty-eighth passes flagged them, label_quality the final
+    prediction ``probs`` on the given class."""
+    outputs = sample_outputs(given, soft, p_clean, suggested, probs)
+    return replace(outputs, is_label_issue=mixture_flags(given, soft, probs, suggested, seed))
+
+
 def weighed_mixture_outputs(given: np.ndarray, soft: np.ndarray, p_clean: np.ndarray, probs: np.ndarray,
                             seed: int = 0) -> SampleOutputs:
     """A mixnn run's outputs as the thirty-eighth pass exported them: the weighed suggestion
-    (``label_posterior.weighed_posterior``), ``mixture_flags``, label_quality the final prediction
-    on the given class."""
+    (``label_posterior.weighed_posterior``) with ``mixture_flagged_outputs``."""
     suggested = weighed_posterior(given, probs, soft)[0].argmax(axis=1)
-    outputs = sample_outputs(given, soft, p_clean, suggested, probs)
-    return replace(outputs, is_label_issue=mixture_flags(given, soft, probs, suggested, seed))
+    return mixture_flagged_outputs(given, soft, p_clean, suggested, probs, seed)
 
 
 def given_label_clean_probability_per_class(given: np.ndarray, probs: np.ndarray) -> np.ndarray:

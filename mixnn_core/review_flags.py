@@ -24,25 +24,28 @@ def _wrong_probability(wrong_probability: np.ndarray) -> np.ndarray:
     return wrong
 
 
-def expected_f1(wrong_probability: np.ndarray) -> np.ndarray:
-    """Expected F1 (N,) of flagging the n labels likeliest wrong, n = 1 .. N, when label i is
-    wrong with probability ``wrong_probability[i]``; all 0 when no label can be wrong."""
-    wrong = np.sort(_wrong_probability(wrong_probability))[::-1]
+def _expected_f1_of_descending(wrong: np.ndarray) -> np.ndarray:
     total = wrong.sum()
     if total == 0:
         return np.zeros(wrong.size)
     return 2.0 * np.cumsum(wrong) / (np.arange(1, wrong.size + 1) + total)
 
 
+def expected_f1(wrong_probability: np.ndarray) -> np.ndarray:
+    """Expected F1 (N,) of flagging the n labels likeliest wrong, n = 1 .. N, when label i is
+    wrong with probability ``wrong_probability[i]``; all 0 when no label can be wrong."""
+    return _expected_f1_of_descending(np.sort(_wrong_probability(wrong_probability))[::-1])
+
+
 def flag_cut(wrong_probability: np.ndarray) -> float:
     """The smallest probability of being wrong among the labels whose flagging maximises the
     expected F1 (``expected_f1``): flag a label when its probability reaches it. Infinite (flag
     nothing) when there is no label or none can be wrong."""
-    wrong = _wrong_probability(wrong_probability)
-    scores = expected_f1(wrong)
+    descending = np.sort(_wrong_probability(wrong_probability))[::-1]
+    scores = _expected_f1_of_descending(descending)
     if scores.size == 0 or scores.max() == 0:
         return float("inf")
-    return float(np.sort(wrong)[::-1][int(np.argmax(scores))])
+    return float(descending[int(np.argmax(scores))])
 
 
 def review_flags(wrong_probability: np.ndarray, cut: float) -> np.ndarray:
