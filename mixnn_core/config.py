@@ -15,6 +15,7 @@ CORRECTION_RATES = ("uniform", "noisy_probability", "estimated_noise", "none")
 MIXING_STRENGTHS = ("full", "estimated_noise")
 NOISE_ESTIMATES = ("mixture", "confident_joint")
 NEIGHBOR_SCOPES = ("dataset", "batch")
+CLEAN_PROBABILITIES = ("mixture", "posterior")
 LR_SCHEDULES = ("cosine", "cosine_restarts")
 # What a value of each TrainConfig annotation must be, as an error names it, and the test. bool
 # is excluded from the numbers (True would pass as 1); a float field accepts an integer.
@@ -41,7 +42,7 @@ def check_kind(name: str, value, annotation: str) -> None:
 FIELDS_CE_IGNORES = frozenset({
     "warmup_epochs", "mixup_epochs", "num_neighbors", "knn_method", "normalize_features",
     "neighbor_scope", "alpha", "correction_start", "correction_every", "correction_rate",
-    "loss_window", "mixture_loss", "mixture_scale", "mixture_per_class", "gate_clean_probability",
+    "loss_window", "clean_probability", "mixture_loss", "mixture_scale", "mixture_per_class", "gate_clean_probability",
     "gate_start", "consolidation_epochs", "consolidation_weights", "dynamic_weights", "own_weight",
     "mixing_strength", "noise_estimate", "symmetric_noise_smoothing", "bn_refresh_samples",
     "bn_refresh_augmented",
@@ -91,6 +92,12 @@ class TrainConfig:
     # ("none": training keeps the given labels; the suggestions and the gate still follow the
     # method's correction)
     correction_rate: str = "estimated_noise"
+    # where a sample's p_clean comes from at each fit: the two-component mixture over the losses
+    # ("mixture", the method) or the probability that its loss label (mixture_loss) is its true
+    # class by the evaluation pass's predictions with the given label weighed as evidence
+    # ("posterior", label_posterior.posterior_clean_probability; the mixture still sets the
+    # noise strength)
+    clean_probability: str = "mixture"
     loss_window: int = 1  # epochs of normalised losses averaged before the mixture fit
     mixture_loss: str = "current"  # loss the mixture sees: vs "current" corrected labels or "given"
     # the scale the mixture sees the losses on before min-max normalisation: "linear" (the method)
@@ -153,6 +160,8 @@ class TrainConfig:
             check_kind(field.name, getattr(self, field.name), field.type)
         checks = [
             (self.method in METHODS, f"method must be one of {METHODS}, got {self.method!r}"),
+            (self.clean_probability in CLEAN_PROBABILITIES,
+             f"clean_probability must be one of {CLEAN_PROBABILITIES}, got {self.clean_probability!r}"),
             (self.mixture_loss in MIXTURE_LOSSES,
              f"mixture_loss must be one of {MIXTURE_LOSSES}, got {self.mixture_loss!r}"),
             (self.mixture_scale in MIXTURE_SCALES,

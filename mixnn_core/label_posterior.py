@@ -141,3 +141,23 @@ def weighed_posterior(given_labels: np.ndarray, class_probs: np.ndarray,
     likelihood = run_noise_model(given_labels, soft_labels)
     temperature = fit_temperature(given_labels, class_probs, likelihood)
     return given_label_posterior(given_labels, tempered(class_probs, temperature), likelihood), temperature
+
+
+def posterior_clean_probability(given_labels: np.ndarray, class_probs: np.ndarray,
+                                labels: np.ndarray) -> np.ndarray:
+    """Probability (N,) that ``labels`` (N,) name each sample's true class, by the posterior
+    of predictions ``class_probs`` (N, C) once the given labels (N,) are weighed as evidence:
+    P(given | true) from the confident joint of the given labels and the predictions
+    themselves (no soft label needed, so it works before any correction), the predictions
+    tempered by ``fit_temperature``, then ``given_label_posterior``. With ``labels`` the given
+    ones it is the probability that a given label is right: about 0.9 for a clean sample the
+    model gives only 0.2 under 20 % symmetric noise, where the given label is 41 times likelier
+    to come from its own class than from any one other."""
+    given, class_probs = checked_probs(given_labels, class_probs, "class_probs")
+    labels = np.asarray(labels)
+    if labels.shape != given.shape:
+        raise ValueError(f"labels must have shape {given.shape}, got {labels.shape}")
+    likelihood = given_label_likelihood(confident_joint(given, class_probs))
+    temperature = fit_temperature(given, class_probs, likelihood)
+    posterior = given_label_posterior(given, tempered(class_probs, temperature), likelihood)
+    return posterior[np.arange(given.size), labels]

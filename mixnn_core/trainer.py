@@ -45,6 +45,7 @@ from mixnn_core.correction import (
 from mixnn_core.files import read_torch_state, replace_atomically
 from mixnn_core.gmm import MixtureFit, fit_mixture, fit_mixture_per_class, mixture_input
 from mixnn_core.knn import nearest_neighbors, neighbors_within_groups
+from mixnn_core.label_posterior import posterior_clean_probability
 from mixnn_core.mixing import (
     mix_batch,
     mixing_weights,
@@ -218,6 +219,8 @@ class Trainer:
         the same evaluation pass's predictions), and ``noise_concentration`` from ``probs``."""
         if self.noise_strength is None and probs is None and self.config.symmetric_noise_smoothing > 0:
             raise ValueError("symmetric_noise_smoothing reads the first fit's predictions: pass probs")
+        if probs is None and self.config.clean_probability == "posterior":
+            raise ValueError('clean_probability="posterior" reads the evaluation pass\'s predictions: pass probs')
         window = self.recent_losses + [mixture_input(losses, self.config.mixture_scale)]
         averaged = np.mean(window, axis=0)
         if self.config.mixture_per_class:
@@ -225,19 +228,22 @@ class Trainer:
         else:
             fit = fit_mixture(averaged, seed=self.config.seed)
         self.recent_losses = window[1:] if len(window) == self.config.loss_window else window
-        self.p_clean = fit.p_clean
-        if self.config.gates_clean_probability(self.epoch):
-            self.p_clean = np.where(self.outputs().suggested_label != self.given_labels, 0.0, fit.p_clean)
         if self.noise_strength is None:  # later fits see corrected labels (and a working correction)
-            self.noise_strength = noise_odds_strength(self.first_noise_share(probs))
+            self.noise_strength = noise_odds_strength(self.first_noise_share(fit.p_clean, probs))
             if probs is not None:
                 self.noise_concentration = noise_concentration(self.given_labels, probs)
+        self.p_clean = fit.p_clean
+        if self.config.clean_probability == "posterior":
+            self.p_clean = posterior_clean_probability(self.given_labels, probs, self.loss_labels())
+        if self.config.gates_clean_probability(self.epoch):
+            self.p_clean = np.where(self.outputs().suggested_label != self.given_labels, 0.0, self.p_clean)
         return fit
 
-    def first_noise_share(self, probs: np.ndarray | None) -> float:
-        """The share of noisy labels ``noise_strength`` is read from (labels still as given)."""
+    def first_noise_share(self, mixture_p_clean: np.ndarray, probs: np.ndarray | None) -> float:
+        """The share of noisy labels ``noise_strength`` is read from (labels still as given), by
+        the first fit's mixture (``mixture_p_clean``) or its evaluation pass (``probs``)."""
         if self.config.noise_estimate == "mixture":
-            return estimated_noise_share(self.p_clean)
+            return estimated_noise_share(mixture_p_clean)
         if probs is None:
             raise ValueError('noise_estimate="confident_joint" needs the evaluation pass\'s predictions (probs)')
         return confident_joint_noise_share(self.given_labels, probs)
