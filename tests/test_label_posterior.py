@@ -11,6 +11,7 @@ from mixnn_core.label_posterior import (
     given_label_likelihood,
     given_label_log_likelihood,
     given_label_posterior,
+    posterior_clean_probability,
     tempered,
     weighed_posterior,
 )
@@ -113,6 +114,27 @@ def test_hedging_predictions_weighed_after_tempering_beat_the_argmax_and_the_cou
         assert weighed > (given_label_posterior(given, hedging, likelihood).argmax(axis=1) == true).mean() + 0.02
 
 
+@pytest.mark.parametrize("flip", [False, True])
+def test_posterior_clean_probability_keeps_right_labels_the_model_doubts(flip):
+    """As p_clean in training: right given labels the (hedging) model does not predict keep a
+    high probability of being right, because the given label is evidence; wrong ones get a
+    low one. For other labels (the model's argmax) it is the posterior's mass on them."""
+    given, true, probs, _ = calibrated_problem(2, wrong=0.3 if flip else 0.2, flip=flip)
+    hedging = tempered(probs, 3.0)
+    rows = np.arange(len(given))
+    p_clean = posterior_clean_probability(given, hedging, given)
+    clean = given == true
+    doubted = clean & (hedging[rows, given] < hedging.max(axis=1))  # each below 0.5 by the model
+    assert doubted.sum() > 400
+    assert p_clean[clean].mean() > 0.85 and p_clean[~clean].mean() < 0.2
+    assert (p_clean[doubted] > 0.5).mean() > 0.6
+    argmax = hedging.argmax(axis=1)
+    likelihood = given_label_likelihood(confident_joint(given, hedging))
+    posterior = given_label_posterior(given, tempered(hedging, fit_temperature(given, hedging, likelihood)),
+                                      likelihood)
+    assert np.allclose(posterior_clean_probability(given, hedging, argmax), posterior[rows, argmax])
+
+
 def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="square"):
         given_label_likelihood(np.ones((2, 3)))
@@ -124,5 +146,7 @@ def test_bad_input_is_refused():
         given_label_posterior(np.array([0, 1]), np.ones((2, 2)) / 2, np.full((3, 3), 1 / 3))
     with pytest.raises(ValueError, match="given labels must lie"):
         fit_temperature(np.array([0, 2]), np.ones((2, 2)) / 2, np.full((2, 2), 0.5))
+    with pytest.raises(ValueError, match="labels must have shape"):
+        posterior_clean_probability(np.array([0, 1]), np.ones((2, 2)) / 2, np.array([0]))
     with pytest.raises(ValueError, match="temperature must be positive"):
         tempered(np.ones((1, 2)) / 2, 0.0)

@@ -18,7 +18,7 @@ from mixnn_core.config import (
 )
 from mixnn_core.correction import noise_odds_strength
 from mixnn_core.gmm import mixture_input, normalize_losses
-from mixnn_core.label_posterior import weighed_posterior
+from mixnn_core.label_posterior import posterior_clean_probability, weighed_posterior
 from mixnn_core.metrics import label_quality_metrics
 from mixnn_core.models import build_model, resolve_model_name
 from mixnn_core.noise import inject_noise
@@ -205,6 +205,38 @@ def test_symmetric_noise_smoothing_follows_the_first_fits_reading_of_the_noise(d
         TrainConfig(symmetric_noise_smoothing=-0.1)
     with pytest.raises(ValueError, match="symmetric_noise_smoothing reads the first fit's predictions"):
         Trainer(cpu_preset(10, symmetric_noise_smoothing=0.2), images, labels, 10).fit_clean_probability(losses)
+
+
+def test_posterior_clean_probability_replaces_the_mixtures_but_not_its_noise_strength(digits):
+    """clean_probability="posterior": p_clean is the posterior's mass on each sample's loss
+    label (corrected labels included), the gate still applies, and the noise strength is the
+    mixture's reading, as without the option."""
+    images, labels = digits
+    noisy, _ = inject_noise(labels, 10, "symmetric", 0.4, seed=0)
+    rng = np.random.default_rng(0)
+    losses = rng.random(len(noisy))
+    probs = rng.dirichlet(np.ones(10), len(noisy)).astype(np.float32)
+    mixture = Trainer(cpu_preset(10), images, noisy, 10)
+    posterior = Trainer(cpu_preset(10, clean_probability="posterior"), images, noisy, 10)
+    for trainer in (mixture, posterior):
+        trainer.epoch = 2  # a mixing epoch: no gate
+        trainer.soft_labels = np.roll(trainer.soft_labels, 1, axis=0)  # loss labels differ from given
+        fit = trainer.fit_clean_probability(losses, probs)
+    assert posterior.noise_strength == mixture.noise_strength
+    assert np.array_equal(mixture.p_clean, fit.p_clean)
+    expected = posterior_clean_probability(noisy, probs, posterior.loss_labels())
+    assert not np.array_equal(posterior.loss_labels(), noisy)
+    assert np.allclose(posterior.p_clean, expected) and not np.allclose(expected, fit.p_clean)
+    posterior.epoch = 9  # a consolidation epoch: gated where the suggestion changes the label
+    posterior.uniform_soft_labels = posterior.soft_labels
+    posterior.fit_clean_probability(losses, probs)
+    changed = posterior.outputs().suggested_label != noisy
+    assert changed.any() and np.all(posterior.p_clean[changed] == 0)
+    assert np.allclose(posterior.p_clean[~changed], posterior_clean_probability(noisy, probs, posterior.loss_labels())[~changed])
+    with pytest.raises(ValueError, match='clean_probability="posterior" reads'):
+        posterior.fit_clean_probability(losses)
+    with pytest.raises(ValueError, match="clean_probability must be one of"):
+        TrainConfig(clean_probability="loss")
 
 
 def test_gate_sets_clean_probability_0_where_the_outputs_would_change_the_label(digits):
@@ -415,7 +447,8 @@ def parameters(trainer):
 @pytest.mark.parametrize("method, options", [("mixnn", {}), ("mixup", {}),
                                              ("mixnn", {"correction_rate": "uniform"}),
                                              ("mixnn", {"correction_rate": "noisy_probability",
-                                                        "mixing_strength": "full"})])
+                                                        "mixing_strength": "full"}),
+                                             ("mixnn", {"clean_probability": "posterior"})])
 def test_checkpoint_round_trip_continues_bit_for_bit(digits, tmp_path, method, options):
     images, labels = digits
     noisy, _ = inject_noise(labels, 10, "symmetric", 0.4, seed=0)
@@ -446,7 +479,8 @@ OTHER_VALUES = {"warmup_epochs": 2, "mixup_epochs": 1, "num_neighbors": 3, "knn_
                 "gate_start": 1, "consolidation_epochs": 1, "consolidation_weights": "kept",
                 "dynamic_weights": False, "own_weight": "clean_probability", "mixing_strength": "full",
                 "noise_estimate": "confident_joint", "bn_refresh_samples": 7,
-                "bn_refresh_augmented": True, "symmetric_noise_smoothing": 0.3}
+                "bn_refresh_augmented": True, "symmetric_noise_smoothing": 0.3,
+                "clean_probability": "posterior"}
 
 
 def test_fields_ce_ignores_do_not_change_a_ce_run(digits):
