@@ -96,7 +96,8 @@ class TrainConfig:
     # ("mixture", the method) or the probability that its loss label (mixture_loss) is its true
     # class by the evaluation pass's predictions with the given label weighed as evidence
     # ("posterior", label_posterior.posterior_clean_probability; the mixture still sets the
-    # noise strength)
+    # noise strength). Held out 5-fold, noisy labels: +0.28 sym 20, level sym 50 / asym 40 /
+    # pair-flip 45, -0.39 sym 80 (BENCHMARKS.md fortieth pass), so not the default
     clean_probability: str = "mixture"
     loss_window: int = 1  # epochs of normalised losses averaged before the mixture fit
     mixture_loss: str = "current"  # loss the mixture sees: vs "current" corrected labels or "given"

@@ -30,6 +30,7 @@ from bench import (
     suggestion_rules,
     suggestion_share,
     suite,
+    tag_pairs,
     timestamps,
     tune,
     weight_average,
@@ -804,3 +805,22 @@ def test_relabel_bench_end_to_end_on_an_incoming_fashion_mnist_batch(tmp_path):
         for row in rows.values():
             assert row["n_noisy"] == int((noisy != batch.labels).sum())
             assert 0.6 < row["auroc"] <= 1 and 0.5 < row["label_recovery"] <= 1  # 2 epochs already rank
+
+
+def test_tag_pairs_subtracts_the_untagged_twin_of_each_seed(tmp_path, capsys):
+    def row(method, seed, tag="", test=0.8, recovery=0.9):
+        return {"setting": "fmnist20k-sym20", "method": method, "epochs": 20, "seed": seed, "tag": tag,
+                "test_acc_last": test, "label_recovery": recovery, "f1": 0.5, "auroc": 0.9}
+
+    rows = [row("mixnn", 0), row("mixnn", 0, "opt", test=0.81, recovery=0.89), row("ce", 0, test=0.82),
+            row("mixnn", 1, "opt"), row("mixnn", 2), row("mixnn", 2, "other", test=0.7)]  # no twin / other tag
+    for number, values in enumerate(rows):
+        (tmp_path / f"{number}.json").write_text(json.dumps(values))
+    pairs = tag_pairs.main(["--tag", "opt", "--runs", str(tmp_path)])
+    assert list(pairs) == ["fmnist20k-sym20"] and list(pairs["fmnist20k-sym20"]) == [0]
+    seed_0 = pairs["fmnist20k-sym20"][0]
+    assert seed_0["test_acc_last"] == pytest.approx(0.01) and seed_0["label_recovery"] == pytest.approx(-0.01)
+    assert seed_0["f1"] == 0 and seed_0["ce_test"] == 0.82
+    assert "test +1.0000 (1/1 up), recovery -1.0000 (0/1 up)" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no mixnn row at 20 epochs tagged 'none'"):
+        tag_pairs.main(["--tag", "none", "--runs", str(tmp_path)])
