@@ -23,7 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.report import by, load_runs  # noqa: E402
 
-KEYS = (("test_acc_last", "test", 100), ("label_recovery", "recovery", 100), ("f1", "F1", 1), ("auroc", "AUROC", 1))
+KEYS = (("test_acc_last", "test", 100), ("label_recovery", "recovery", 100), ("f1", "F1", 1),
+        ("auroc", "AUROC", 1))
 
 
 def tag_differences(runs: list[dict], tag: str, method: str, epochs: int) -> dict[str, dict[int, dict]]:
@@ -51,7 +52,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     pairs = tag_differences(load_runs(args.runs), args.tag, args.method, args.epochs)
     if not pairs:
-        raise SystemExit(f"no {args.method} row at {args.epochs} epochs tagged {args.tag!r} has an untagged twin")
+        raise SystemExit(f"no {args.method} row at {args.epochs} epochs tagged {args.tag!r} "
+                         "has an untagged twin")
     for setting, seeds in sorted(pairs.items()):
         for seed, differences in sorted(seeds.items()):
             print(f"{setting} seed {seed}: " + ", ".join(
@@ -59,7 +61,8 @@ def main(argv: list[str] | None = None) -> dict:
         summary = []
         for key, label, scale in KEYS:
             values = [seeds[seed][key] * scale for seed in seeds]
-            summary.append(f"{label} {statistics.mean(values):+.4f} ({sum(v > 0 for v in values)}/{len(values)} up)")
+            up = sum(value > 0 for value in values)
+            summary.append(f"{label} {statistics.mean(values):+.4f} ({up}/{len(values)} up)")
         print(f"{setting} mean over {len(seeds)} seed(s): " + ", ".join(summary))
     return pairs
 

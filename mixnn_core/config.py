@@ -42,10 +42,10 @@ def check_kind(name: str, value, annotation: str) -> None:
 FIELDS_CE_IGNORES = frozenset({
     "warmup_epochs", "mixup_epochs", "num_neighbors", "knn_method", "normalize_features",
     "neighbor_scope", "alpha", "correction_start", "correction_every", "correction_rate",
-    "loss_window", "clean_probability", "mixture_loss", "mixture_scale", "mixture_per_class", "gate_clean_probability",
-    "gate_start", "consolidation_epochs", "consolidation_weights", "dynamic_weights", "own_weight",
-    "mixing_strength", "noise_estimate", "symmetric_noise_smoothing", "bn_refresh_samples",
-    "bn_refresh_augmented",
+    "loss_window", "clean_probability", "mixture_loss", "mixture_scale", "mixture_per_class",
+    "gate_clean_probability", "gate_start", "consolidation_epochs", "consolidation_weights",
+    "dynamic_weights", "own_weight", "mixing_strength", "noise_estimate", "symmetric_noise_smoothing",
+    "bn_refresh_samples", "bn_refresh_augmented",
 })
 
 
@@ -162,7 +162,8 @@ class TrainConfig:
         checks = [
             (self.method in METHODS, f"method must be one of {METHODS}, got {self.method!r}"),
             (self.clean_probability in CLEAN_PROBABILITIES,
-             f"clean_probability must be one of {CLEAN_PROBABILITIES}, got {self.clean_probability!r}"),
+             f"clean_probability must be one of {CLEAN_PROBABILITIES}, "
+             f"got {self.clean_probability!r}"),
             (self.mixture_loss in MIXTURE_LOSSES,
              f"mixture_loss must be one of {MIXTURE_LOSSES}, got {self.mixture_loss!r}"),
             (self.mixture_scale in MIXTURE_SCALES,

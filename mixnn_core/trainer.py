@@ -220,7 +220,8 @@ class Trainer:
         if self.noise_strength is None and probs is None and self.config.symmetric_noise_smoothing > 0:
             raise ValueError("symmetric_noise_smoothing reads the first fit's predictions: pass probs")
         if probs is None and self.config.clean_probability == "posterior":
-            raise ValueError('clean_probability="posterior" reads the evaluation pass\'s predictions: pass probs')
+            raise ValueError('clean_probability="posterior" reads the evaluation pass\'s predictions: '
+                             'pass probs')
         window = self.recent_losses + [mixture_input(losses, self.config.mixture_scale)]
         averaged = np.mean(window, axis=0)
         if self.config.mixture_per_class:

@@ -813,7 +813,8 @@ def test_tag_pairs_subtracts_the_untagged_twin_of_each_seed(tmp_path, capsys):
                 "test_acc_last": test, "label_recovery": recovery, "f1": 0.5, "auroc": 0.9}
 
     rows = [row("mixnn", 0), row("mixnn", 0, "opt", test=0.81, recovery=0.89), row("ce", 0, test=0.82),
-            row("mixnn", 1, "opt"), row("mixnn", 2), row("mixnn", 2, "other", test=0.7)]  # no twin / other tag
+            row("mixnn", 1, "opt"),  # no untagged twin
+            row("mixnn", 2), row("mixnn", 2, "other", test=0.7)]  # another tag
     for number, values in enumerate(rows):
         (tmp_path / f"{number}.json").write_text(json.dumps(values))
     pairs = tag_pairs.main(["--tag", "opt", "--runs", str(tmp_path)])

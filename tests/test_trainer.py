@@ -232,7 +232,8 @@ def test_posterior_clean_probability_replaces_the_mixtures_but_not_its_noise_str
     posterior.fit_clean_probability(losses, probs)
     changed = posterior.outputs().suggested_label != noisy
     assert changed.any() and np.all(posterior.p_clean[changed] == 0)
-    assert np.allclose(posterior.p_clean[~changed], posterior_clean_probability(noisy, probs, posterior.loss_labels())[~changed])
+    ungated = posterior_clean_probability(noisy, probs, posterior.loss_labels())
+    assert np.allclose(posterior.p_clean[~changed], ungated[~changed])
     with pytest.raises(ValueError, match='clean_probability="posterior" reads'):
         posterior.fit_clean_probability(losses)
     with pytest.raises(ValueError, match="clean_probability must be one of"):
