@@ -56,8 +56,10 @@ def main(argv: list[str] | None = None) -> dict:
                          "has an untagged twin")
     for setting, seeds in sorted(pairs.items()):
         for seed, differences in sorted(seeds.items()):
+            ce_test = differences["ce_test"]
             print(f"{setting} seed {seed}: " + ", ".join(
-                f"{label} {differences[key] * scale:+.4f}" for key, label, scale in KEYS))
+                f"{label} {differences[key] * scale:+.4f}" for key, label, scale in KEYS)
+                + (f" (ce test {100 * ce_test:.2f})" if ce_test is not None else ""))
         summary = []
         for key, label, scale in KEYS:
             values = [seeds[seed][key] * scale for seed in seeds]
