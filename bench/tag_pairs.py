@@ -50,9 +50,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--runs", type=Path, default=ROOT / "bench" / "results" / "runs")
     args = parser.parse_args(argv)
+    if not args.runs.is_dir():
+        raise SystemExit(f"{args.runs}: no such folder of suite result files")
     pairs = tag_differences(load_runs(args.runs), args.tag, args.method, args.epochs)
     if not pairs:
-        raise SystemExit(f"no {args.method} row at {args.epochs} epochs tagged {args.tag!r} "
+        raise SystemExit(f"{args.runs}: no {args.method} row at {args.epochs} epochs tagged {args.tag!r} "
                          "has an untagged twin")
     for setting, seeds in sorted(pairs.items()):
         for seed, differences in sorted(seeds.items()):

@@ -825,3 +825,5 @@ def test_tag_pairs_subtracts_the_untagged_twin_of_each_seed(tmp_path, capsys):
     assert "test +1.0000 (1/1 up), recovery -1.0000 (0/1 up)" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="no mixnn row at 20 epochs tagged 'none'"):
         tag_pairs.main(["--tag", "none", "--runs", str(tmp_path)])
+    with pytest.raises(SystemExit, match="missing: no such folder"):
+        tag_pairs.main(["--tag", "opt", "--runs", str(tmp_path / "missing")])
