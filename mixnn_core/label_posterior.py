@@ -158,3 +158,19 @@ def posterior_clean_probability(given_labels: np.ndarray, class_probs: np.ndarra
         raise ValueError(f"labels must have shape {given.shape}, got {labels.shape}")
     posterior, _ = weighed_posterior(given, class_probs, class_probs)
     return posterior[np.arange(given.size), labels]
+
+
+def rank_matched(ranking: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``values`` (N,) handed out again in the order of ``ranking`` (N,): the sample with the
+    k-th smallest ranking score gets the k-th smallest value (ties kept in sample order). The
+    result has exactly the values' distribution (mean, spread, share above 0.5) and the
+    ranking's order. Used to keep the posterior's order of which labels are likelier right
+    while the loss mixture, not the posterior, says how many are."""
+    ranking = np.asarray(ranking)
+    values = np.asarray(values)
+    if ranking.ndim != 1 or ranking.shape != values.shape:
+        raise ValueError(f"ranking and values must be two (N,) arrays, "
+                         f"got {ranking.shape} and {values.shape}")
+    matched = np.empty_like(values)
+    matched[np.argsort(ranking, kind="stable")] = np.sort(values)
+    return matched

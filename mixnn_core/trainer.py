@@ -45,7 +45,7 @@ from mixnn_core.correction import (
 from mixnn_core.files import read_torch_state, replace_atomically
 from mixnn_core.gmm import MixtureFit, fit_mixture, fit_mixture_per_class, mixture_input
 from mixnn_core.knn import nearest_neighbors, neighbors_within_groups
-from mixnn_core.label_posterior import posterior_clean_probability
+from mixnn_core.label_posterior import posterior_clean_probability, rank_matched
 from mixnn_core.mixing import (
     mix_batch,
     mixing_weights,
@@ -219,9 +219,9 @@ class Trainer:
         the same evaluation pass's predictions), and ``noise_concentration`` from ``probs``."""
         if self.noise_strength is None and probs is None and self.config.symmetric_noise_smoothing > 0:
             raise ValueError("symmetric_noise_smoothing reads the first fit's predictions: pass probs")
-        if probs is None and self.config.clean_probability == "posterior":
-            raise ValueError('clean_probability="posterior" reads the evaluation pass\'s predictions: '
-                             'pass probs')
+        if probs is None and self.config.clean_probability != "mixture":
+            raise ValueError(f'clean_probability="{self.config.clean_probability}" reads the evaluation '
+                             "pass's predictions: pass probs")
         window = self.recent_losses + [mixture_input(losses, self.config.mixture_scale)]
         averaged = np.mean(window, axis=0)
         if self.config.mixture_per_class:
@@ -234,8 +234,10 @@ class Trainer:
             if probs is not None:
                 self.noise_concentration = noise_concentration(self.given_labels, probs)
         self.p_clean = fit.p_clean
-        if self.config.clean_probability == "posterior":
-            self.p_clean = posterior_clean_probability(self.given_labels, probs, self.loss_labels())
+        if self.config.clean_probability != "mixture":
+            posterior = posterior_clean_probability(self.given_labels, probs, self.loss_labels())
+            ranked = self.config.clean_probability == "posterior_rank"
+            self.p_clean = rank_matched(posterior, fit.p_clean) if ranked else posterior
         if self.config.gates_clean_probability(self.epoch):
             self.p_clean = np.where(self.outputs().suggested_label != self.given_labels, 0.0, self.p_clean)
         return fit
