@@ -12,6 +12,7 @@ from mixnn_core.label_posterior import (
     given_label_log_likelihood,
     given_label_posterior,
     posterior_clean_probability,
+    rank_matched,
     tempered,
     weighed_posterior,
 )
@@ -135,6 +136,19 @@ def test_posterior_clean_probability_keeps_right_labels_the_model_doubts(flip):
     assert np.allclose(posterior_clean_probability(given, hedging, argmax), posterior[rows, argmax])
 
 
+def test_rank_matched_keeps_the_values_and_takes_the_order():
+    """By hand: the smallest score gets the smallest value; ties stay in sample order; the
+    result is a permutation of the values that sorts like the ranking."""
+    assert np.array_equal(rank_matched(np.array([0.9, 0.1, 0.5]), np.array([0.2, 0.3, 0.7])),
+                          [0.7, 0.2, 0.3])
+    assert np.array_equal(rank_matched(np.array([1.0, 1.0, 0.0]), np.array([3.0, 1.0, 2.0])), [2.0, 3.0, 1.0])
+    rng = np.random.default_rng(0)
+    ranking, values = rng.random(500), rng.beta(0.5, 0.5, 500)
+    matched = rank_matched(ranking, values)
+    assert np.array_equal(np.sort(matched), np.sort(values))
+    assert np.all(np.diff(matched[np.argsort(ranking)]) >= 0)
+
+
 def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="square"):
         given_label_likelihood(np.ones((2, 3)))
@@ -148,5 +162,7 @@ def test_bad_input_is_refused():
         fit_temperature(np.array([0, 2]), np.ones((2, 2)) / 2, np.full((2, 2), 0.5))
     with pytest.raises(ValueError, match="labels must have shape"):
         posterior_clean_probability(np.array([0, 1]), np.ones((2, 2)) / 2, np.array([0]))
+    with pytest.raises(ValueError, match=r"ranking and values must be two \(N,\) arrays"):
+        rank_matched(np.ones(3), np.ones(2))
     with pytest.raises(ValueError, match="temperature must be positive"):
         tempered(np.ones((1, 2)) / 2, 0.0)

@@ -210,7 +210,8 @@ def test_symmetric_noise_smoothing_follows_the_first_fits_reading_of_the_noise(d
 def test_posterior_clean_probability_replaces_the_mixtures_but_not_its_noise_strength(digits):
     """clean_probability="posterior": p_clean is the posterior's mass on each sample's loss
     label (corrected labels included), the gate still applies, and the noise strength is the
-    mixture's reading, as without the option."""
+    mixture's reading, as without the option; "posterior_rank": the mixture's p_clean values
+    in the posterior's order."""
     images, labels = digits
     noisy, _ = inject_noise(labels, 10, "symmetric", 0.4, seed=0)
     rng = np.random.default_rng(0)
@@ -218,15 +219,20 @@ def test_posterior_clean_probability_replaces_the_mixtures_but_not_its_noise_str
     probs = rng.dirichlet(np.ones(10), len(noisy)).astype(np.float32)
     mixture = Trainer(cpu_preset(10), images, noisy, 10)
     posterior = Trainer(cpu_preset(10, clean_probability="posterior"), images, noisy, 10)
-    for trainer in (mixture, posterior):
+    ranked = Trainer(cpu_preset(10, clean_probability="posterior_rank"), images, noisy, 10)
+    for trainer in (mixture, posterior, ranked):
         trainer.epoch = 2  # a mixing epoch: no gate
         trainer.soft_labels = np.roll(trainer.soft_labels, 1, axis=0)  # loss labels differ from given
         fit = trainer.fit_clean_probability(losses, probs)
-    assert posterior.noise_strength == mixture.noise_strength
+    assert posterior.noise_strength == mixture.noise_strength == ranked.noise_strength
     assert np.array_equal(mixture.p_clean, fit.p_clean)
     expected = posterior_clean_probability(noisy, probs, posterior.loss_labels())
     assert not np.array_equal(posterior.loss_labels(), noisy)
     assert np.allclose(posterior.p_clean, expected) and not np.allclose(expected, fit.p_clean)
+    # posterior_rank: the mixture's values, in the posterior's order
+    assert np.array_equal(np.sort(ranked.p_clean), np.sort(fit.p_clean))
+    assert not np.array_equal(ranked.p_clean, fit.p_clean)
+    assert np.all(np.diff(ranked.p_clean[np.argsort(expected, kind="stable")]) >= 0)
     posterior.epoch = 9  # a consolidation epoch: gated where the suggestion changes the label
     posterior.uniform_soft_labels = posterior.soft_labels
     posterior.fit_clean_probability(losses, probs)
@@ -236,6 +242,8 @@ def test_posterior_clean_probability_replaces_the_mixtures_but_not_its_noise_str
     assert np.allclose(posterior.p_clean[~changed], ungated[~changed])
     with pytest.raises(ValueError, match='clean_probability="posterior" reads'):
         posterior.fit_clean_probability(losses)
+    with pytest.raises(ValueError, match='clean_probability="posterior_rank" reads'):
+        ranked.fit_clean_probability(losses)
     with pytest.raises(ValueError, match="clean_probability must be one of"):
         TrainConfig(clean_probability="loss")
 
