@@ -236,8 +236,11 @@ class Trainer:
         self.p_clean = fit.p_clean
         if self.config.clean_probability != "mixture":
             posterior = posterior_clean_probability(self.given_labels, probs, self.loss_labels())
-            ranked = self.config.clean_probability == "posterior_rank"
-            self.p_clean = rank_matched(posterior, fit.p_clean) if ranked else posterior
+            if self.config.clean_probability == "posterior_rank":  # the posterior's order, the mixture's values
+                posterior = rank_matched(posterior, fit.p_clean)
+            elif self.config.clean_probability == "posterior_scale":  # the other way round
+                posterior = rank_matched(fit.p_clean, posterior)
+            self.p_clean = posterior
         if self.config.gates_clean_probability(self.epoch):
             self.p_clean = np.where(self.outputs().suggested_label != self.given_labels, 0.0, self.p_clean)
         return fit

@@ -211,7 +211,7 @@ def test_posterior_clean_probability_replaces_the_mixtures_but_not_its_noise_str
     """clean_probability="posterior": p_clean is the posterior's mass on each sample's loss
     label (corrected labels included), the gate still applies, and the noise strength is the
     mixture's reading, as without the option; "posterior_rank": the mixture's p_clean values
-    in the posterior's order."""
+    in the posterior's order; "posterior_scale": the posterior's values in the mixture's."""
     images, labels = digits
     noisy, _ = inject_noise(labels, 10, "symmetric", 0.4, seed=0)
     rng = np.random.default_rng(0)
@@ -220,7 +220,8 @@ def test_posterior_clean_probability_replaces_the_mixtures_but_not_its_noise_str
     mixture = Trainer(cpu_preset(10), images, noisy, 10)
     posterior = Trainer(cpu_preset(10, clean_probability="posterior"), images, noisy, 10)
     ranked = Trainer(cpu_preset(10, clean_probability="posterior_rank"), images, noisy, 10)
-    for trainer in (mixture, posterior, ranked):
+    scaled = Trainer(cpu_preset(10, clean_probability="posterior_scale"), images, noisy, 10)
+    for trainer in (mixture, posterior, ranked, scaled):
         trainer.epoch = 2  # a mixing epoch: no gate
         trainer.soft_labels = np.roll(trainer.soft_labels, 1, axis=0)  # loss labels differ from given
         fit = trainer.fit_clean_probability(losses, probs)
@@ -233,6 +234,9 @@ def test_posterior_clean_probability_replaces_the_mixtures_but_not_its_noise_str
     assert np.array_equal(np.sort(ranked.p_clean), np.sort(fit.p_clean))
     assert not np.array_equal(ranked.p_clean, fit.p_clean)
     assert np.all(np.diff(ranked.p_clean[np.argsort(expected, kind="stable")]) >= 0)
+    # posterior_scale: the posterior's values, in the mixture's order
+    assert np.array_equal(np.sort(scaled.p_clean), np.sort(expected))
+    assert np.all(np.diff(scaled.p_clean[np.argsort(fit.p_clean, kind="stable")]) >= 0)
     posterior.epoch = 9  # a consolidation epoch: gated where the suggestion changes the label
     posterior.uniform_soft_labels = posterior.soft_labels
     posterior.fit_clean_probability(losses, probs)
