@@ -236,9 +236,9 @@ class Trainer:
         self.p_clean = fit.p_clean
         if self.config.clean_probability != "mixture":
             posterior = posterior_clean_probability(self.given_labels, probs, self.loss_labels())
-            if self.config.clean_probability == "posterior_rank":  # the posterior's order, the mixture's values
+            if self.config.clean_probability == "posterior_rank":  # posterior's order, mixture's values
                 posterior = rank_matched(posterior, fit.p_clean)
-            elif self.config.clean_probability == "posterior_scale":  # the other way round
+            elif self.config.clean_probability == "posterior_scale":  # mixture's order, posterior's values
                 posterior = rank_matched(fit.p_clean, posterior)
             self.p_clean = posterior
         if self.config.gates_clean_probability(self.epoch):
