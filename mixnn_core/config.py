@@ -100,8 +100,9 @@ class TrainConfig:
     # pair-flip 45, -0.39 sym 80 (BENCHMARKS.md fortieth pass), so not the default.
     # "posterior_rank": the mixture's p_clean values handed out in the posterior's order
     # (label_posterior.rank_matched): the posterior says which labels, the mixture how many;
-    # "posterior_scale" the other way round. Held out 5-fold, noisy labels, posterior_rank:
-    # -0.07 sym 20, -0.17 sym 80 (BENCHMARKS.md forty-first pass)
+    # "posterior_scale" the other way round. Held out 5-fold, noisy labels: posterior_rank
+    # -0.07 sym 20, -0.17 sym 80; posterior_scale +0.22 sym 20, level sym 50 / asym 40 /
+    # pair-flip 45, -0.23 sym 80 (BENCHMARKS.md forty-first pass): neither is the default
     clean_probability: str = "mixture"
     loss_window: int = 1  # epochs of normalised losses averaged before the mixture fit
     mixture_loss: str = "current"  # loss the mixture sees: vs "current" corrected labels or "given"

@@ -164,8 +164,8 @@ def rank_matched(ranking: np.ndarray, values: np.ndarray) -> np.ndarray:
     """``values`` (N,) handed out again in the order of ``ranking`` (N,): the sample with the
     k-th smallest ranking score gets the k-th smallest value (ties kept in sample order). The
     result has exactly the values' distribution (mean, spread, share above 0.5) and the
-    ranking's order. Used to keep the posterior's order of which labels are likelier right
-    while the loss mixture, not the posterior, says how many are."""
+    ranking's order. Used to give p_clean one source's order and the other's values
+    (``TrainConfig.clean_probability`` "posterior_rank" / "posterior_scale")."""
     ranking = np.asarray(ranking)
     values = np.asarray(values)
     if ranking.ndim != 1 or ranking.shape != values.shape:

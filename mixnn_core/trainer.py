@@ -237,10 +237,11 @@ class Trainer:
         if self.config.clean_probability != "mixture":
             posterior = posterior_clean_probability(self.given_labels, probs, self.loss_labels())
             if self.config.clean_probability == "posterior_rank":  # posterior's order, mixture's values
-                posterior = rank_matched(posterior, fit.p_clean)
+                self.p_clean = rank_matched(posterior, fit.p_clean)
             elif self.config.clean_probability == "posterior_scale":  # mixture's order, posterior's values
-                posterior = rank_matched(fit.p_clean, posterior)
-            self.p_clean = posterior
+                self.p_clean = rank_matched(fit.p_clean, posterior)
+            else:
+                self.p_clean = posterior
         if self.config.gates_clean_probability(self.epoch):
             self.p_clean = np.where(self.outputs().suggested_label != self.given_labels, 0.0, self.p_clean)
         return fit
