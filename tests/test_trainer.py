@@ -225,7 +225,7 @@ def test_posterior_clean_probability_replaces_the_mixtures_but_not_its_noise_str
         trainer.epoch = 2  # a mixing epoch: no gate
         trainer.soft_labels = np.roll(trainer.soft_labels, 1, axis=0)  # loss labels differ from given
         fit = trainer.fit_clean_probability(losses, probs)
-    assert posterior.noise_strength == mixture.noise_strength == ranked.noise_strength
+    assert all(trainer.noise_strength == mixture.noise_strength for trainer in (posterior, ranked, scaled))
     assert np.array_equal(mixture.p_clean, fit.p_clean)
     expected = posterior_clean_probability(noisy, probs, posterior.loss_labels())
     assert not np.array_equal(posterior.loss_labels(), noisy)
@@ -236,6 +236,7 @@ def test_posterior_clean_probability_replaces_the_mixtures_but_not_its_noise_str
     assert np.all(np.diff(ranked.p_clean[np.argsort(expected, kind="stable")]) >= 0)
     # posterior_scale: the posterior's values, in the mixture's order
     assert np.array_equal(np.sort(scaled.p_clean), np.sort(expected))
+    assert not np.array_equal(scaled.p_clean, expected)
     assert np.all(np.diff(scaled.p_clean[np.argsort(fit.p_clean, kind="stable")]) >= 0)
     posterior.epoch = 9  # a consolidation epoch: gated where the suggestion changes the label
     posterior.uniform_soft_labels = posterior.soft_labels
