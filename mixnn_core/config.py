@@ -15,7 +15,7 @@ CORRECTION_RATES = ("uniform", "noisy_probability", "estimated_noise", "none")
 MIXING_STRENGTHS = ("full", "estimated_noise")
 NOISE_ESTIMATES = ("mixture", "confident_joint")
 NEIGHBOR_SCOPES = ("dataset", "batch")
-CLEAN_PROBABILITIES = ("mixture", "posterior", "posterior_rank", "posterior_scale")
+CLEAN_PROBABILITIES = ("mixture", "posterior", "posterior_rank", "posterior_scale", "posterior_scale_floor")
 LR_SCHEDULES = ("cosine", "cosine_restarts")
 # What a value of each TrainConfig annotation must be, as an error names it, and the test. bool
 # is excluded from the numbers (True would pass as 1); a float field accepts an integer.
@@ -102,7 +102,10 @@ class TrainConfig:
     # (label_posterior.rank_matched): the posterior says which labels, the mixture how many;
     # "posterior_scale" the other way round. Held out 5-fold, noisy labels: posterior_rank
     # -0.07 sym 20, -0.17 sym 80; posterior_scale +0.22 sym 20, level sym 50 / asym 40 /
-    # pair-flip 45, -0.23 sym 80 (BENCHMARKS.md forty-first pass): neither is the default
+    # pair-flip 45, -0.23 sym 80 (BENCHMARKS.md forty-first pass): neither is the default.
+    # "posterior_scale_floor": posterior_scale's value or the mixture's, whichever is higher
+    # (the posterior's values where they are the higher, as under light noise; the mixture's
+    # where the posterior's are lower, as under heavy noise); under test
     clean_probability: str = "mixture"
     loss_window: int = 1  # epochs of normalised losses averaged before the mixture fit
     mixture_loss: str = "current"  # loss the mixture sees: vs "current" corrected labels or "given"

@@ -240,6 +240,8 @@ class Trainer:
                 self.p_clean = rank_matched(posterior, fit.p_clean)
             elif self.config.clean_probability == "posterior_scale":  # mixture's order, posterior's values
                 self.p_clean = rank_matched(fit.p_clean, posterior)
+            elif self.config.clean_probability == "posterior_scale_floor":  # ... never below the mixture's
+                self.p_clean = np.maximum(fit.p_clean, rank_matched(fit.p_clean, posterior))
             else:
                 self.p_clean = posterior
         if self.config.gates_clean_probability(self.epoch):

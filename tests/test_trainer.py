@@ -211,7 +211,8 @@ def test_posterior_clean_probability_replaces_the_mixtures_but_not_its_noise_str
     """clean_probability="posterior": p_clean is the posterior's mass on each sample's loss
     label (corrected labels included), the gate still applies, and the noise strength is the
     mixture's reading, as without the option; "posterior_rank": the mixture's p_clean values
-    in the posterior's order; "posterior_scale": the posterior's values in the mixture's."""
+    in the posterior's order; "posterior_scale": the posterior's values in the mixture's;
+    "posterior_scale_floor": the higher of posterior_scale's value and the mixture's."""
     images, labels = digits
     noisy, _ = inject_noise(labels, 10, "symmetric", 0.4, seed=0)
     rng = np.random.default_rng(0)
@@ -221,11 +222,13 @@ def test_posterior_clean_probability_replaces_the_mixtures_but_not_its_noise_str
     posterior = Trainer(cpu_preset(10, clean_probability="posterior"), images, noisy, 10)
     ranked = Trainer(cpu_preset(10, clean_probability="posterior_rank"), images, noisy, 10)
     scaled = Trainer(cpu_preset(10, clean_probability="posterior_scale"), images, noisy, 10)
-    for trainer in (mixture, posterior, ranked, scaled):
+    floored = Trainer(cpu_preset(10, clean_probability="posterior_scale_floor"), images, noisy, 10)
+    for trainer in (mixture, posterior, ranked, scaled, floored):
         trainer.epoch = 2  # a mixing epoch: no gate
         trainer.soft_labels = np.roll(trainer.soft_labels, 1, axis=0)  # loss labels differ from given
         fit = trainer.fit_clean_probability(losses, probs)
-    assert all(trainer.noise_strength == mixture.noise_strength for trainer in (posterior, ranked, scaled))
+    assert all(trainer.noise_strength == mixture.noise_strength
+               for trainer in (posterior, ranked, scaled, floored))
     assert np.array_equal(mixture.p_clean, fit.p_clean)
     expected = posterior_clean_probability(noisy, probs, posterior.loss_labels())
     assert not np.array_equal(posterior.loss_labels(), noisy)
@@ -238,6 +241,11 @@ def test_posterior_clean_probability_replaces_the_mixtures_but_not_its_noise_str
     assert np.array_equal(np.sort(scaled.p_clean), np.sort(expected))
     assert not np.array_equal(scaled.p_clean, expected)
     assert np.all(np.diff(scaled.p_clean[np.argsort(fit.p_clean, kind="stable")]) >= 0)
+    # posterior_scale_floor: posterior_scale's value where it is the higher, else the mixture's
+    above = scaled.p_clean > fit.p_clean
+    assert above.any() and not above.all()  # the floor matters for some samples and not for others
+    assert np.array_equal(floored.p_clean[above], scaled.p_clean[above])
+    assert np.array_equal(floored.p_clean[~above], fit.p_clean[~above])
     posterior.epoch = 9  # a consolidation epoch: gated where the suggestion changes the label
     posterior.uniform_soft_labels = posterior.soft_labels
     posterior.fit_clean_probability(losses, probs)
