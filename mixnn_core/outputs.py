@@ -74,7 +74,7 @@ class SampleOutputs:
     soft_label: np.ndarray  # (N, C) float32, rows in the simplex
     label_quality: np.ndarray  # (N,) see label_quality_rule
     is_label_issue: np.ndarray  # (N,) bool, see label_issue_rule
-    p_clean: np.ndarray  # (N,) the last mixture fit's clean probability (1 where never fitted)
+    p_clean: np.ndarray  # (N,) the last fit's clean probability as training weighed it (1 where never fitted)
     label_issue_rule: str = LABEL_ISSUE_RULE  # what is_label_issue says, in words
     label_quality_rule: str = LABEL_QUALITY_RULE  # how label_quality is computed, in words
     suggestion_rule: str = SUGGESTION_RULE  # how suggested_label is chosen, in words

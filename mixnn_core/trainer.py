@@ -157,6 +157,7 @@ class Trainer:
                                          momentum=config.momentum, weight_decay=config.weight_decay)
         self.soft_labels = np.eye(num_classes, dtype=np.float32)[labels]
         self.p_clean = np.ones(labels.shape[0])
+        self.n_gated = 0  # samples the last fit's gate set to p_clean 0
         # the soft labels the method's uniform correction gives, which suggestions are read from;
         # the training soft labels themselves unless correction_rate scales each sample's step
         self.uniform_soft_labels = self.soft_labels
@@ -244,8 +245,11 @@ class Trainer:
                 self.p_clean = np.maximum(fit.p_clean, rank_matched(fit.p_clean, posterior))
             else:
                 self.p_clean = posterior
+        self.n_gated = 0
         if self.config.gates_clean_probability(self.epoch):
-            self.p_clean = np.where(self.outputs().suggested_label != self.given_labels, 0.0, self.p_clean)
+            gated = self.outputs().suggested_label != self.given_labels
+            self.p_clean = np.where(gated, 0.0, self.p_clean)
+            self.n_gated = int(gated.sum())
         return fit
 
     def first_noise_share(self, mixture_p_clean: np.ndarray, probs: np.ndarray | None) -> float:

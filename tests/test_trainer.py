@@ -218,7 +218,7 @@ def test_posterior_clean_probability_replaces_the_mixtures_but_not_its_noise_str
     rng = np.random.default_rng(0)
     losses = rng.random(len(noisy))
     probs = rng.dirichlet(np.ones(10), len(noisy)).astype(np.float32)
-    mixture = Trainer(cpu_preset(10), images, noisy, 10)
+    mixture = Trainer(cpu_preset(10, clean_probability="mixture"), images, noisy, 10)
     posterior = Trainer(cpu_preset(10, clean_probability="posterior"), images, noisy, 10)
     ranked = Trainer(cpu_preset(10, clean_probability="posterior_rank"), images, noisy, 10)
     scaled = Trainer(cpu_preset(10, clean_probability="posterior_scale"), images, noisy, 10)
@@ -272,7 +272,7 @@ def test_gate_sets_clean_probability_0_where_the_outputs_would_change_the_label(
     losses = np.random.default_rng(0).gamma(1.0, size=len(labels))
 
     def fitted(gate, gate_start=None):
-        config = cpu_preset(5, gate_clean_probability=gate, gate_start=gate_start)
+        config = cpu_preset(5, gate_clean_probability=gate, gate_start=gate_start, clean_probability="mixture")
         trainer = Trainer(config, images, labels, 10)
         trainer.epoch = 4  # three corrections done: the given label keeps alpha^3 of the soft label
         trainer.uniform_soft_labels = uniform
@@ -385,7 +385,8 @@ def test_noisy_probability_correction_keeps_clean_looking_labels(digits, tmp_pat
     np.testing.assert_array_equal(kept.outputs().soft_label, uniform.outputs().soft_label)
     # correction_rate="estimated_noise": the noisy_probability step times the odds of noise the
     # run's first mixture fit sees (here about a fifth of the losses high: odds about 0.25)
-    scaled = Trainer(cpu_preset(10, correction_rate="estimated_noise"), images, labels, 10)
+    scaled = Trainer(cpu_preset(10, correction_rate="estimated_noise", clean_probability="mixture"),
+                     images, labels, 10)
     scaled.epoch = config.correction_start
     rng = np.random.default_rng(0)
     losses = np.where(np.arange(len(labels)) % 5 == 0, 5.0, 1.0) + rng.normal(0, 0.1, len(labels))
@@ -403,7 +404,7 @@ def test_noisy_probability_correction_keeps_clean_looking_labels(digits, tmp_pat
     scaled.epoch += 1
     scaled.fit_clean_probability(-losses)
     assert scaled.p_clean.mean() < 0.5 and scaled.noise_strength == strength
-    resumed = Trainer(cpu_preset(10, correction_rate="estimated_noise"), images, labels, 10)
+    resumed = Trainer(scaled.config, images, labels, 10)
     resumed.load(scaled.save(tmp_path / "scaled.pt"))
     assert resumed.noise_strength == strength
     # noise_estimate="confident_joint": the share from the predictions, not the losses' mixture
@@ -425,20 +426,20 @@ def test_mixture_switches_change_what_the_mixture_sees(digits):
     trainer = Trainer(cpu_preset(4, mixture_loss="given"), images, noisy, 10)
     trainer.soft_labels = np.roll(trainer.soft_labels, 1, axis=1)  # corrected labels all differ
     assert np.array_equal(trainer.loss_labels(), noisy)
-    current = Trainer(cpu_preset(4), images, noisy, 10)
+    current = Trainer(cpu_preset(4, clean_probability="mixture"), images, noisy, 10)
     current.soft_labels = trainer.soft_labels
     assert np.array_equal(current.loss_labels(), (noisy + 1) % 10)
     given_losses = trainer.evaluation_pass().losses
     assert not np.allclose(given_losses, current.evaluation_pass().losses)
 
-    per_class = Trainer(cpu_preset(4, mixture_per_class=True), images, noisy, 10)
+    per_class = Trainer(cpu_preset(4, mixture_per_class=True, clean_probability="mixture"), images, noisy, 10)
     losses = per_class.evaluation_pass().losses
     fit = per_class.fit_clean_probability(losses)
     for label in range(10):  # each class's own min-max range
         rows = noisy == label
         assert fit.normalized_losses[rows].min() == 0 and fit.normalized_losses[rows].max() == 1
 
-    logged = Trainer(cpu_preset(4, mixture_scale="log"), images, noisy, 10)
+    logged = Trainer(cpu_preset(4, mixture_scale="log", clean_probability="mixture"), images, noisy, 10)
     assert np.allclose(logged.fit_clean_probability(losses).normalized_losses, mixture_input(losses, "log"))
     assert np.allclose(current.fit_clean_probability(losses).normalized_losses, normalize_losses(losses))
 
