@@ -318,7 +318,7 @@ def paper_preset(method: str = "mixnn", **overrides) -> TrainConfig:
                   lr_schedule="cosine_restarts", restart_period=10, lr_min=0.001,
                   num_neighbors=1, alpha=0.9, correction_start=60, correction_every=10,
                   correction_rate="uniform", mixing_strength="full", consolidation_epochs=0,
-                  gate_clean_probability=False, crop_padding=4, hflip=True)
+                  gate_clean_probability=False, clean_probability="mixture", crop_padding=4, hflip=True)
     values.update(overrides)
     return TrainConfig.from_dict(values)
 

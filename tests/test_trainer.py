@@ -304,7 +304,8 @@ def test_gate_starts_with_the_consolidation_epochs_unless_told_otherwise():
 def test_paper_preset_keeps_the_reference_schedule():
     config = paper_preset()
     assert (config.epochs, config.warmup_epochs, config.alpha, config.num_neighbors) == (300, 10, 0.9, 1)
-    assert (config.correction_rate, config.mixing_strength) == ("uniform", "full")  # the method as published
+    assert (config.correction_rate, config.mixing_strength, config.clean_probability) == (
+        "uniform", "full", "mixture")  # the method as published
     assert not config.gate_clean_probability
     assert [e for e in range(config.epochs) if config.corrects_labels(e)][:3] == [60, 70, 80]
     assert config.learning_rate(0) == pytest.approx(0.02)
