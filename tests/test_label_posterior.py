@@ -7,6 +7,7 @@ import pytest
 
 from mixnn_core.confident_learning import confident_joint, label_issues
 from mixnn_core.label_posterior import (
+    evenly_spaced_rows,
     fit_temperature,
     given_label_likelihood,
     given_label_log_likelihood,
@@ -92,6 +93,30 @@ def test_fit_temperature_undoes_a_known_distortion(flip, true_temperature):
     for other in (fitted / 1.5, fitted * 1.5):
         assert best > given_label_log_likelihood(given, tempered(tempered(probs, true_temperature), other),
                                                  likelihood)
+
+
+def test_evenly_spaced_rows():
+    assert evenly_spaced_rows(10, 4).tolist() == [0, 3, 6, 9]
+    assert evenly_spaced_rows(3, 5).tolist() == [0, 1, 2]
+    rows = evenly_spaced_rows(60_000, 20_000)
+    assert rows.size == 20_000 and rows[0] == 0 and rows[-1] == 59_999 and (np.diff(rows) > 0).all()
+    with pytest.raises(ValueError, match="at_most"):
+        evenly_spaced_rows(10, 0)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_fit_temperature_reads_at_most_max_rows_spread_over_all(flip):
+    """Above ``max_rows`` the fit is the fit of the evenly spaced rows; with the samples sorted
+    by given label those rows still hold every class, and the distortion is still undone."""
+    given, _, probs, likelihood = calibrated_problem(0, flip=flip)
+    order = np.argsort(given, kind="stable")
+    given, distorted = given[order], tempered(probs, 2.0)[order]
+    rows = evenly_spaced_rows(given.size, 2000)
+    fitted = fit_temperature(given, distorted, likelihood, max_rows=2000)
+    assert fitted == fit_temperature(given[rows], distorted[rows], likelihood)
+    assert fitted != fit_temperature(given, distorted, likelihood)
+    assert fitted == pytest.approx(0.5, rel=0.2)  # half the rows: a noisier estimate
+    assert np.bincount(given[rows], minlength=5).min() > 300
 
 
 @pytest.mark.parametrize("flip", [False, True])
