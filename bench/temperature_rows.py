@@ -45,13 +45,18 @@ def fastest_seconds(call, repeats: int = 3) -> float:
     return min(times)
 
 
+def given_label_p_clean(given: np.ndarray, probs: np.ndarray, likelihood: np.ndarray,
+                        temperature: float) -> np.ndarray:
+    tempered_posterior = given_label_posterior(given, tempered(probs, temperature), likelihood)
+    return tempered_posterior[np.arange(given.size), given]
+
+
 def subset_effect(given: np.ndarray, probs: np.ndarray, likelihood: np.ndarray, rows: np.ndarray,
                   full_temperature: float, full_p_clean: np.ndarray) -> dict:
     """The temperature fitted on ``rows`` relative to the full fit, and the largest and mean
     absolute change it makes to every sample's posterior p_clean."""
     temperature = fit_temperature(given[rows], probs[rows], likelihood, max_rows=given.size)
-    p_clean = given_label_posterior(given, tempered(probs, temperature), likelihood)[np.arange(given.size), given]
-    change = np.abs(p_clean - full_p_clean)
+    change = np.abs(given_label_p_clean(given, probs, likelihood, temperature) - full_p_clean)
     return {"temperature": temperature, "relative_change": temperature / full_temperature - 1.0,
             "max_abs_p_clean_change": float(change.max()), "mean_abs_p_clean_change": float(change.mean())}
 
@@ -61,7 +66,7 @@ def measure(path: Path, at_most: int) -> dict:
     given, probs = arrays["given"], arrays["probs"]
     likelihood = run_noise_model(given, probs)
     full = fit_temperature(given, probs, likelihood, max_rows=given.size)
-    full_p_clean = given_label_posterior(given, tempered(probs, full), likelihood)[np.arange(given.size), given]
+    full_p_clean = given_label_p_clean(given, probs, likelihood, full)
     rng_rows = [np.sort(np.random.default_rng(seed).choice(given.size, at_most, replace=False))
                 for seed in RANDOM_SEEDS] if given.size > at_most else []
     return {

@@ -21,6 +21,7 @@ from bench import (
     mixing_diagnostics,
     noise_share_estimates,
     prefect_overhead,
+    promote_rows,
     quality_scores,
     relabel_scores,
     report,
@@ -283,6 +284,53 @@ def test_retraining_probe_trains_each_second_model_on_the_first_ones_suggestions
         assert (trainings[f"ce_on_{first}_suggestions"]["trained_label_accuracy"]
                 == trainings[first]["suggestion_recovery"])
     assert all(0.0 < training["test_acc_last"] <= 1.0 for training in trainings.values())
+
+
+def test_promoting_tagged_rows_renames_both_sides_and_records_each_move(tmp_path):
+    def write_row(name, seed, tag, overrides, method="mixnn", retagged=None, arrays=True):
+        row = {"setting": "fmnist20k-sym20", "method": method, "epochs": 20, "seed": seed, "tag": tag,
+               "overrides": overrides, "test_acc_last": 0.8 + seed / 100 + len(tag) / 1000}
+        if retagged:
+            row["retagged"] = retagged
+        if arrays:
+            row["final_arrays"] = f"arrays/{name}.npz"
+            np.savez(tmp_path / row["final_arrays"], marker=np.array([seed, len(tag)]))
+        (tmp_path / f"{name}.json").write_text(json.dumps(row))
+        return row
+
+    (tmp_path / "arrays").mkdir()
+    earlier = {"file": "x.json", "tag": "x", "overrides": {}, "date": "2026-12-01", "why": "older"}
+    old = write_row("fmnist20k-sym20-mixnn-e20-s0", 0, "", {}, retagged=earlier)
+    new = write_row("fmnist20k-sym20-mixnn-e20-s0-new", 0, "new", {"knob": "b"})
+    alone = write_row("fmnist20k-sym20-mixnn-e20-s1-new", 1, "new", {"knob": "b"}, arrays=False)
+    ce = write_row("fmnist20k-sym20-ce-e20-s0", 0, "", {})
+    command = ["--tag", "new", "--demote-tag", "old", "--why", "knob b became the default",
+               "--runs", str(tmp_path)]
+    before = sorted(path.name for path in tmp_path.rglob("*"))
+    promote_rows.main(command + ["--dry-run"])
+    assert sorted(path.name for path in tmp_path.rglob("*")) == before
+
+    promote_rows.main(command)
+
+    def read(name):
+        return json.loads((tmp_path / f"{name}.json").read_text())
+
+    promoted, demoted = read("fmnist20k-sym20-mixnn-e20-s0"), read("fmnist20k-sym20-mixnn-e20-s0-old")
+    assert promoted["test_acc_last"] == new["test_acc_last"]
+    assert demoted["test_acc_last"] == old["test_acc_last"]
+    assert (promoted["tag"], promoted["overrides"]) == ("", {})
+    assert promoted["retagged"]["file"] == "fmnist20k-sym20-mixnn-e20-s0-new.json"
+    assert (promoted["retagged"]["tag"], promoted["retagged"]["overrides"]) == ("new", {"knob": "b"})
+    assert demoted["tag"] == "old" and demoted["retagged"]["file"] == "fmnist20k-sym20-mixnn-e20-s0.json"
+    assert demoted["retagged"]["earlier"] == earlier
+    assert demoted["retagged"]["why"] == "knob b became the default"
+    for row, seed_and_tag in ((promoted, [0, 3]), (demoted, [0, 0])):  # each row keeps its own arrays
+        assert np.load(tmp_path / row["final_arrays"])["marker"].tolist() == seed_and_tag
+    assert read("fmnist20k-sym20-mixnn-e20-s1")["test_acc_last"] == alone["test_acc_last"]
+    assert read("fmnist20k-sym20-ce-e20-s0") == ce
+    assert not list(tmp_path.glob("*-new.json")) and not list(tmp_path.glob("arrays/*-new.npz"))
+    with pytest.raises(SystemExit):  # nothing tagged "new" is left
+        promote_rows.main(command)
 
 
 def test_result_timestamps_read_back_as_the_time_they_were_written():
