@@ -32,6 +32,7 @@ from bench import (
     suggestion_share,
     suite,
     tag_pairs,
+    temperature_rows,
     timestamps,
     tune,
     weight_average,
@@ -331,6 +332,23 @@ def test_promoting_tagged_rows_renames_both_sides_and_records_each_move(tmp_path
     assert not list(tmp_path.glob("*-new.json")) and not list(tmp_path.glob("arrays/*-new.npz"))
     with pytest.raises(SystemExit):  # nothing tagged "new" is left
         promote_rows.main(command)
+
+
+def test_temperature_rows_compares_the_fit_on_some_rows_with_the_fit_on_all(tmp_path):
+    rng = np.random.default_rng(0)
+    given = rng.integers(0, 4, 3000)
+    logits = rng.normal(0, 2, (3000, 4))
+    logits[np.arange(3000), given] += 2.0
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    path = tmp_path / "run.npz"
+    np.savez(path, given=given, probs=probs)
+    some = temperature_rows.measure(path, 1000)
+    assert (some["n"], some["rows"], len(some["random"])) == (3000, 1000, 5)
+    assert some["evenly_spaced"]["relative_change"] != 0.0
+    assert some["evenly_spaced"]["max_abs_p_clean_change"] > 0.0
+    everything = temperature_rows.measure(path, 3000)
+    assert everything["random"] == [] and everything["evenly_spaced"]["relative_change"] == 0.0
+    assert everything["evenly_spaced"]["max_abs_p_clean_change"] == 0.0
 
 
 def test_result_timestamps_read_back_as_the_time_they_were_written():
