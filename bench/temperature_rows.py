@@ -62,7 +62,7 @@ def subset_effect(given: np.ndarray, probs: np.ndarray, likelihood: np.ndarray, 
 
 
 def measure(path: Path, at_most: int) -> dict:
-    arrays = np.load(path)
+    arrays = np.load(path, allow_pickle=False)
     given, probs = arrays["given"], arrays["probs"]
     likelihood = run_noise_model(given, probs)
     full = fit_temperature(given, probs, likelihood, max_rows=given.size)
