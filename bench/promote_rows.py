@@ -22,13 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.suite import run_name  # noqa: E402
 from mixnn_core.files import write_json_atomic  # noqa: E402
 
 RUNS = ROOT / "bench" / "results" / "runs"
-
-
-def untagged_name(row: dict) -> str:
-    return f"{row['setting']}-{row['method']}-e{row['epochs']}-s{row['seed']}"
 
 
 def moved(row: dict, old_file: str, new_stem: str, new_tag: str, why: str, date: str) -> dict:
@@ -54,7 +51,7 @@ def planned_moves(runs: Path, tag: str, demote_tag: str, methods: set[str],
         row = json.loads(path.read_text())
         if row.get("tag") != tag or row["method"] not in methods or (epochs and row["epochs"] not in epochs):
             continue
-        stem = untagged_name(row)
+        stem = run_name(row["setting"], row["method"], row["epochs"], row["seed"])
         displaced = runs / f"{stem}.json"
         if displaced.exists():
             demotions.append((displaced, runs / f"{stem}-{demote_tag}.json", stem))

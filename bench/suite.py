@@ -294,12 +294,17 @@ def machine_record() -> dict:
             "torch": str(torch.__version__), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
+def run_name(setting_name: str, method: str, epochs: int, seed: int, tag: str = "") -> str:
+    """The stem of a suite row's result file (and of its final arrays): NAME in NAME.json."""
+    return f"{setting_name}-{method}-e{epochs}-s{seed}" + (f"-{tag}" if tag else "")
+
+
 def run_one(setting_name: str, method: str, epochs: int, seed: int, out: Path, overrides: dict,
             tag: str, code: dict, keep_arrays: bool = False) -> Path:
     """Run one (setting, method, epochs, seed) unless its result file exists; returns the file.
     ``code`` (``code_version``) is recorded in it; with ``keep_arrays`` a trainer method's final
     arrays go to ``out``/arrays/NAME.npz (``write_final_arrays``), named in the row."""
-    name = f"{setting_name}-{method}-e{epochs}-s{seed}" + (f"-{tag}" if tag else "")
+    name = run_name(setting_name, method, epochs, seed, tag)
     path = out / f"{name}.json"
     partial = out / "partial" / f"{name}.pt"
     if path.exists():

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.scaling import fastest  # noqa: E402
 from mixnn_core.label_posterior import (  # noqa: E402
     TEMPERATURE_FIT_ROWS,
     evenly_spaced_rows,
@@ -34,15 +34,6 @@ from mixnn_core.label_posterior import (  # noqa: E402
 )
 
 RANDOM_SEEDS = range(100, 105)
-
-
-def fastest_seconds(call, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def given_label_p_clean(given: np.ndarray, probs: np.ndarray, likelihood: np.ndarray,
@@ -75,10 +66,8 @@ def measure(path: Path, at_most: int) -> dict:
         "evenly_spaced": subset_effect(given, probs, likelihood, evenly_spaced_rows(given.size, at_most),
                                        full, full_p_clean),
         "random": [subset_effect(given, probs, likelihood, rows, full, full_p_clean) for rows in rng_rows],
-        "fit_seconds_all_rows": fastest_seconds(lambda: fit_temperature(given, probs, likelihood,
-                                                                        max_rows=given.size)),
-        "fit_seconds_at_most": fastest_seconds(lambda: fit_temperature(given, probs, likelihood,
-                                                                       max_rows=at_most)),
+        "fit_seconds_all_rows": fastest(3, fit_temperature, given, probs, likelihood, max_rows=given.size)[1],
+        "fit_seconds_at_most": fastest(3, fit_temperature, given, probs, likelihood, max_rows=at_most)[1],
     }
 
 
