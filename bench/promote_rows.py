@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 from pathlib import Path
 
@@ -23,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.suite import run_name  # noqa: E402
-from mixnn_core.files import write_json_atomic  # noqa: E402
+from mixnn_core.files import read_json, write_json_atomic  # noqa: E402
 
 RUNS = ROOT / "bench" / "results" / "runs"
 
@@ -48,7 +47,7 @@ def planned_moves(runs: Path, tag: str, demote_tag: str, methods: set[str],
     untagged stem); demotions run first (a promoted row takes the name a demoted one leaves)."""
     demotions, promotions = [], []
     for path in sorted(runs.glob(f"*-{tag}.json")):
-        row = json.loads(path.read_text())
+        row = read_json(path)
         if row.get("tag") != tag or row["method"] not in methods or (epochs and row["epochs"] not in epochs):
             continue
         stem = run_name(row["setting"], row["method"], row["epochs"], row["seed"])
@@ -78,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         if destination.exists():
             sys.exit(f"{destination} exists: a row was already demoted to {args.demote_tag!r}")
     for source, _, _ in demotions + promotions:
-        arrays = json.loads(source.read_text()).get("final_arrays")
+        arrays = read_json(source).get("final_arrays")
         if arrays and not (args.runs / arrays).exists():
             sys.exit(f"{source} names final arrays {arrays} that are not in {args.runs}")
     moves = [(source, destination, f"{stem}-{args.demote_tag}", args.demote_tag)
@@ -88,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{source.name} -> {destination.name}")
         if args.dry_run:
             continue
-        row = json.loads(source.read_text())
+        row = read_json(source)
         new = moved(row, source.name, new_stem, new_tag, args.why, date)
         if row.get("final_arrays"):
             (args.runs / row["final_arrays"]).rename(args.runs / new["final_arrays"])
