@@ -10,7 +10,7 @@ METHODS = ("mixnn", "ce", "mixup")
 MIXTURE_LOSSES = ("current", "given")
 MIXTURE_SCALES = ("linear", "log")  # gmm.mixture_input
 OWN_WEIGHTS = ("proportional", "clean_probability")
-CONSOLIDATION_WEIGHTS = ("clean_probability", "kept")
+CONSOLIDATION_WEIGHTS = ("clean_probability", "kept", "mixture")
 CORRECTION_RATES = ("uniform", "noisy_probability", "estimated_noise", "none")
 MIXING_STRENGTHS = ("full", "estimated_noise")
 NOISE_ESTIMATES = ("mixture", "confident_joint")
@@ -130,7 +130,9 @@ class TrainConfig:
     consolidation_epochs: int = 6
     # a sample's loss weight in the consolidation epochs: its clean probability ("clean_probability")
     # or 1 for every sample with p_clean > 0 ("kept": after the gate, the samples whose label the
-    # outputs keep, hard clean samples included at full weight)
+    # outputs keep, hard clean samples included at full weight), or the loss mixture's own
+    # p_clean after the gate, whatever clean_probability says ("mixture": the floor's higher
+    # weights kept out of the epochs that fit the final model)
     consolidation_weights: str = "clean_probability"
     dynamic_weights: bool = True  # mixing weights from clean probabilities; False: equal 1/(K+1)
     # a sample's own weight in its synthetic sample: p_i / sum of its set's p ("proportional",

@@ -157,6 +157,7 @@ class Trainer:
                                          momentum=config.momentum, weight_decay=config.weight_decay)
         self.soft_labels = np.eye(num_classes, dtype=np.float32)[labels]
         self.p_clean = np.ones(labels.shape[0])
+        self.mixture_p_clean = self.p_clean  # the last fit's mixture alone, gated as p_clean
         self.n_gated = 0  # samples the last fit's gate set to p_clean 0
         # the soft labels the method's uniform correction gives, which suggestions are read from;
         # the training soft labels themselves unless correction_rate scales each sample's step
@@ -234,7 +235,7 @@ class Trainer:
             self.noise_strength = noise_odds_strength(self.first_noise_share(fit.p_clean, probs))
             if probs is not None:
                 self.noise_concentration = noise_concentration(self.given_labels, probs)
-        self.p_clean = fit.p_clean
+        self.p_clean = self.mixture_p_clean = fit.p_clean
         if self.config.clean_probability != "mixture":
             posterior = posterior_clean_probability(self.given_labels, probs, self.loss_labels())
             if self.config.clean_probability == "posterior_rank":  # posterior's order, mixture's values
@@ -249,6 +250,7 @@ class Trainer:
         if self.config.gates_clean_probability(self.epoch):
             gated = self.outputs().suggested_label != self.given_labels
             self.p_clean = np.where(gated, 0.0, self.p_clean)
+            self.mixture_p_clean = np.where(gated, 0.0, self.mixture_p_clean)
             self.n_gated = int(gated.sum())
         return fit
 
@@ -363,7 +365,10 @@ class Trainer:
 
     def consolidation_loss_weights(self) -> np.ndarray:
         """Each sample's loss weight (N,) in a consolidation epoch (before the batch's
-        normalisation): its clean probability, or 1 where it is above 0 (``consolidation_weights``)."""
+        normalisation): its clean probability, 1 where that is above 0, or the last fit's mixture
+        alone, gated the same way (``consolidation_weights``)."""
+        if self.config.consolidation_weights == "mixture":
+            return np.asarray(self.mixture_p_clean, dtype=np.float64)
         p_clean = np.asarray(self.p_clean, dtype=np.float64)
         if self.config.consolidation_weights == "kept":
             return (p_clean > 0).astype(np.float64)
@@ -599,11 +604,11 @@ class Trainer:
         process."""
         if self.world_size == 1:
             return neighbors
-        shared = [neighbors, self.p_clean, self.soft_labels, self.uniform_soft_labels, self.noise_strength,
-                  self.noise_concentration]
+        shared = [neighbors, self.p_clean, self.mixture_p_clean, self.soft_labels, self.uniform_soft_labels,
+                  self.noise_strength, self.noise_concentration]
         dist.broadcast_object_list(shared, src=0)
-        (neighbors, self.p_clean, self.soft_labels, self.uniform_soft_labels, self.noise_strength,
-         self.noise_concentration) = shared
+        (neighbors, self.p_clean, self.mixture_p_clean, self.soft_labels, self.uniform_soft_labels,
+         self.noise_strength, self.noise_concentration) = shared
         return neighbors
 
     def _batch_members(self, phase, index, neighbors, weights):

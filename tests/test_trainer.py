@@ -113,11 +113,13 @@ def test_consolidation_epoch_trains_unmixed_and_ignores_samples_with_clean_proba
     bit the ce method's on one-hot labels); a sample with p_clean 0 does not move the model."""
     images, labels = digits
 
-    def trained(config, p_clean=None, soft_labels=None):
+    def trained(config, p_clean=None, soft_labels=None, mixture_p_clean=None):
         trainer = Trainer(config, images, labels, 10)
         trainer.epoch = 4  # a consolidation epoch of cpu_preset(5) (warm-up 1, consolidation 1)
         if p_clean is not None:
             trainer.p_clean = p_clean
+        if mixture_p_clean is not None:
+            trainer.mixture_p_clean = mixture_p_clean
         if soft_labels is not None:
             trainer.soft_labels = soft_labels
         row = trainer.train_epoch()
@@ -139,6 +141,31 @@ def test_consolidation_epoch_trains_unmixed_and_ignores_samples_with_clean_proba
     assert torch.allclose(trained(kept, graded)[1], weighted, atol=1e-6)
     assert not torch.allclose(trained(cpu_preset(5), graded)[1], weighted, atol=1e-6)
     assert torch.equal(trained(kept, ones)[1], consolidated)
+    # consolidation_weights="mixture": the loss mixture's own p_clean, whatever p_clean says
+    by_mixture = cpu_preset(5, consolidation_weights="mixture")
+    assert torch.allclose(trained(by_mixture, ones, mixture_p_clean=half)[1], weighted, atol=1e-6)
+    assert torch.equal(trained(by_mixture, half, mixture_p_clean=ones)[1], consolidated)
+
+
+def test_mixture_consolidation_weights_are_the_gated_mixture_under_the_floor(digits):
+    """Under clean_probability="posterior_scale_floor" a consolidation epoch's fit raises some
+    p_clean above the mixture's; consolidation_weights="mixture" weighs the losses by the
+    mixture's own values, 0 where the gate set p_clean to 0."""
+    images, labels = digits
+    rng = np.random.default_rng(0)
+    noisy = np.where(rng.random(len(labels)) < 0.3, rng.integers(0, 10, len(labels)), labels)
+    trainer = Trainer(cpu_preset(5, consolidation_weights="mixture"), images, noisy, 10)
+    trainer.epoch = 4
+    confidence = rng.uniform(0.3, 0.95, len(labels))
+    probs = np.repeat(((1 - confidence) / 9)[:, None], 10, axis=1)
+    probs[np.arange(len(labels)), labels] = confidence
+    losses = -np.log(probs[np.arange(len(labels)), noisy]) + rng.normal(0.0, 0.5, len(labels)).clip(0, None)
+    trainer.soft_labels = trainer.uniform_soft_labels = probs.astype(np.float32)  # corrected: the gate acts
+    fit = trainer.fit_clean_probability(losses, probs)
+    weights = trainer.consolidation_loss_weights()
+    assert trainer.n_gated > 0 and (weights[trainer.p_clean == 0] == 0).all()
+    assert np.array_equal(weights, np.where(trainer.p_clean == 0, 0.0, fit.p_clean))
+    assert (trainer.p_clean > weights + 1e-6).sum() > 0
 
 
 def test_label_smoothing_trains_on_the_smoothed_targets(digits):
