@@ -57,9 +57,12 @@ def _log_probs(class_probs: np.ndarray) -> np.ndarray:
     return np.log(np.clip(np.asarray(class_probs, dtype=np.float64), 1e-300, None))
 
 
-def _tempered_log_probs(log_probs: np.ndarray, temperature: float) -> np.ndarray:
+def _tempered_log_probs(log_probs: np.ndarray, temperature: float,
+                        row_max: np.ndarray | None = None) -> np.ndarray:
+    """``row_max``: ``log_probs.max(axis=1, keepdims=True)`` when the caller reuses it across
+    temperatures (dividing by T > 0 keeps the largest entry the largest, bit for bit)."""
     logits = log_probs / temperature
-    logits -= logits.max(axis=1, keepdims=True)
+    logits -= (log_probs.max(axis=1, keepdims=True) if row_max is None else row_max) / temperature
     weights = np.exp(logits)
     return weights / weights.sum(axis=1, keepdims=True)
 
@@ -111,10 +114,12 @@ def fit_temperature(given_labels: np.ndarray, class_probs: np.ndarray, likelihoo
         rows = evenly_spaced_rows(given.size, max_rows)
         given, class_probs = given[rows], class_probs[rows]
     log_probs = _log_probs(class_probs)
+    row_max = log_probs.max(axis=1, keepdims=True)
     likelihood_of_given = _likelihood(likelihood, class_probs.shape[1])[given]
 
     def score(log_t: float) -> float:
-        return _mean_log_evidence(_tempered_log_probs(log_probs, float(np.exp(log_t))), likelihood_of_given)
+        tempered_probs = _tempered_log_probs(log_probs, float(np.exp(log_t)), row_max)
+        return _mean_log_evidence(tempered_probs, likelihood_of_given)
 
     grid = np.linspace(*LOG_TEMPERATURE_BOUNDS, 25)
     best = int(np.argmax([score(x) for x in grid]))

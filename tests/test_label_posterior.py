@@ -7,6 +7,7 @@ import pytest
 
 from mixnn_core.confident_learning import confident_joint, label_issues
 from mixnn_core.label_posterior import (
+    _tempered_log_probs,
     evenly_spaced_rows,
     fit_temperature,
     given_label_likelihood,
@@ -66,6 +67,19 @@ def test_tempered_keeps_the_argmax_and_sharpens_below_one():
         np.testing.assert_allclose(out.sum(axis=1), 1.0)
         assert out.argmax(axis=1).tolist() == [0, 2]
         assert ((out.max(axis=1) > probs.max(axis=1)) == (temperature < 1)).all()
+
+
+def test_a_reused_row_maximum_tempers_bit_for_bit():
+    """fit_temperature reuses each row's largest log-probability across temperatures; divided by
+    T > 0 it is the largest tempered logit exactly, so the fit's numbers do not move."""
+    rng = np.random.default_rng(3)
+    log_probs = np.log(rng.dirichlet(np.full(10, 0.3), size=2000).clip(1e-300, None))
+    row_max = log_probs.max(axis=1, keepdims=True)
+    for temperature in np.exp(np.linspace(-3.0, 3.0, 41)):
+        assert np.array_equal(_tempered_log_probs(log_probs, temperature, row_max),
+                              _tempered_log_probs(log_probs, temperature))
+    halved = _tempered_log_probs(log_probs, 2.0, row_max * 0.5)
+    assert not np.array_equal(halved, _tempered_log_probs(log_probs, 2.0))
 
 
 @pytest.mark.parametrize("flip", [False, True])
