@@ -27,11 +27,18 @@ are then those of all K folds' held-out predictions together. Results go to
 existing result file is never replaced: ``--tag`` names a rerun (another budget, changed code
 defaults). Each file records the commit of the code it ran and the Python files changed from it
 (``code``) and the machine (``machine``).
+
+``--plant SHARE`` also scores detection without clean labels: in each fold that share of the
+training rows gets a label flipped along the reference's confident joint (the same flips for
+every value), and each run's flags, ``label_quality`` and suggestions on its training rows are
+scored against them (``bench/planted_flips.py``; file name ``...-plant<SHARE>``). The held-out
+scores then come from models trained on the extra flips too.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -41,6 +48,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.planted_flips import plant_flips, planted_flip_scores  # noqa: E402
 from bench.suite import (  # noqa: E402
     SETTINGS,
     code_version,
@@ -50,7 +58,7 @@ from bench.suite import (  # noqa: E402
     out_of_fold_probabilities,
     stratified_folds,
 )
-from mixnn_core.confident_learning import label_issues  # noqa: E402
+from mixnn_core.confident_learning import confident_joint, label_issues  # noqa: E402
 from mixnn_core.config import FIELDS_CE_IGNORES, TrainConfig, cpu_preset  # noqa: E402
 from mixnn_core.files import read_json, write_json_atomic  # noqa: E402
 from mixnn_core.trainer import Trainer  # noqa: E402
@@ -93,25 +101,36 @@ def read_by_ce(config: dict) -> dict:
     return {field: value for field, value in complete.items() if field not in FIELDS_CE_IGNORES}
 
 
-def reference_kept_rows(setting: str, images: np.ndarray, noisy: np.ndarray, epochs: int, seed: int,
-                        folder: Path) -> np.ndarray:
-    """Which rows (bool, one per training row) a reference keeps: 2-fold out-of-fold plain
-    training over ALL rows (``epochs``, ``seed``), confident learning's label issues removed.
-    No clean label is used; made once per setting, budget and seed (cached in ``folder``), the
-    same for every candidate. Scored on these rows, a model that predicts the
-    class labels are flipped to no longer earns the flip rate; what stays is a bias toward the
-    reference's own mistakes among the kept rows (BENCHMARKS.md, eleventh pass)."""
+def reference_run(setting: str, images: np.ndarray, noisy: np.ndarray, epochs: int, seed: int,
+                  folder: Path, need_joint: bool = False) -> dict:
+    """2-fold out-of-fold plain training over ALL rows (``epochs``, ``seed``): which rows
+    (``rows_kept``, one bool per training row) it keeps once confident learning's label issues
+    are removed, and its confident joint (``joint``, counts of given j, true k). No clean label
+    is used; made once per setting, budget and seed (cached in ``folder``; a file from before
+    the joint is made again only when ``need_joint``), the same for every candidate. Scored on
+    the kept rows, a model that predicts the class labels are flipped to no longer earns the
+    flip rate; what stays is a bias toward the reference's own mistakes among the kept rows
+    (BENCHMARKS.md, eleventh pass)."""
     cached = folder / f"{setting}-e{epochs}-s{seed}.json"
     config = cpu_preset(epochs, "ce", **{**SETTINGS[setting].train_options(), "seed": seed})
     if cached.exists():
         reference = read_json(cached)
         # else the setting or a default a ce run reads changed (or a file from before "rows_kept"): redo
-        if read_by_ce(reference["config"]) == read_by_ce(config.to_dict()) and "rows_kept" in reference:
-            return np.asarray(reference["rows_kept"], dtype=bool)
-    kept = ~label_issues(noisy, out_of_fold_probabilities(config, images, noisy, seed))
-    write_json_atomic({"setting": setting, "epochs": epochs, "seed": seed, "config": config.to_dict(),
-                       "rows_kept": kept.tolist()}, cached)
-    return kept
+        if (read_by_ce(reference["config"]) == read_by_ce(config.to_dict()) and "rows_kept" in reference
+                and ("joint" in reference or not need_joint)):
+            return reference
+    probs = out_of_fold_probabilities(config, images, noisy, seed)
+    reference = {"setting": setting, "epochs": epochs, "seed": seed, "config": config.to_dict(),
+                 "rows_kept": (~label_issues(noisy, probs)).tolist(),
+                 "joint": confident_joint(noisy, probs).tolist()}
+    write_json_atomic(reference, cached)
+    return reference
+
+
+def reference_kept_rows(setting: str, images: np.ndarray, noisy: np.ndarray, epochs: int, seed: int,
+                        folder: Path) -> np.ndarray:
+    """Which rows (bool, one per training row) ``reference_run`` keeps."""
+    return np.asarray(reference_run(setting, images, noisy, epochs, seed, folder)["rows_kept"], dtype=bool)
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -123,6 +142,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--folds", type=int, default=1, help="K-fold: every row held out once (K x the cost)")
+    parser.add_argument("--plant", type=float, default=0.0, metavar="SHARE",
+                        help="flip this share of each fold's training labels along the reference's confident "
+                             "joint and score how many the runs flag (bench/planted_flips.py)")
     parser.add_argument("--tag", default="", help="appended to the result file's name")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "tune")
     args = parser.parse_args(argv)
@@ -135,8 +157,9 @@ def main(argv: list[str] | None = None) -> Path:
     seed = f"-s{args.seed}" if args.seed else ""
     folds = f"-f{args.folds}" if args.folds > 1 else ""
     tag = f"-{args.tag}" if args.tag else ""
+    plant = f"-plant{args.plant}" if args.plant else ""
     tried = ",".join(str(value) for value in grid)
-    out = args.out / f"{args.setting}-{args.method}-{field}={tried}{held_fixed}{seed}{folds}{tag}.json"
+    out = args.out / f"{args.setting}-{args.method}-{field}={tried}{held_fixed}{seed}{folds}{plant}{tag}.json"
     if out.exists():  # the name holds no epoch budget: a run at another budget would replace it
         parser.error(f"{out} exists; move it away or pass --tag")
     setting = SETTINGS[args.setting]
@@ -146,16 +169,24 @@ def main(argv: list[str] | None = None) -> Path:
     splits = held_out_splits(data.noisy_labels, args.seed, args.folds)
     held_rows = np.concatenate([held for _, held in splits])
     held_noisy = data.noisy_labels[held_rows]
-    kept = reference_kept_rows(args.setting, data.train.images, data.noisy_labels, args.epochs, args.seed,
-                               args.out / "reference")[held_rows]
+    reference = reference_run(args.setting, data.train.images, data.noisy_labels, args.epochs, args.seed,
+                              args.out / "reference", need_joint=args.plant > 0)
+    kept_rows = np.asarray(reference["rows_kept"], dtype=bool)
+    kept = kept_rows[held_rows]
+    fold_labels = [data.noisy_labels[fit_rows] for fit_rows, _ in splits]
+    planted = [np.zeros(len(labels), dtype=bool) for labels in fold_labels]
+    if args.plant:  # the same flips for every value of the grid
+        fold_labels, planted = zip(*(plant_flips(labels, args.plant, reference["joint"], [args.seed, fold])
+                                     for fold, labels in enumerate(fold_labels)))
     results = {}
     for value in grid:
         config = cpu_preset(args.epochs, args.method, **{**setting.train_options(), "seed": args.seed, **fixed, field: value})
         predicted = np.empty((args.epochs, len(held_rows)), dtype=np.int64)  # per epoch, in held_rows order
         first_fits = []  # per fold: what the first mixture fit read (mixnn)
+        flagged = []  # per fold with --plant: the run's outputs on its training rows
         start = 0
         for fold, (fit_rows, fold_held) in enumerate(splits):
-            trainer = Trainer(config, data.train.images[fit_rows], data.noisy_labels[fit_rows], 10)
+            trainer = Trainer(config, data.train.images[fit_rows], fold_labels[fold], 10)
             rows = slice(start, start + len(fold_held))
             images = torch.as_tensor(data.train.images[fold_held])
             while trainer.epoch < config.epochs:
@@ -167,16 +198,28 @@ def main(argv: list[str] | None = None) -> Path:
                       f"{right[kept[rows]].mean():.4f}", flush=True)
             first_fits.append({"noise_strength": trainer.noise_strength,
                                "noise_concentration": trainer.noise_concentration})
+            if args.plant:
+                outputs = trainer.outputs(trainer.evaluation_pass().probs)  # as the suite's final outputs
+                flagged.append((outputs.suggested_label, outputs.label_quality, outputs.is_label_issue))
             start = rows.stop
         right = predicted == held_noisy
         results[str(value)] = {"held_out_noisy_accuracy": right.mean(axis=1).tolist(),
                                "held_out_kept_accuracy": right[:, kept].mean(axis=1).tolist(),
                                "held_out_predictions": predicted[-1].tolist(), "first_fits": first_fits,
                                "config": config.to_dict()}
+        if args.plant:
+            suggested, quality, is_issue = (np.concatenate(parts) for parts in zip(*flagged))
+            scores = planted_flip_scores(
+                np.concatenate([data.noisy_labels[fit_rows] for fit_rows, _ in splits]),
+                np.concatenate(fold_labels), np.concatenate(planted),
+                np.concatenate([kept_rows[fit_rows] for fit_rows, _ in splits]), suggested, quality, is_issue)
+            results[str(value)]["planted_flips"] = scores
+            print(f"{field}={value} planted flips: {json.dumps(scores)}", flush=True)
     best = max(results, key=lambda key: results[key]["held_out_noisy_accuracy"][-1])
     print(f"best {field} (last epoch): {best}")
     write_json_atomic({"setting": args.setting, "method": args.method, "epochs": args.epochs, "field": field,
                        "fixed": fixed, "seed": args.seed, "tag": args.tag, "folds": args.folds,
+                       "plant": args.plant,
                        "held_rows": held_rows.tolist(), "best": best, "held_rows_kept": int(kept.sum()),
                        "code": code, "machine": machine_record(), "results": results}, out)
     return out
