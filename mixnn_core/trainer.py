@@ -236,13 +236,14 @@ class Trainer:
             if probs is not None:
                 self.noise_concentration = noise_concentration(self.given_labels, probs)
         self.p_clean = self.mixture_p_clean = fit.p_clean
-        if self.config.clean_probability != "mixture":
+        source = self.clean_probability_source()
+        if source != "mixture":
             posterior = posterior_clean_probability(self.given_labels, probs, self.loss_labels())
-            if self.config.clean_probability == "posterior_rank":  # posterior's order, mixture's values
+            if source == "posterior_rank":  # posterior's order, mixture's values
                 self.p_clean = rank_matched(posterior, fit.p_clean)
-            elif self.config.clean_probability == "posterior_scale":  # mixture's order, posterior's values
+            elif source == "posterior_scale":  # mixture's order, posterior's values
                 self.p_clean = rank_matched(fit.p_clean, posterior)
-            elif self.config.clean_probability == "posterior_scale_floor":  # ... never below the mixture's
+            elif source == "posterior_scale_floor":  # ... never below the mixture's
                 self.p_clean = np.maximum(fit.p_clean, rank_matched(fit.p_clean, posterior))
             else:
                 self.p_clean = posterior
@@ -253,6 +254,17 @@ class Trainer:
             self.mixture_p_clean = np.where(gated, 0.0, self.mixture_p_clean)
             self.n_gated = int(gated.sum())
         return fit
+
+    def clean_probability_source(self) -> str:
+        """Where this fit's p_clean comes from: ``config.clean_probability``, except that
+        "posterior_scale_floor_symmetric" reads as "posterior_scale_floor" while the run's first
+        fit read the noise as spread over the classes (``noise_concentration`` below
+        SYMMETRIC_NOISE_CONCENTRATION, or not read) and as "mixture" under flips."""
+        if self.config.clean_probability != "posterior_scale_floor_symmetric":
+            return self.config.clean_probability
+        concentration = self.noise_concentration
+        flips = concentration is not None and concentration >= SYMMETRIC_NOISE_CONCENTRATION
+        return "mixture" if flips else "posterior_scale_floor"
 
     def first_noise_share(self, mixture_p_clean: np.ndarray, probs: np.ndarray | None) -> float:
         """The share of noisy labels ``noise_strength`` is read from (labels still as given), by

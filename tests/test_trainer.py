@@ -234,6 +234,36 @@ def test_symmetric_noise_smoothing_follows_the_first_fits_reading_of_the_noise(d
         Trainer(cpu_preset(10, symmetric_noise_smoothing=0.2), images, labels, 10).fit_clean_probability(losses)
 
 
+def test_symmetric_floor_is_the_floor_under_spread_noise_and_the_mixture_under_flips(digits):
+    """clean_probability="posterior_scale_floor_symmetric": p_clean bit for bit the floor's where
+    the first fit read the noise as spread over the classes, the mixture's where it read flips,
+    in that fit and the later ones."""
+    images, labels = digits
+    rng = np.random.default_rng(1)
+    losses = rng.random(len(labels))
+    contradicted = np.arange(len(labels)) % 4 == 0
+    at_random = np.where(contradicted, (labels + rng.integers(1, 10, len(labels))) % 10, labels)
+    to_next = np.where(contradicted, (labels + 1) % 10, labels)
+    hedging = rng.dirichlet(np.full(10, 0.5), len(labels)).astype(np.float32)
+
+    def p_clean(source, predicted, later=None):
+        trainer = Trainer(cpu_preset(10, clean_probability=source), images, labels, 10)
+        trainer.fit_clean_probability(losses, 0.6 * np.eye(10, dtype=np.float32)[predicted] + 0.4 * hedging)
+        if later is not None:  # a later fit whose predictions read the other way
+            trainer.epoch += 1
+            trainer.fit_clean_probability(losses, 0.6 * np.eye(10, dtype=np.float32)[later] + 0.4 * hedging)
+        return trainer.p_clean
+
+    assert not np.array_equal(p_clean("mixture", at_random), p_clean("posterior_scale_floor", at_random))
+    assert np.array_equal(p_clean("posterior_scale_floor_symmetric", at_random),
+                          p_clean("posterior_scale_floor", at_random))
+    assert np.array_equal(p_clean("posterior_scale_floor_symmetric", to_next), p_clean("mixture", to_next))
+    assert np.array_equal(p_clean("posterior_scale_floor_symmetric", at_random, later=to_next),
+                          p_clean("posterior_scale_floor", at_random, later=to_next))
+    assert np.array_equal(p_clean("posterior_scale_floor_symmetric", to_next, later=at_random),
+                          p_clean("mixture", to_next, later=at_random))
+
+
 def test_posterior_clean_probability_replaces_the_mixtures_but_not_its_noise_strength(digits):
     """clean_probability="posterior": p_clean is the posterior's mass on each sample's loss
     label (corrected labels included), the gate still applies, and the noise strength is the
