@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.suite import SETTINGS, load  # noqa: E402
-from bench.tune import held_out_splits, reference_kept_rows  # noqa: E402
+from bench.tune import held_out_splits, reference_run  # noqa: E402
 from mixnn_core.files import read_json  # noqa: E402
 
 
@@ -81,8 +81,9 @@ def main(argv: list[str] | None = None) -> dict:
             parser.error(f"the two files differ in {key!r}: not the same held-out rows")
     data = load(SETTINGS[first["setting"]], seed=first["seed"])
     held_rows = np.asarray(first["held_rows"])
-    kept = reference_kept_rows(first["setting"], data.train.images, data.noisy_labels, first["epochs"],
-                               first["seed"], path.parent / "reference")[held_rows]
+    reference = reference_run(first["setting"], data.train.images, data.noisy_labels, first["epochs"],
+                              first["seed"], path.parent / "reference", need_joint=bool(first.get("plant")))
+    kept = np.asarray(reference["rows_kept"], dtype=bool)[held_rows]
     labels = {"noisy": data.noisy_labels[held_rows], "kept": data.noisy_labels[held_rows]}
     rows = {"noisy": np.ones(len(held_rows), dtype=bool), "kept": kept}
     if data.noise_report["mode"] != "clean":

@@ -106,18 +106,30 @@ def reference_run(setting: str, images: np.ndarray, noisy: np.ndarray, epochs: i
     """2-fold out-of-fold plain training over ALL rows (``epochs``, ``seed``): which rows
     (``rows_kept``, one bool per training row) it keeps once confident learning's label issues
     are removed, and its confident joint (``joint``, counts of given j, true k). No clean label
-    is used; made once per setting, budget and seed (cached in ``folder``; a file from before
-    the joint is made again only when ``need_joint``), the same for every candidate. Scored on
-    the kept rows, a model that predicts the class labels are flipped to no longer earns the
-    flip rate; what stays is a bias toward the reference's own mistakes among the kept rows
-    (BENCHMARKS.md, eleventh pass)."""
-    cached = folder / f"{setting}-e{epochs}-s{seed}.json"
+    is used; made once per setting, budget and seed (cached in ``folder``), the same for every
+    candidate. A file from before the joint stays as it is, for the results already scored on
+    its kept rows; ``need_joint`` then reads or makes a complete reference under the name
+    ``...-with-joint.json``. Scored on the kept rows, a model that predicts the class labels are
+    flipped to no longer earns the flip rate; what stays is a bias toward the reference's own
+    mistakes among the kept rows (BENCHMARKS.md, eleventh pass)."""
     config = cpu_preset(epochs, "ce", **{**SETTINGS[setting].train_options(), "seed": seed})
-    if cached.exists():
-        reference = read_json(cached)
-        # else the setting or a default a ce run reads changed (or a file from before "rows_kept"): redo
-        if (read_by_ce(reference["config"]) == read_by_ce(config.to_dict()) and "rows_kept" in reference
-                and ("joint" in reference or not need_joint)):
+
+    def cached_reference(path: Path) -> dict | None:
+        reference = read_json(path) if path.exists() else None
+        # none if the setting or a default a ce run reads changed (or a file from before "rows_kept")
+        if reference is None or "rows_kept" not in reference or \
+                read_by_ce(reference["config"]) != read_by_ce(config.to_dict()):
+            return None
+        return reference
+
+    cached = folder / f"{setting}-e{epochs}-s{seed}.json"
+    reference = cached_reference(cached)
+    if reference is not None and ("joint" in reference or not need_joint):
+        return reference
+    if reference is not None:  # kept rows without a joint: leave them for the results read from them
+        cached = folder / f"{setting}-e{epochs}-s{seed}-with-joint.json"
+        reference = cached_reference(cached)
+        if reference is not None:
             return reference
     probs = out_of_fold_probabilities(config, images, noisy, seed)
     reference = {"setting": setting, "epochs": epochs, "seed": seed, "config": config.to_dict(),

@@ -72,3 +72,26 @@ def test_tune_scores_the_runs_on_flips_it_planted(tmp_path):
     assert trained["n_kept_unplanted"] == untrained["n_kept_unplanted"] > trained["n_planted"]
     # a model that learnt something flags the planted flips better than one that barely trained
     assert trained["auroc"] > max(0.6, untrained["auroc"])
+
+
+def test_a_reference_from_before_the_joint_keeps_its_rows_and_gets_a_complete_twin(tmp_path):
+    """Results already scored on an old reference's kept rows stay reproducible: asking for the
+    joint leaves that file alone and makes (then reuses) ``...-with-joint.json``."""
+    data = suite.load(suite.SETTINGS["digits-sym40"], 0)
+
+    def reference(need_joint):
+        return tune.reference_run("digits-sym40", data.train.images, data.noisy_labels, 2, 0, tmp_path,
+                                  need_joint=need_joint)
+
+    complete = reference(False)
+    old = tmp_path / "digits-sym40-e2-s0.json"
+    before_the_joint = {key: value for key, value in complete.items() if key != "joint"}
+    before_the_joint["rows_kept"] = [True] * len(data.noisy_labels)  # marks the old file's rows
+    old.write_text(json.dumps(before_the_joint))
+    assert all(reference(False)["rows_kept"])
+    with_joint = reference(True)
+    twin = tmp_path / "digits-sym40-e2-s0-with-joint.json"
+    assert twin.exists() and "joint" in with_joint and not all(with_joint["rows_kept"])
+    assert json.loads(old.read_text()) == before_the_joint
+    twin.write_text(json.dumps({**with_joint, "rows_kept": [False] * len(data.noisy_labels)}))
+    assert not any(reference(True)["rows_kept"])  # read from the twin, not made again
