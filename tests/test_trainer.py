@@ -187,6 +187,14 @@ def test_label_smoothing_trains_on_the_smoothed_targets(digits):
         TrainConfig(label_smoothing=1.0)
 
 
+def contradicting_predictions(labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted classes that contradict every fourth label: at random over the other classes
+    (noise that reads as symmetric), or always the next class (a flip)."""
+    contradicted = np.arange(len(labels)) % 4 == 0
+    at_random = np.where(contradicted, (labels + rng.integers(1, 10, len(labels))) % 10, labels)
+    return at_random, np.where(contradicted, (labels + 1) % 10, labels)
+
+
 def test_symmetric_noise_smoothing_follows_the_first_fits_reading_of_the_noise(digits, tmp_path):
     """``symmetric_noise_smoothing`` s: no smoothing before the first fit; after it, s where
     that fit's predictions put the labels they contradict evenly over the other classes, none
@@ -195,9 +203,7 @@ def test_symmetric_noise_smoothing_follows_the_first_fits_reading_of_the_noise(d
     images, labels = digits
     rng = np.random.default_rng(0)
     losses = rng.random(len(labels))
-    contradicted = np.arange(len(labels)) % 4 == 0
-    at_random = np.where(contradicted, (labels + rng.integers(1, 10, len(labels))) % 10, labels)
-    to_next = np.where(contradicted, (labels + 1) % 10, labels)
+    at_random, to_next = contradicting_predictions(labels, rng)
 
     def first_fit(predicted, **options):
         trainer = Trainer(cpu_preset(10, symmetric_noise_smoothing=0.2, **options), images, labels, 10)
@@ -241,9 +247,7 @@ def test_symmetric_floor_is_the_floor_under_spread_noise_and_the_mixture_under_f
     images, labels = digits
     rng = np.random.default_rng(1)
     losses = rng.random(len(labels))
-    contradicted = np.arange(len(labels)) % 4 == 0
-    at_random = np.where(contradicted, (labels + rng.integers(1, 10, len(labels))) % 10, labels)
-    to_next = np.where(contradicted, (labels + 1) % 10, labels)
+    at_random, to_next = contradicting_predictions(labels, rng)
     hedging = rng.dirichlet(np.full(10, 0.5), len(labels)).astype(np.float32)
 
     def p_clean(source, predicted, later=None):
