@@ -515,6 +515,7 @@ def tuning_table(folder: Path) -> str:
             seed = f" s{tuning['seed']}" if tuning.get("seed") else ""
             seed += f" {tuning['folds']}-fold" if tuning.get("folds", 1) > 1 else ""
             seed += f" [{tuning['tag']}]" if tuning.get("tag") else ""
+            seed += f", {tuning['plant']:.0%} of the labels planted wrong" if tuning.get("plant") else ""
             lines.append(f"| {tuning['setting']} e{tuning['epochs']}{seed} | {tuning['method']} | "
                          f"{tuning['field']}={value} | {fixed} | {result['config'].get('bn_refresh_samples', 0)} | "
                          f"{curve[-1]:.4f} | {best + 1} ({curve[best]:.4f}) | {kept_last(result)} |")

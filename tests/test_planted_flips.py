@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from bench import suite, tune
+from bench import report, suite, tune
 from bench.planted_flips import flip_transition, plant_flips, planted_flip_scores
 
 
@@ -72,6 +72,8 @@ def test_tune_scores_the_runs_on_flips_it_planted(tmp_path):
     assert trained["n_kept_unplanted"] == untrained["n_kept_unplanted"] > trained["n_planted"]
     # a model that learnt something flags the planted flips better than one that barely trained
     assert trained["auroc"] > max(0.6, untrained["auroc"])
+    planted_row = "| digits-sym40 e3 2-fold, 10% of the labels planted wrong | ce | lr=0.02 |"
+    assert planted_row in report.tuning_table(tmp_path)
 
 
 def test_a_reference_from_before_the_joint_keeps_its_rows_and_gets_a_complete_twin(tmp_path):
