@@ -137,7 +137,9 @@ class TrainConfig:
     # or 1 for every sample with p_clean > 0 ("kept": after the gate, the samples whose label the
     # outputs keep, hard clean samples included at full weight), or the loss mixture's own
     # p_clean after the gate, whatever clean_probability says ("mixture": the floor's higher
-    # weights kept out of the epochs that fit the final model)
+    # weights kept out of the epochs that fit the final model; held out 5-fold it lost the
+    # floor's gains, sym 20 -0.21, sym 80 -0.10, asym 40 -0.18, so not the default;
+    # BENCHMARKS.md forty-fourth pass)
     consolidation_weights: str = "clean_probability"
     dynamic_weights: bool = True  # mixing weights from clean probabilities; False: equal 1/(K+1)
     # a sample's own weight in its synthetic sample: p_i / sum of its set's p ("proportional",
