@@ -160,6 +160,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--tag", default="", help="appended to the result file's name")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "tune")
     args = parser.parse_args(argv)
+    if not 0 <= args.plant < 1:
+        parser.error(f"--plant {args.plant}: the share of labels to flip must be in [0, 1)")
     fixed = config_assignments(parser, args.set)
     field, separator, values = args.grid.partition("=")
     if not separator or not field:

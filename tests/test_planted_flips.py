@@ -48,7 +48,10 @@ def test_scores_count_planted_rows_as_wrong_and_kept_unplanted_rows_as_right():
         planted_flip_scores(before, before, np.zeros(8, bool), kept, suggested, quality, flags)
 
 
-def test_bad_input_is_refused():
+def test_bad_input_is_refused(tmp_path):
+    with pytest.raises(SystemExit):  # before any training
+        tune.main(["--setting", "digits-sym40", "--grid", "lr=0.02", "--plant", "1.5", "--out", str(tmp_path)])
+    assert not (tmp_path / "reference").exists()
     with pytest.raises(ValueError, match="share of labels to flip"):
         plant_flips(np.zeros(10, int), 0.0, np.eye(2), 0)
     with pytest.raises(ValueError, match="joint must be"):
