@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> Path:
     kept_rows = np.asarray(reference["rows_kept"], dtype=bool)
     kept = kept_rows[held_rows]
     fold_labels = [data.noisy_labels[fit_rows] for fit_rows, _ in splits]
-    planted = [np.zeros(len(labels), dtype=bool) for labels in fold_labels]
+    planted = None  # with --plant: per fold, which of its training rows were flipped
     if args.plant:  # the same flips for every value of the grid
         fold_labels, planted = zip(*(plant_flips(labels, args.plant, reference["joint"], [args.seed, fold])
                                      for fold, labels in enumerate(fold_labels)))
