@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from mixnn_core.metrics import label_quality_metrics
+from mixnn_core.noise import draw_from_rows
 
 
 def flip_transition(joint: np.ndarray) -> np.ndarray:
@@ -48,13 +49,8 @@ def plant_flips(labels: np.ndarray, share: float, joint: np.ndarray,
         raise ValueError(f"labels must lie in [0, {transition.shape[0]}) to follow the joint")
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(labels.size, size=round(share * labels.size), replace=False))
-    cumulative = transition.cumsum(axis=1)[labels[chosen]]
-    # inverse CDF per row, the draw scaled to the row's own total: a class of probability 0 (the
-    # old label) adds nothing to the running sum and so can never be drawn, rounding included
-    draws = rng.random(chosen.size)[:, None] * cumulative[:, -1:]
-    new = (draws >= cumulative[:, :-1]).sum(axis=1)
     flipped = labels.copy()
-    flipped[chosen] = new
+    flipped[chosen] = draw_from_rows(labels[chosen], transition, rng)
     planted = np.zeros(labels.size, dtype=bool)
     planted[chosen] = True
     return flipped, planted

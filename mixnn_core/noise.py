@@ -99,9 +99,10 @@ def _check_transition(transition: np.ndarray | None, num_classes: int) -> np.nda
     return matrix
 
 
-def _draw_from_rows(labels: np.ndarray, matrix: np.ndarray,
-                    rng: np.random.Generator) -> np.ndarray:
-    """For each sample, a class drawn from the row of ``matrix`` given by its label."""
+def draw_from_rows(labels: np.ndarray, matrix: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """For each sample, a class drawn from the row of ``matrix`` (C, C; row g: the probability
+    that a label g becomes each class) given by its label. A class of probability 0 is never
+    drawn."""
     drawn = np.empty_like(labels)
     for row_index in np.unique(labels):
         members = np.flatnonzero(labels == row_index)
@@ -183,7 +184,7 @@ def inject_noise(labels: np.ndarray, num_classes: int, mode: str, rate: float,
     rng = np.random.default_rng(seed)
 
     if mode == "transition":
-        noisy = _draw_from_rows(labels, _check_transition(transition, num_classes), rng)
+        noisy = draw_from_rows(labels, _check_transition(transition, num_classes), rng)
     elif mode == "asymmetric":
         dataset, targets = _asymmetric_targets(dataset, num_classes)
         noisy = _flip(labels, targets[labels], rate, rng)
