@@ -41,14 +41,16 @@ def moved(row: dict, old_file: str, new_stem: str, new_tag: str, why: str, date:
     return new
 
 
-def planned_moves(runs: Path, tag: str, demote_tag: str, methods: set[str],
-                  epochs: set[int]) -> tuple[list[tuple], list[tuple]]:
+def planned_moves(runs: Path, tag: str, demote_tag: str, methods: set[str], epochs: set[int],
+                  settings: set[str] = frozenset()) -> tuple[list[tuple], list[tuple]]:
     """The demotions and the promotions, each a list of (source path, destination path,
-    untagged stem); demotions run first (a promoted row takes the name a demoted one leaves)."""
+    untagged stem); demotions run first (a promoted row takes the name a demoted one leaves).
+    Empty ``epochs`` / ``settings``: every budget / setting."""
     demotions, promotions = [], []
     for path in sorted(runs.glob(f"*-{tag}.json")):
         row = read_json(path)
-        if row.get("tag") != tag or row["method"] not in methods or (epochs and row["epochs"] not in epochs):
+        if row.get("tag") != tag or row["method"] not in methods or (epochs and row["epochs"] not in epochs) \
+                or (settings and row["setting"] not in settings):
             continue
         stem = run_name(row["setting"], row["method"], row["epochs"], row["seed"])
         displaced = runs / f"{stem}.json"
@@ -65,12 +67,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--why", required=True)
     parser.add_argument("--methods", nargs="+", default=["mixnn"])
     parser.add_argument("--epochs", nargs="*", type=int, default=[], help="only these budgets (default all)")
+    parser.add_argument("--settings", nargs="*", default=[], help="only these settings (default all)")
     parser.add_argument("--runs", type=Path, default=RUNS)
     parser.add_argument("--dry-run", action="store_true")
     args = parser.parse_args(argv)
     date = datetime.date.today().isoformat()
     demotions, promotions = planned_moves(args.runs, args.tag, args.demote_tag, set(args.methods),
-                                          set(args.epochs))
+                                          set(args.epochs), set(args.settings))
     if not promotions:
         sys.exit(f"no {', '.join(args.methods)} row tagged {args.tag!r} in {args.runs}")
     for source, destination, stem in demotions:

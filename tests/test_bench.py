@@ -288,8 +288,9 @@ def test_retraining_probe_trains_each_second_model_on_the_first_ones_suggestions
 
 
 def test_promoting_tagged_rows_renames_both_sides_and_records_each_move(tmp_path):
-    def write_row(name, seed, tag, overrides, method="mixnn", retagged=None, arrays=True):
-        row = {"setting": "fmnist20k-sym20", "method": method, "epochs": 20, "seed": seed, "tag": tag,
+    def write_row(name, seed, tag, overrides, method="mixnn", retagged=None, arrays=True,
+                  setting="fmnist20k-sym20"):
+        row = {"setting": setting, "method": method, "epochs": 20, "seed": seed, "tag": tag,
                "overrides": overrides, "test_acc_last": 0.8 + seed / 100 + len(tag) / 1000}
         if retagged:
             row["retagged"] = retagged
@@ -305,8 +306,9 @@ def test_promoting_tagged_rows_renames_both_sides_and_records_each_move(tmp_path
     new = write_row("fmnist20k-sym20-mixnn-e20-s0-new", 0, "new", {"knob": "b"})
     alone = write_row("fmnist20k-sym20-mixnn-e20-s1-new", 1, "new", {"knob": "b"}, arrays=False)
     ce = write_row("fmnist20k-sym20-ce-e20-s0", 0, "", {})
+    other_setting = write_row("fmnist20k-asym40-mixnn-e20-s0-new", 0, "new", {"knob": "b"}, setting="fmnist20k-asym40")
     command = ["--tag", "new", "--demote-tag", "old", "--why", "knob b became the default",
-               "--runs", str(tmp_path)]
+               "--runs", str(tmp_path), "--settings", "fmnist20k-sym20"]
     before = sorted(path.name for path in tmp_path.rglob("*"))
     promote_rows.main(command + ["--dry-run"])
     assert sorted(path.name for path in tmp_path.rglob("*")) == before
@@ -329,8 +331,10 @@ def test_promoting_tagged_rows_renames_both_sides_and_records_each_move(tmp_path
         assert np.load(tmp_path / row["final_arrays"])["marker"].tolist() == seed_and_tag
     assert read("fmnist20k-sym20-mixnn-e20-s1")["test_acc_last"] == alone["test_acc_last"]
     assert read("fmnist20k-sym20-ce-e20-s0") == ce
-    assert not list(tmp_path.glob("*-new.json")) and not list(tmp_path.glob("arrays/*-new.npz"))
-    with pytest.raises(SystemExit):  # nothing tagged "new" is left
+    assert [path.name for path in tmp_path.glob("*-new.json")] == ["fmnist20k-asym40-mixnn-e20-s0-new.json"]
+    assert read("fmnist20k-asym40-mixnn-e20-s0-new") == other_setting  # another setting: left alone
+    assert [path.name for path in tmp_path.glob("arrays/*-new.npz")] == ["fmnist20k-asym40-mixnn-e20-s0-new.npz"]
+    with pytest.raises(SystemExit):  # nothing of fmnist20k-sym20 tagged "new" is left
         promote_rows.main(command)
 
 
