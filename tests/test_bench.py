@@ -306,7 +306,8 @@ def test_promoting_tagged_rows_renames_both_sides_and_records_each_move(tmp_path
     new = write_row("fmnist20k-sym20-mixnn-e20-s0-new", 0, "new", {"knob": "b"})
     alone = write_row("fmnist20k-sym20-mixnn-e20-s1-new", 1, "new", {"knob": "b"}, arrays=False)
     ce = write_row("fmnist20k-sym20-ce-e20-s0", 0, "", {})
-    other_setting = write_row("fmnist20k-asym40-mixnn-e20-s0-new", 0, "new", {"knob": "b"}, setting="fmnist20k-asym40")
+    other_setting = write_row("fmnist20k-asym40-mixnn-e20-s0-new", 0, "new", {"knob": "b"},
+                              setting="fmnist20k-asym40")
     command = ["--tag", "new", "--demote-tag", "old", "--why", "knob b became the default",
                "--runs", str(tmp_path), "--settings", "fmnist20k-sym20"]
     before = sorted(path.name for path in tmp_path.rglob("*"))
@@ -333,7 +334,8 @@ def test_promoting_tagged_rows_renames_both_sides_and_records_each_move(tmp_path
     assert read("fmnist20k-sym20-ce-e20-s0") == ce
     assert [path.name for path in tmp_path.glob("*-new.json")] == ["fmnist20k-asym40-mixnn-e20-s0-new.json"]
     assert read("fmnist20k-asym40-mixnn-e20-s0-new") == other_setting  # another setting: left alone
-    assert [path.name for path in tmp_path.glob("arrays/*-new.npz")] == ["fmnist20k-asym40-mixnn-e20-s0-new.npz"]
+    assert [path.name for path in tmp_path.glob("arrays/*-new.npz")] == \
+        ["fmnist20k-asym40-mixnn-e20-s0-new.npz"]
     with pytest.raises(SystemExit):  # nothing of fmnist20k-sym20 tagged "new" is left
         promote_rows.main(command)
 
