@@ -111,8 +111,10 @@ class TrainConfig:
     # +0.38 sym 80, level sym 50 (+0.05) / asym 40 (+0.01) / pair-flip 45 (+0.18).
     # "posterior_scale_floor_symmetric": the floor while the run's first fit reads the noise as
     # spread over the classes (noise_concentration below SYMMETRIC_NOISE_CONCENTRATION), the
-    # mixture under flips, where the floor was level at 20 epochs and lost at 100 (asym 40, one
-    # held-out split: -0.85 +- 0.39; BENCHMARKS.md forty-fourth pass)
+    # mixture under flips, where the floor was level at 20 epochs and lost at 100 under asym 40
+    # (two held-out splits: -0.85 +- 0.39, -0.30 +- 0.36; BENCHMARKS.md forty-fourth and
+    # forty-fifth passes). Not the default: under pair-flip 45 the floor held out +0.18 at 20
+    # epochs and level at 100 (+0.15 +- 0.31), so the loss is asym 40's, not every flip's.
     clean_probability: str = "posterior_scale_floor"
     loss_window: int = 1  # epochs of normalised losses averaged before the mixture fit
     mixture_loss: str = "current"  # loss the mixture sees: vs "current" corrected labels or "given"
