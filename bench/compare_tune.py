@@ -9,7 +9,9 @@ Each argument is a ``bench/tune.py`` result file, with ``:VALUE`` naming one of 
 folds). Prints, for the last epoch's held-out predictions: each candidate's accuracy on the noisy
 labels, on the rows the reference keeps, and on the true labels where the noise was injected
 (the "clean judge": read only to judge, never to choose), then the difference second minus first
-in points with its standard error over rows, and the difference per fold. Paired on the same
+in points with its standard error over rows, and the difference per fold; for files made with
+the same ``--plant`` share, the detection scores on the planted flips as well (pooled and per
+fold: the folds' spread is their only measure of noise). Paired on the same
 rows, the standard error is that of the per-row difference, much smaller than either score's own
 when two models agree on most rows. It covers the rows, not the training's own randomness.
 """
@@ -29,6 +31,10 @@ sys.path.insert(0, str(ROOT))
 from bench.suite import SETTINGS, load  # noqa: E402
 from bench.tune import held_out_splits, reference_run  # noqa: E402
 from mixnn_core.files import read_json  # noqa: E402
+
+# detection scores on flips ``bench/tune.py --plant`` planted (``bench/planted_flips.py``), compared
+# pooled and fold by fold when both files planted the same share
+PLANTED_METRICS = ("f1", "precision", "recall", "auroc", "planted_recovery")
 
 
 def paired_difference(right_first: np.ndarray, right_second: np.ndarray) -> tuple[float, float]:
@@ -108,6 +114,18 @@ def main(argv: list[str] | None = None) -> dict:
               f"second - first {difference:+.2f} +- {error:.2f} points ({rows[name].sum()} rows)")
     for name in labels:
         print(f"per fold ({name}): " + ", ".join(f"{d:+.2f}" for d in summary[name]["per_fold_difference"]))
+    planted = [first["results"][first_value].get("planted_flips_per_fold"),
+               second["results"][second_value].get("planted_flips_per_fold")]
+    if first.get("plant") and first.get("plant") == second.get("plant") and all(planted):
+        pooled = [result["results"][value]["planted_flips"]
+                  for result, value in ((first, first_value), (second, second_value))]
+        for metric in PLANTED_METRICS:
+            per_fold = [b[metric] - a[metric] for a, b in zip(*planted)]
+            summary[f"planted {metric}"] = {"first": pooled[0][metric], "second": pooled[1][metric],
+                                            "per_fold_difference": per_fold}
+            print(f"planted {metric}: {pooled[0][metric]:.4f} vs {pooled[1][metric]:.4f}, second - first "
+                  f"{pooled[1][metric] - pooled[0][metric]:+.4f}; per fold "
+                  + ", ".join(f"{d:+.4f}" for d in per_fold))
     return summary
 
 

@@ -221,13 +221,12 @@ def main(argv: list[str] | None = None) -> Path:
                                "held_out_kept_accuracy": right[:, kept].mean(axis=1).tolist(),
                                "held_out_predictions": predicted[-1].tolist(), "first_fits": first_fits,
                                "config": config.to_dict()}
-        if args.plant:
-            suggested, quality, is_issue = (np.concatenate(parts) for parts in zip(*flagged))
-            scores = planted_flip_scores(
-                np.concatenate([data.noisy_labels[fit_rows] for fit_rows, _ in splits]),
-                np.concatenate(fold_labels), np.concatenate(planted),
-                np.concatenate([kept_rows[fit_rows] for fit_rows, _ in splits]), suggested, quality, is_issue)
+        if args.plant:  # pooled over the folds, and each fold's alone (their spread)
+            per_fold = [(data.noisy_labels[fit_rows], fold_labels[fold], planted[fold], kept_rows[fit_rows],
+                         *flagged[fold]) for fold, (fit_rows, _) in enumerate(splits)]
+            scores = planted_flip_scores(*(np.concatenate(column) for column in zip(*per_fold)))
             results[str(value)]["planted_flips"] = scores
+            results[str(value)]["planted_flips_per_fold"] = [planted_flip_scores(*fold) for fold in per_fold]
             print(f"{field}={value} planted flips: {json.dumps(scores)}", flush=True)
     best = max(results, key=lambda key: results[key]["held_out_noisy_accuracy"][-1])
     print(f"best {field} (last epoch): {best}")

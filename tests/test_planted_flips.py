@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from bench import report, suite, tune
+from bench import compare_tune, report, suite, tune
 from bench.planted_flips import flip_transition, plant_flips, planted_flip_scores
 
 
@@ -75,6 +75,14 @@ def test_tune_scores_the_runs_on_flips_it_planted(tmp_path):
     assert trained["n_kept_unplanted"] == untrained["n_kept_unplanted"] > trained["n_planted"]
     # a model that learnt something flags the planted flips better than one that barely trained
     assert trained["auroc"] > max(0.6, untrained["auroc"])
+    per_fold = result["results"]["0.02"]["planted_flips_per_fold"]  # each fold scored alone: they add up
+    assert len(per_fold) == 2 and sum(fold["n_planted"] for fold in per_fold) == trained["n_planted"]
+    assert sum(fold["n_flagged"] for fold in per_fold) == trained["n_flagged"]
+    assert min(fold["recall"] for fold in per_fold) <= trained["recall"] <= max(fold["recall"] for fold in per_fold)
+    compared = compare_tune.main([f"{tuned}:0.001", f"{tuned}:0.02"])
+    assert compared["planted f1"]["second"] == trained["f1"] and compared["planted f1"]["first"] == untrained["f1"]
+    assert compared["planted auroc"]["per_fold_difference"] == pytest.approx(
+        [a["auroc"] - b["auroc"] for a, b in zip(per_fold, result["results"]["0.001"]["planted_flips_per_fold"])])
     planted_row = "| digits-sym40 e3 2-fold, 10% of the labels planted wrong | ce | lr=0.02 |"
     assert planted_row in report.tuning_table(tmp_path)
 
