@@ -16,7 +16,10 @@ evaluation pass, the epochs, and (since the thirty-fifth pass; before, once) the
 table's files, the "auto" index's build + query and its files, and the mixture fit (the first
 call is the run's first fit, the later ones later fits); the single times are kept beside them
 (``*_each``). The output records when, where and from which
-code it was measured; ``bench/report.py`` reads the cost targets from such files.
+code it was measured; ``bench/report.py`` reads the cost targets from such files
+(``bench/results/scaling*.json``). ``--ivf-training-points-per-cell N`` measures the IVF cells
+learnt from N samples a cell instead of ``knn.IVF_TRAINING_POINTS_PER_CELL``: a variant, not the
+product, so its file must not be named ``scaling*.json``.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from bench.datasets import fashion_mnist  # noqa: E402
 from bench.epoch_files import index_files, table_round_trip, timed  # noqa: E402
 from bench.suite import code_version, machine_record  # noqa: E402
 from bench.timestamps import utc_now  # noqa: E402
+from mixnn_core import knn  # noqa: E402
 from mixnn_core.config import cpu_preset  # noqa: E402
 from mixnn_core.evaluation_table import WRITE_OPTIONS, evaluation_table  # noqa: E402
 from mixnn_core.ingest import DEFAULT_SHARD_SIZE, ingest, load_dataset  # noqa: E402
@@ -105,15 +109,21 @@ def measure(n: int, images: np.ndarray, labels: np.ndarray, scratch: Path, repea
     return row
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[5000, 10000, 20000, 40000, 60000])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scaling.json")
     parser.add_argument("--repeats", type=int, default=1,
                         help="time the evaluation pass and the epochs this often; keep the fastest")
-    args = parser.parse_args()
+    parser.add_argument("--ivf-training-points-per-cell", type=int, default=knn.IVF_TRAINING_POINTS_PER_CELL,
+                        help="a variant's IVF k-means sample (not the product's: not in scaling*.json)")
+    args = parser.parse_args(argv)
     if args.repeats < 1 or min(args.sizes) < 2:
         parser.error(f"--repeats must be >= 1 and every --sizes >= 2, got {args.repeats} and {args.sizes}")
+    variant = args.ivf_training_points_per_cell != knn.IVF_TRAINING_POINTS_PER_CELL
+    if variant and args.out.name.startswith("scaling"):
+        parser.error(f"{args.out.name}: the cost targets read scaling*.json; name a variant's file otherwise")
+    knn.IVF_TRAINING_POINTS_PER_CELL = args.ivf_training_points_per_cell
     train, _ = fashion_mnist()
     images, labels = train.images[:, 0], train.labels
     rows = []
@@ -123,8 +133,10 @@ def main() -> None:
             print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in rows[-1].items()}),
                   flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"measured_at": utc_now(), "machine": machine_record(), "code": code_version(),
-                                    "load_average": os.getloadavg(), "rows": rows}, indent=2))
+    args.out.write_text(json.dumps({"measured_at": utc_now(), "machine": machine_record(),
+                                    "code": code_version(), "load_average": os.getloadavg(),
+                                    "ivf_training_points_per_cell": knn.IVF_TRAINING_POINTS_PER_CELL,
+                                    "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

@@ -750,6 +750,12 @@ def test_paired_comparison_of_two_tuned_values_on_the_same_rows(tmp_path, capsys
         (25.0, 100 * np.std([0, -1, 1, 1], ddof=1) / 2))
 
 
+def test_scaling_keeps_a_variants_ivf_sample_out_of_the_files_the_cost_targets_read(tmp_path):
+    with pytest.raises(SystemExit):  # refused before anything is measured
+        scaling.main(["--sizes", "600", "--ivf-training-points-per-cell", "40", "--out", str(tmp_path / "scaling-x.json")])
+    assert not (tmp_path / "scaling-x.json").exists()
+
+
 def test_scaling_harness_times_a_mixing_epoch_after_the_trainers_own_mixture_fit(tmp_path):
     # the harness once fitted the mixture beside the trainer, which then had no noise strength
     # to scale its mixing weights with: the timed epoch raised before it mixed
