@@ -114,7 +114,7 @@ class TrainConfig:
     # mixture under flips, where the floor was level at 20 epochs and lost at 100 under asym 40
     # (two held-out splits: -0.85 +- 0.39, -0.30 +- 0.36; BENCHMARKS.md forty-fourth and
     # forty-fifth passes). Not the default: under pair-flip 45 the floor held out +0.18 at 20
-    # epochs and level at 100 (+0.15 +- 0.31), so the loss is asym 40's, not every flip's.
+    # epochs and level at 100 (+0.15 on each of two splits), so the loss is asym 40's, not every flip's.
     clean_probability: str = "posterior_scale_floor"
     loss_window: int = 1  # epochs of normalised losses averaged before the mixture fit
     mixture_loss: str = "current"  # loss the mixture sees: vs "current" corrected labels or "given"
