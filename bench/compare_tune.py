@@ -94,8 +94,8 @@ def main(argv: list[str] | None = None) -> dict:
     rows = {"noisy": np.ones(len(held_rows), dtype=bool), "kept": kept}
     if data.noise_report["mode"] != "clean":
         labels["clean judge"], rows["clean judge"] = data.train.labels[held_rows], rows["noisy"]
-    predictions = [np.asarray(first["results"][first_value]["held_out_predictions"]),
-                   np.asarray(second["results"][second_value]["held_out_predictions"])]
+    chosen = [first["results"][first_value], second["results"][second_value]]
+    predictions = [np.asarray(result["held_out_predictions"]) for result in chosen]
     print(f"{first['setting']}, seed {first['seed']}, {first['folds']} fold(s), {len(held_rows)} held-out rows\n"
           f"first:  {first['method']} {first['field']}={first_value} {first['fixed']}\n"
           f"second: {second['method']} {second['field']}={second_value} {second['fixed']}")
@@ -114,11 +114,9 @@ def main(argv: list[str] | None = None) -> dict:
               f"second - first {difference:+.2f} +- {error:.2f} points ({rows[name].sum()} rows)")
     for name in labels:
         print(f"per fold ({name}): " + ", ".join(f"{d:+.2f}" for d in summary[name]["per_fold_difference"]))
-    planted = [first["results"][first_value].get("planted_flips_per_fold"),
-               second["results"][second_value].get("planted_flips_per_fold")]
+    planted = [result.get("planted_flips_per_fold") for result in chosen]
     if first.get("plant") and first.get("plant") == second.get("plant") and all(planted):
-        pooled = [result["results"][value]["planted_flips"]
-                  for result, value in ((first, first_value), (second, second_value))]
+        pooled = [result["planted_flips"] for result in chosen]
         for metric in PLANTED_METRICS:
             per_fold = [b[metric] - a[metric] for a, b in zip(*planted)]
             summary[f"planted {metric}"] = {"first": pooled[0][metric], "second": pooled[1][metric],

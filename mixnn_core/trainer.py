@@ -262,9 +262,15 @@ class Trainer:
         SYMMETRIC_NOISE_CONCENTRATION, or not read) and as "mixture" under flips."""
         if self.config.clean_probability != "posterior_scale_floor_symmetric":
             return self.config.clean_probability
-        concentration = self.noise_concentration
-        flips = concentration is not None and concentration >= SYMMETRIC_NOISE_CONCENTRATION
-        return "mixture" if flips else "posterior_scale_floor"
+        return "mixture" if self.noise_read_as() == "flips" else "posterior_scale_floor"
+
+    def noise_read_as(self) -> str | None:
+        """How the run's first fit read the noise: "symmetric" (``noise_concentration`` below
+        SYMMETRIC_NOISE_CONCENTRATION: spread over the classes), "flips" (at or above it), or
+        None while it has not been read."""
+        if self.noise_concentration is None:
+            return None
+        return "symmetric" if self.noise_concentration < SYMMETRIC_NOISE_CONCENTRATION else "flips"
 
     def first_noise_share(self, mixture_p_clean: np.ndarray, probs: np.ndarray | None) -> float:
         """The share of noisy labels ``noise_strength`` is read from (labels still as given), by
@@ -371,7 +377,7 @@ class Trainer:
         has read the noise as symmetric (``noise_concentration``)."""
         share = self.config.label_smoothing
         extra = self.config.symmetric_noise_smoothing
-        if extra and self.noise_concentration is not None and self.noise_concentration < SYMMETRIC_NOISE_CONCENTRATION:
+        if extra and self.noise_read_as() == "symmetric":
             share = 1.0 - (1.0 - share) * (1.0 - extra)
         return share
 
