@@ -120,6 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.repeats < 1 or min(args.sizes) < 2:
         parser.error(f"--repeats must be >= 1 and every --sizes >= 2, got {args.repeats} and {args.sizes}")
+    if args.ivf_training_points_per_cell < 1:
+        parser.error(f"--ivf-training-points-per-cell must be >= 1, got {args.ivf_training_points_per_cell}")
     variant = args.ivf_training_points_per_cell != knn.IVF_TRAINING_POINTS_PER_CELL
     if variant and args.out.name.startswith("scaling"):
         parser.error(f"{args.out.name}: the cost targets read scaling*.json; name a variant's file otherwise")

@@ -754,6 +754,11 @@ def test_scaling_keeps_a_variants_ivf_sample_out_of_the_files_the_cost_targets_r
     with pytest.raises(SystemExit):  # refused before anything is measured
         scaling.main(["--sizes", "600", "--ivf-training-points-per-cell", "40", "--out", str(tmp_path / "scaling-x.json")])
     assert not (tmp_path / "scaling-x.json").exists()
+    for sample in ("0", "-3"):  # a cell's k-means sample needs at least one point
+        with pytest.raises(SystemExit):
+            scaling.main(["--sizes", "600", "--ivf-training-points-per-cell", sample,
+                          "--out", str(tmp_path / "ivf_sample.json")])
+    assert not (tmp_path / "ivf_sample.json").exists()
 
 
 def test_scaling_harness_times_a_mixing_epoch_after_the_trainers_own_mixture_fit(tmp_path):
