@@ -24,9 +24,14 @@ losses (an extra evaluation pass, which draws no random numbers, so the run is u
 ``noise_share_<scale>`` (1 - mean p_clean) and ``p_clean_auroc_<scale>``, and the share of
 wrong labels confident learning estimates from that pass's predictions
 (``noise_share_confident_joint``, no loss scale) and how unevenly it spreads them over the
-other classes (``noise_concentration``: symmetric noise low, flips high). ``--until N`` stops
+other classes (``noise_concentration``: symmetric noise low, flips high) and how much of that
+spread runs both ways between two classes (``flip_reciprocity``). ``--until N`` stops
 after N epochs, scoring epoch N's fit without training it (``--until 4`` on a 20-epoch budget:
 the warm-up and the first fit only).
+
+At the end of a whole run (no ``--until``), ``label_quality_epoch_average``: the AUROC (wrong given labels against
+right ones) of the given label's predicted probability averaged over the last N of those
+evaluation passes and the final one (N = 0: the final model alone, mixnn's ``label_quality``).
 
 Its numbers explain what a default does; they must not choose one (choices use held-out noisy
 labels, bench/tune.py). Results go to ``bench/results/diagnostics/<setting>-e<epochs>[-FIELD=VALUE...][-s<seed>].json``
@@ -54,7 +59,11 @@ from bench.suite import (  # noqa: E402
     machine_record,
     write_final_arrays,
 )
-from mixnn_core.confident_learning import confident_joint_noise_share, noise_concentration  # noqa: E402
+from mixnn_core.confident_learning import (  # noqa: E402
+    confident_joint,
+    confident_joint_noise_share,
+    noise_concentration,
+)
 from mixnn_core.config import MIXTURE_SCALES, cpu_preset  # noqa: E402
 from mixnn_core.files import write_json_atomic  # noqa: E402
 from mixnn_core.gmm import fit_mixture, mixture_input  # noqa: E402
@@ -77,6 +86,31 @@ def mixing_scores(p_clean: np.ndarray, neighbors: np.ndarray, weights: np.ndarra
         "own_weight_correct": float(weights[correct, 0].mean()),
         "soft_label_wrong_mass": float(1.0 - own_true_mass.mean()),
     }
+
+
+def flip_reciprocity(given: np.ndarray, probs: np.ndarray) -> float:
+    """Share of ``confident_joint``'s off-diagonal counts that run both ways:
+    sum over class pairs of 2 min(J[j, k], J[k, j]) over the off-diagonal total. 1 when every
+    count (given j, true k) is matched by one (given k, true j), as under symmetric noise or
+    flips between two classes both ways; near 0 when labels move one way round the classes
+    (pair-flip); 0 when nothing is off the diagonal."""
+    joint = confident_joint(given, probs).astype(np.float64)
+    np.fill_diagonal(joint, 0.0)
+    total = joint.sum()
+    return float(np.minimum(joint, joint.T).sum() / total) if total > 0 else 0.0
+
+
+def epoch_average_auroc(given_probabilities: list[np.ndarray], final: np.ndarray, given: np.ndarray,
+                        true: np.ndarray, last: tuple[int, ...] = (0, 1, 2, 4, 8)) -> dict:
+    """AUROC of ranking the wrong given labels below the right ones by the given label's
+    predicted probability, the final model's (``final``, N,) averaged with the last N of the
+    evaluation passes' (``given_probabilities``, oldest first, each N,); "all": every pass."""
+    counts = [n for n in last if n <= len(given_probabilities)] + ["all"]
+    scores = {}
+    for n in counts:
+        passes = given_probabilities if n == "all" else given_probabilities[len(given_probabilities) - n:]
+        scores[str(n)] = detection_auroc(np.mean([*passes, final], axis=0), given != true)
+    return scores
 
 
 def scale_scores(losses: np.ndarray, given: np.ndarray, true: np.ndarray, seed: int = 0) -> dict:
@@ -109,13 +143,18 @@ def main(argv: list[str] | None = None) -> Path:
                       test_images=data.test.images, test_labels=data.test.labels)
     until = config.epochs if args.until is None else min(args.until, config.epochs)
 
+    rows_given = (np.arange(len(data.noisy_labels)), data.noisy_labels)
+    given_probabilities = []  # each fitting epoch's pass: the given label's predicted probability
+
     def scored_scales() -> dict:
         if not config.fits_mixture(trainer.epoch):
             return {}
         evaluation = trainer.evaluation_pass()
+        given_probabilities.append(evaluation.probs[rows_given])
         return {**scale_scores(evaluation.losses, data.noisy_labels, data.train.labels, seed=config.seed),
                 "noise_share_confident_joint": confident_joint_noise_share(data.noisy_labels, evaluation.probs),
-                "noise_concentration": noise_concentration(data.noisy_labels, evaluation.probs)}
+                "noise_concentration": noise_concentration(data.noisy_labels, evaluation.probs),
+                "flip_reciprocity": flip_reciprocity(data.noisy_labels, evaluation.probs)}
 
     rows = []
     while trainer.epoch < until:
@@ -130,15 +169,20 @@ def main(argv: list[str] | None = None) -> Path:
     if until < config.epochs and config.fits_mixture(until):
         rows.append({"epoch": until, "phase": "scored, not trained", **scored_scales()})
         print(rows[-1], flush=True)
+    final_probs = trainer.evaluation_pass().probs if args.samples or until == config.epochs else None
     if args.samples:
-        write_final_arrays(args.samples, data, trainer.outputs().soft_label, trainer.p_clean,
-                           trainer.evaluation_pass().probs)
+        write_final_arrays(args.samples, data, trainer.outputs().soft_label, trainer.p_clean, final_probs)
     suffix = "".join(f"-{key}={value}" for key, value in overrides.items())
     suffix += f"-until{until}" if until < config.epochs else ""
     suffix += f"-s{args.seed}" if args.seed else ""
     out = args.out / f"{args.setting}-e{args.epochs}{suffix}.json"
-    write_json_atomic({"setting": args.setting, "config": config.to_dict(), "code": code,
-                       "machine": machine_record(), "epochs": rows}, out)
+    result = {"setting": args.setting, "config": config.to_dict(), "code": code, "machine": machine_record(),
+              "epochs": rows}
+    if until == config.epochs:  # a whole run: its final model against the passes before it
+        result["label_quality_epoch_average"] = epoch_average_auroc(
+            given_probabilities, final_probs[rows_given], data.noisy_labels, data.train.labels)
+        print(f"label_quality_epoch_average {result['label_quality_epoch_average']}", flush=True)
+    write_json_atomic(result, out)
     return out
 
 

@@ -549,6 +549,30 @@ def test_mixing_scores_by_hand():
     assert np.isclose(scores["soft_label_wrong_mass"], 1 / 3)
 
 
+def test_flip_reciprocity_tells_two_way_flips_from_one_way_ones():
+    given = np.repeat(np.arange(3), 100)
+    confident = np.full((300, 3), 0.05)
+    confident[np.arange(300), given] = 0.9
+    one_way = confident.copy()  # ten of each class look like the next class
+    two_way = confident.copy()  # ten of class 0 look like 1 and ten of 1 like 0
+    for probs, moved in ((one_way, {0: 1, 1: 2, 2: 0}), (two_way, {0: 1, 1: 0})):
+        for source, target in moved.items():
+            rows = np.flatnonzero(given == source)[:10]
+            probs[rows] = 0.05
+            probs[rows, target] = 0.9
+    assert mixing_diagnostics.flip_reciprocity(given, one_way) == 0.0
+    assert mixing_diagnostics.flip_reciprocity(given, two_way) == 1.0
+    assert mixing_diagnostics.flip_reciprocity(given, confident) == 0.0  # nothing off the diagonal
+
+
+def test_epoch_average_auroc_by_hand():
+    given, true = np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1])  # sample 1 is wrong
+    passes = [np.array([0.1, 0.9, 0.8, 0.7]), np.array([0.9, 0.1, 0.8, 0.7])]
+    final = np.array([0.5, 0.6, 0.8, 0.7])  # alone: the wrong label ranks above sample 0's
+    scores = mixing_diagnostics.epoch_average_auroc(passes, final, given, true, last=(0, 1, 4))
+    assert scores == {"0": pytest.approx(2 / 3), "1": 1.0, "all": pytest.approx(2 / 3)}
+
+
 def test_mixing_diagnostics_score_every_mixing_epoch(tmp_path):
     out = mixing_diagnostics.main(["--setting", "digits-sym40", "--epochs", "3", "--set", "warmup_epochs=1",
                                    "--out", str(tmp_path), "--samples", str(tmp_path / "digits.npz")])
@@ -564,6 +588,9 @@ def test_mixing_diagnostics_score_every_mixing_epoch(tmp_path):
         assert 0.5 < row["p_clean_auroc_linear"] <= 1 and 0.5 < row["p_clean_auroc_log"] <= 1
         assert 0 < row["noise_share_confident_joint"] < 1
         assert 0 <= row["noise_concentration"] < 8 / 9
+        assert 0 < row["flip_reciprocity"] <= 1
+    averages = json.loads(out.read_text())["label_quality_epoch_average"]
+    assert list(averages) == ["0", "1", "2", "all"]  # two fitting epochs' passes before the final one
     # the extra evaluation pass leaves the run as it would be without it
     setting = suite.SETTINGS["digits-sym40"]
     data = suite.load(setting, 0)
@@ -572,6 +599,8 @@ def test_mixing_diagnostics_score_every_mixing_epoch(tmp_path):
     assert [row["test_acc"] for row in plain.fit()] == [row["test_acc"] for row in rows]
     arrays = np.load(tmp_path / "digits.npz")
     assert arrays["suggestion"].shape == arrays["probs"].shape == (len(arrays["given"]), 10)
+    final_given = arrays["probs"][np.arange(len(arrays["given"])), arrays["given"]]
+    assert averages["0"] == detection_auroc(final_given, arrays["given"] != arrays["true"])
     assert (arrays["given"] != arrays["true"]).mean() > 0.3  # digits-sym40: 40 % redrawn
     rows = suggestion_rules.main([str(tmp_path / "digits.npz")])
     current = rows[("digits.npz", "argmax differs (the rule before 2026-11-30)")]
