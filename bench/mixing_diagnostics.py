@@ -29,9 +29,10 @@ spread runs both ways between two classes (``flip_reciprocity``). ``--until N`` 
 after N epochs, scoring epoch N's fit without training it (``--until 4`` on a 20-epoch budget:
 the warm-up and the first fit only).
 
-At the end of a whole run (no ``--until``), ``label_quality_epoch_average``: the AUROC (wrong given labels against
-right ones) of the given label's predicted probability averaged over the last N of those
-evaluation passes and the final one (N = 0: the final model alone, mixnn's ``label_quality``).
+At the end of a whole run (no ``--until``), ``label_quality_epoch_average``: the AUROC (wrong
+given labels against right ones) of the given label's predicted probability averaged over the
+last N of those evaluation passes and the final one (N = 0: the final model alone, mixnn's
+``label_quality``).
 
 Its numbers explain what a default does; they must not choose one (choices use held-out noisy
 labels, bench/tune.py). Results go to ``bench/results/diagnostics/<setting>-e<epochs>[-FIELD=VALUE...][-s<seed>].json``
