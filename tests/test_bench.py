@@ -781,7 +781,8 @@ def test_paired_comparison_of_two_tuned_values_on_the_same_rows(tmp_path, capsys
 
 def test_scaling_keeps_a_variants_ivf_sample_out_of_the_files_the_cost_targets_read(tmp_path):
     with pytest.raises(SystemExit):  # refused before anything is measured
-        scaling.main(["--sizes", "600", "--ivf-training-points-per-cell", "40", "--out", str(tmp_path / "scaling-x.json")])
+        scaling.main(["--sizes", "600", "--ivf-training-points-per-cell", "40",
+                      "--out", str(tmp_path / "scaling-x.json")])
     assert not (tmp_path / "scaling-x.json").exists()
     for sample in ("0", "-3"):  # a cell's k-means sample needs at least one point
         with pytest.raises(SystemExit):
