@@ -71,7 +71,9 @@ class Setting:
 
     dataset: str  # "fashion_mnist", "cifar10" or "digits"
     n_train: int | None  # None: the whole training split
-    noise: tuple[str, float] | str | None  # (mode, rate) injected; "human:<label set>"; None: clean
+    # (mode, rate) injected, mode one of mixnn_core.noise's or "one_way" (ONE_WAY_FLIPS);
+    # "human:<label set>"; None: clean
+    noise: tuple[str, float] | str | None
     model: str = "auto"
     hflip: bool = False  # horizontal flips: right for photos (CIFAR), wrong for clothes and digits
 
@@ -80,10 +82,17 @@ class Setting:
         return {"model": self.model, "hflip": self.hflip}
 
 
+# Class -> class of Fashion-MNIST's asymmetric map (mixnn_core.noise) without its reverse flips:
+# T-shirt -> Shirt, Pullover -> Coat, Sandal -> Sneaker. Noise mode "one_way": each sample of a
+# mapped class flips to its target with the setting's rate. It tells flips between classes the
+# model confuses (asym 40's) from flips that run both ways.
+ONE_WAY_FLIPS = {0: 6, 2: 4, 5: 7}
+
 SETTINGS = {
     **{f"fmnist20k-{name}": Setting("fashion_mnist", 20000, noise) for name, noise in {
         "clean": None, "sym20": ("symmetric", 0.2), "sym50": ("symmetric", 0.5),
         "sym80": ("symmetric", 0.8), "asym40": ("asymmetric", 0.4), "pairflip45": ("pairflip", 0.45),
+        "oneway40": ("one_way", 0.4),
     }.items()},
     "fmnist60k-clean": Setting("fashion_mnist", None, None),
     "fmnist60k-sym50": Setting("fashion_mnist", None, ("symmetric", 0.5)),
@@ -114,6 +123,16 @@ def digits() -> tuple[Split, Split]:
     return Split(images[:1500], labels[:1500]), Split(images[1500:], labels[1500:])
 
 
+def one_way_transition(flips: dict[int, int], rate: float, num_classes: int) -> np.ndarray:
+    """Row-stochastic C x C matrix that keeps every label except those of the classes in
+    ``flips``, which go to their target with probability ``rate``."""
+    matrix = np.eye(num_classes)
+    for source, target in flips.items():
+        matrix[source, source] = 1.0 - rate
+        matrix[source, target] = rate
+    return matrix
+
+
 def load(setting: Setting, seed: int) -> Data:
     """The setting's training subset, test set and noisy training labels (same for every method)."""
     if setting.dataset == "cifar10":
@@ -127,9 +146,14 @@ def load(setting: Setting, seed: int) -> Data:
     if setting.noise is None:
         return Data(train, test, train.labels, {"mode": "clean", "wrong_fraction": 0.0})
     mode, rate = setting.noise
-    asymmetric_map = setting.dataset if mode == "asymmetric" else None
-    noisy, report = inject_noise(train.labels, 10, mode, rate, seed, dataset=asymmetric_map)
-    report = {key: report[key] for key in ("mode", "rate", "seed", "dataset")}
+    if mode == "one_way":
+        noisy, report = inject_noise(train.labels, 10, "transition", None, seed,
+                                     transition=one_way_transition(ONE_WAY_FLIPS, rate, 10))
+        report = {"mode": mode, "rate": rate, "seed": seed, "dataset": setting.dataset}
+    else:
+        asymmetric_map = setting.dataset if mode == "asymmetric" else None
+        noisy, report = inject_noise(train.labels, 10, mode, rate, seed, dataset=asymmetric_map)
+        report = {key: report[key] for key in ("mode", "rate", "seed", "dataset")}
     return Data(train, test, noisy, {**report, "wrong_fraction": float((noisy != train.labels).mean())})
 
 

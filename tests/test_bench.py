@@ -444,6 +444,20 @@ def test_tuning_on_held_out_noisy_labels_lands_in_the_report(quick_results, tmp_
     assert "| digits-sym40 e3 | mixnn | lr=0.05 | warmup_epochs=1 | 4096 |" in benchmarks.read_text()
 
 
+def test_one_way_noise_flips_only_the_mapped_classes_and_only_forward():
+    setting = suite.Setting("digits", None, ("one_way", 0.4))
+    data = suite.load(setting, 0)
+    true, noisy = data.train.labels, data.noisy_labels
+    wrong = noisy != true
+    assert set(zip(true[wrong].tolist(), noisy[wrong].tolist())) == set(suite.ONE_WAY_FLIPS.items())
+    for source in suite.ONE_WAY_FLIPS:
+        assert 0.3 < wrong[true == source].mean() < 0.5  # 40 % of each mapped class, about 150 samples each
+    assert data.noise_report["mode"] == "one_way" and data.noise_report["rate"] == 0.4
+    assert data.noise_report["wrong_fraction"] == pytest.approx(wrong.mean())
+    assert np.array_equal(suite.load(setting, 0).noisy_labels, noisy)
+    assert not np.array_equal(suite.load(setting, 1).noisy_labels, noisy)
+
+
 def test_tuning_seed_changes_the_noisy_labels_and_names_the_file(tmp_path):
     tuned = tune.main(["--setting", "digits-sym40", "--method", "ce", "--epochs", "1", "--grid", "lr=0.02",
                        "--seed", "1", "--tag", "rerun", "--out", str(tmp_path)])
