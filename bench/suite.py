@@ -169,7 +169,7 @@ def train_timed(trainer: Trainer, clock: StageClock, scratch: Path, log: Callabl
             table = evaluation_table(np.arange(len(evaluation.losses)), evaluation)
             clock.run("feature_write", write_evaluation_table, table, scratch / "features.parquet")
             clock.run("mixture_fit", trainer.fit_clean_probability, evaluation.losses, evaluation.probs)
-            if config.phase(trainer.epoch) == "mixnn":
+            if config.searches_neighbors(trainer.epoch):
                 neighbors = clock.run("neighbor_search", epoch_neighbors, evaluation.features, config,
                                       trainer.epoch)
             clock.run("correction", trainer.correct_labels, evaluation.probs)

@@ -204,7 +204,7 @@ def mixnn(
             if config.fits_mixture(epoch):
                 clock.run("features", extract_features.with_options(task_runner=fan_out()),
                           root, epoch)
-            if config.phase(epoch) == "mixnn":
+            if config.searches_neighbors(epoch):
                 clock.run("index", build_neighbor_index, root, epoch)
             clock.run("train", train_epoch, root, epoch)
             update_progress_artifact(progress, 100.0 * (epoch + 1) / config.epochs)

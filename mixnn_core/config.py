@@ -11,6 +11,7 @@ MIXTURE_LOSSES = ("current", "given")
 MIXTURE_SCALES = ("linear", "log")  # gmm.mixture_input
 OWN_WEIGHTS = ("proportional", "clean_probability")
 CONSOLIDATION_WEIGHTS = ("clean_probability", "kept", "mixture")
+CONSOLIDATION_MIXINGS = ("none", "eased")
 CORRECTION_RATES = ("uniform", "noisy_probability", "estimated_noise", "none")
 MIXING_STRENGTHS = ("full", "estimated_noise")
 NOISE_ESTIMATES = ("mixture", "confident_joint")
@@ -45,6 +46,7 @@ FIELDS_CE_IGNORES = frozenset({
     "neighbor_scope", "alpha", "correction_start", "correction_every", "correction_rate",
     "loss_window", "clean_probability", "mixture_loss", "mixture_scale", "mixture_per_class",
     "gate_clean_probability", "gate_start", "consolidation_epochs", "consolidation_weights",
+    "consolidation_mixing",
     "dynamic_weights", "own_weight", "mixing_strength", "noise_estimate", "symmetric_noise_smoothing",
     "bn_refresh_samples", "bn_refresh_augmented",
 })
@@ -57,7 +59,8 @@ class TrainConfig:
     Epochs are counted from 0. For ``method="mixnn"``: epochs ``[0, warmup_epochs)`` train with
     plain cross-entropy, the next ``mixup_epochs`` with random-pair mixup, the following ones
     with nearest-neighbour mixing, and the last ``consolidation_epochs`` on the un-mixed samples
-    with their soft labels, each sample's loss weighted by its clean probability. Mixing and
+    with their soft labels (or eased out of the mixing, ``consolidation_mixing``), each sample's
+    loss weighted by its clean probability. Mixing and
     consolidation epochs both start with the evaluation pass and the mixture fit; label
     correction runs in them from ``correction_start`` every ``correction_every`` epochs.
     """
@@ -143,6 +146,11 @@ class TrainConfig:
     # floor's gains, sym 20 -0.21, sym 80 -0.10, asym 40 -0.18, so not the default;
     # BENCHMARKS.md forty-fourth pass)
     consolidation_weights: str = "clean_probability"
+    # the inputs of the consolidation epochs: un-mixed ("none"), or still mixed with the
+    # neighbours, their share scaled down by the same step each epoch to 0 in the last one
+    # ("eased": 3/4, 1/2, 1/4, 0 of the mixing epochs' share over four epochs), so that the
+    # inputs do not change all at once (consolidation_neighbor_share)
+    consolidation_mixing: str = "none"
     dynamic_weights: bool = True  # mixing weights from clean probabilities; False: equal 1/(K+1)
     # a sample's own weight in its synthetic sample: p_i / sum of its set's p ("proportional",
     # the method) or p_i itself ("clean_probability", mixing.replacement_weights)
@@ -195,6 +203,9 @@ class TrainConfig:
              f"neighbor_scope must be one of {NEIGHBOR_SCOPES}, got {self.neighbor_scope!r}"),
             (self.consolidation_weights in CONSOLIDATION_WEIGHTS,
              f"consolidation_weights must be one of {CONSOLIDATION_WEIGHTS}, got {self.consolidation_weights!r}"),
+            (self.consolidation_mixing in CONSOLIDATION_MIXINGS,
+             f"consolidation_mixing must be one of {CONSOLIDATION_MIXINGS}, "
+             f"got {self.consolidation_mixing!r}"),
             (self.own_weight in OWN_WEIGHTS,
              f"own_weight must be one of {OWN_WEIGHTS}, got {self.own_weight!r}"),
             (self.mixing_strength in MIXING_STRENGTHS,
@@ -245,8 +256,23 @@ class TrainConfig:
 
     def fits_mixture(self, epoch: int) -> bool:
         """Whether epoch ``epoch`` starts with the evaluation pass and the mixture fit (mixing
-        and consolidation epochs); only mixing epochs also search neighbours."""
+        and consolidation epochs); ``searches_neighbors`` says which also search neighbours."""
         return self.phase(epoch) in ("mixnn", "consolidate")
+
+    def consolidation_neighbor_share(self, epoch: int) -> float:
+        """Factor (in [0, 1]) on the neighbours' share of each synthetic sample in consolidation
+        epoch ``epoch``: 0 un-mixed; with ``consolidation_mixing="eased"`` (n - 1 - j) / n in
+        the j-th (from 0) of n consolidation epochs."""
+        if self.consolidation_mixing == "none":
+            return 0.0
+        remaining = self.epochs - 1 - epoch  # consolidation epochs after this one
+        return remaining / self.consolidation_epochs
+
+    def searches_neighbors(self, epoch: int) -> bool:
+        """Whether epoch ``epoch`` mixes each sample with its neighbours: every mixing epoch,
+        and the consolidation epochs whose neighbour share is above 0."""
+        phase = self.phase(epoch)
+        return phase == "mixnn" or (phase == "consolidate" and self.consolidation_neighbor_share(epoch) > 0)
 
     def gates_clean_probability(self, epoch: int) -> bool:
         """Whether the mixture fit of epoch ``epoch`` is followed by the gate on p_clean."""

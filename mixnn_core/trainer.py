@@ -66,7 +66,7 @@ FIELDS_OF_OLDER_CHECKPOINTS = {"consolidation_epochs": 0, "neighbor_scope": "dat
                                "gate_clean_probability": False, "gate_start": 0,
                                "consolidation_weights": "clean_probability", "mixing_strength": "full",
                                "mixture_scale": "linear", "noise_estimate": "mixture",
-                               "symmetric_noise_smoothing": 0.0}
+                               "symmetric_noise_smoothing": 0.0, "consolidation_mixing": "none"}
 
 
 class TrainingDiverged(RuntimeError):
@@ -305,11 +305,12 @@ class Trainer:
     def train_epoch(self, neighbors: np.ndarray | None = None) -> dict:
         """Train one epoch in the phase the schedule gives; returns and records its history row.
 
-        ``neighbors`` (N, K) is required in mixing epochs and must come from this epoch's
-        evaluation pass; mixing weights use the clean probabilities of the last mixture fit.
-        Consolidation epochs weight each sample's loss by ``consolidation_loss_weights`` (that
-        fit's clean probability, by default), divided by the batch's mean so that the step size
-        does not shrink with the noise rate.
+        ``neighbors`` (N, K) is required in the epochs that mix (``searches_neighbors``) and
+        must come from this epoch's evaluation pass; mixing weights use the clean probabilities
+        of the last mixture fit. Consolidation epochs weight each sample's loss by
+        ``consolidation_loss_weights`` (that fit's clean probability, by default), divided by
+        the batch's mean so that the step size does not shrink with the noise rate; eased ones
+        (``consolidation_mixing``) also mix, with the neighbours' share scaled down.
 
         With W processes, every process draws the same permutation and augmentation from the
         shared seeded generator and builds the same batch of ``batch_size`` synthetic samples;
@@ -322,11 +323,17 @@ class Trainer:
         phase = self.config.phase(self.epoch)
         started = time.perf_counter()
         weights = None
-        if phase == "mixnn":
+        if self.config.searches_neighbors(self.epoch):
             if neighbors is None:
                 raise ValueError(f"epoch {self.epoch} mixes with neighbours: pass neighbors=")
             neighbors = torch.as_tensor(np.asarray(neighbors, dtype=np.int64))
-            weights = torch.as_tensor(self.member_weights(neighbors.numpy()), dtype=torch.float32)
+            member_weights = self.member_weights(neighbors.numpy())
+            if phase == "consolidate":
+                member_weights = scaled_neighbor_share(member_weights,
+                                                       self.config.consolidation_neighbor_share(self.epoch))
+            weights = torch.as_tensor(member_weights, dtype=torch.float32)
+        else:
+            neighbors = None
         if phase == "consolidate":
             loss_weights = torch.as_tensor(self.consolidation_loss_weights(), dtype=torch.float32)
         soft_labels = torch.as_tensor(self.soft_labels)
@@ -361,7 +368,7 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
             total_loss += batch_loss.item()
-        if phase in ("mixnn", "mixup"):
+        if neighbors is not None or phase == "mixup":  # trained on mixed inputs
             self.refresh_batchnorm_statistics(order[:self.config.bn_refresh_samples])
         self._share_buffers_of_rank_zero()
         row = {"epoch": self.epoch, "phase": phase, "train_loss": total_loss / steps, "lr": lr,
@@ -442,14 +449,14 @@ class Trainer:
 
     def run_epoch(self) -> dict:
         """One whole epoch: in mixing epochs all five steps, in consolidation epochs all but the
-        neighbour search, otherwise plain training."""
+        neighbour search (unless eased, ``consolidation_mixing``), otherwise plain training."""
         if not self.config.fits_mixture(self.epoch):
             return self.train_epoch()
         return self.train_epoch(self.mixing_neighbors())
 
     def mixing_neighbors(self) -> np.ndarray | None:
         """Steps 1-4 of a mixing epoch; returns each sample's neighbours (N, K) for step 5, or
-        None in a consolidation epoch, which skips the search (step 3).
+        None in a consolidation epoch that trains un-mixed, which skips the search (step 3).
 
         Updates ``p_clean`` (and the soft labels, when the schedule corrects them). Under
         torch.distributed, rank 0 alone runs the evaluation pass, the mixture fit, the
@@ -460,7 +467,7 @@ class Trainer:
         if self.rank == 0:
             evaluation = self.evaluation_pass()
             self.fit_clean_probability(evaluation.losses, evaluation.probs)
-            if self.config.phase(self.epoch) == "mixnn":
+            if self.config.searches_neighbors(self.epoch):
                 neighbors = epoch_neighbors(evaluation.features, self.config, self.epoch)
             self.correct_labels(evaluation.probs)
         return self._share_mixing_state(neighbors)
@@ -631,7 +638,7 @@ class Trainer:
 
     def _batch_members(self, phase, index, neighbors, weights):
         """Indices (B, M) of the samples mixed into each synthetic sample, and their weights."""
-        if phase == "mixnn":
+        if neighbors is not None:
             return torch.cat([index[:, None], neighbors[index]], dim=1), weights[index]
         if phase == "mixup":
             lam = float(torch.rand(1, generator=self.generator))  # Beta(1, 1) is uniform

@@ -55,7 +55,7 @@ def train_epoch(run_dir: str, epoch: int) -> dict:
                            "mean_p_clean_used": float(np.mean(trainer.p_clean)), "n_gated": trainer.n_gated},
                           run.mixture(epoch))
         trainer.correct_labels(probs)
-        if trainer.config.phase(epoch) == "mixnn":
+        if trainer.config.searches_neighbors(epoch):
             neighbors = np.load(run.neighbors(epoch), allow_pickle=False)
     try:
         row = trainer.train_epoch(neighbors)

@@ -78,21 +78,24 @@ def test_in_batch_neighbour_scope_and_counted_noise_run_through_the_flow(prefect
     epoch saves neighbours found within random groups of batch_size samples of that epoch's
     features, and no index over the whole set; every sample reaches the manifest. In the same run,
     noise_estimate="confident_joint" reads the (default) estimated-noise strength of the correction
-    and the mixing from the first fit's predictions."""
+    and the mixing from the first fit's predictions, and consolidation_mixing="eased" mixes in
+    the first of two consolidation epochs (neighbour share 1/2) and not in the last."""
     from mixnn_core.confident_learning import confident_joint_noise_share
     from mixnn_core.correction import noise_odds_strength
     from mixnn_core.files import read_vector_column
     from mixnn_core.knn import neighbors_within_groups
 
     run_dir = tmp_path / "batch-scope"
-    options = {"neighbor_scope": "batch", "noise_estimate": "confident_joint"}
-    mixnn(run_dir=str(run_dir), **{**RUN, "epochs": 4,  # warm-up 1, mixing 1-2, consolidation 3
+    options = {"neighbor_scope": "batch", "noise_estimate": "confident_joint",
+               "consolidation_mixing": "eased", "consolidation_epochs": 2}
+    mixnn(run_dir=str(run_dir), **{**RUN, "epochs": 4,  # warm-up 1, mixing 1, consolidation 2 (eased) and 3
                                    "train_options": {**RUN["train_options"], **options}})
     assert not list((run_dir / "index").glob("epoch=*.faiss"))
     for epoch in (1, 2):
         features = read_vector_column(pq.read_table(run_dir / "features" / f"epoch={epoch:03d}.parquet"), "feature")
         saved = np.load(run_dir / "index" / f"epoch={epoch:03d}.neighbors.npy", allow_pickle=False)
         assert np.array_equal(saved, neighbors_within_groups(features, 1, 128, seed=(0, epoch)))
+    assert not (run_dir / "index" / "epoch=003.neighbors.npy").exists()  # the last epoch trains un-mixed
     manifest = pd.read_parquet(run_dir / "manifest.parquet")
     assert len(manifest) == 1797
     first_probs = read_vector_column(pq.read_table(run_dir / "features" / "epoch=001.parquet"), "probs")

@@ -147,6 +147,32 @@ def test_consolidation_epoch_trains_unmixed_and_ignores_samples_with_clean_proba
     assert torch.equal(trained(by_mixture, half, mixture_p_clean=ones)[1], consolidated)
 
 
+def test_eased_consolidation_mixes_less_each_epoch_and_ends_unmixed(digits):
+    config = cpu_preset(20, consolidation_mixing="eased")
+    assert [config.consolidation_neighbor_share(e) for e in range(16, 20)] == [0.75, 0.5, 0.25, 0.0]
+    assert [e for e in range(20) if config.searches_neighbors(e)] == list(range(4, 19))
+    assert [e for e in range(20) if cpu_preset(20).searches_neighbors(e)] == list(range(4, 16))
+    assert "consolidation_mixing" in FIELDS_CE_IGNORES
+    with pytest.raises(ValueError, match="consolidation_mixing must be one of"):
+        cpu_preset(20, consolidation_mixing="linear")
+    images, labels = digits
+
+    def trained(config, epoch, neighbors=None):
+        trainer = Trainer(config, images, labels, 10)
+        trainer.epoch, trainer.p_clean, trainer.noise_strength = epoch, np.ones(len(labels)), 1.0
+        row = trainer.train_epoch(neighbors)
+        return row, parameters(trainer)
+
+    neighbors = np.roll(np.arange(len(labels)), 1)[:, None]
+    unmixed = cpu_preset(5, consolidation_epochs=2)  # epochs 3 and 4 consolidate
+    eased = unmixed.with_changes(consolidation_mixing="eased")  # neighbour share 1/2 in epoch 3, 0 in 4
+    with pytest.raises(ValueError, match="mixes with neighbours"):
+        trained(eased, 3)
+    row, mixed = trained(eased, 3, neighbors)
+    assert row["phase"] == "consolidate" and not torch.equal(mixed, trained(unmixed, 3)[1])
+    assert torch.equal(trained(eased, 4, neighbors)[1], trained(unmixed, 4)[1])
+
+
 def test_mixture_consolidation_weights_are_the_gated_mixture_under_the_floor(digits):
     """Under clean_probability="posterior_scale_floor" a consolidation epoch's fit raises some
     p_clean above the mixture's; consolidation_weights="mixture" weighs the losses by the
@@ -562,6 +588,7 @@ OTHER_VALUES = {"warmup_epochs": 2, "mixup_epochs": 1, "num_neighbors": 3, "knn_
                 "correction_every": 2, "correction_rate": "uniform", "loss_window": 3, "mixture_loss": "given",
                 "mixture_scale": "log", "mixture_per_class": True, "gate_clean_probability": False,
                 "gate_start": 1, "consolidation_epochs": 1, "consolidation_weights": "kept",
+                "consolidation_mixing": "eased",
                 "dynamic_weights": False, "own_weight": "clean_probability", "mixing_strength": "full",
                 "noise_estimate": "confident_joint", "bn_refresh_samples": 7,
                 "bn_refresh_augmented": True, "symmetric_noise_smoothing": 0.3,
