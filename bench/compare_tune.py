@@ -7,8 +7,10 @@
 Each argument is a ``bench/tune.py`` result file, with ``:VALUE`` naming one of its grid values
 (needed when it holds several). Both must have held out the same rows (same setting, seed and
 folds). Prints, for the last epoch's held-out predictions: each candidate's accuracy on the noisy
-labels, on the rows the reference keeps, and on the true labels where the noise was injected
-(the "clean judge": read only to judge, never to choose), then the difference second minus first
+labels, on the rows the reference keeps, on the noisy labels with every class weighed the same
+("balanced", ``bench/tune.class_balanced_scores``; per fold with the weights of all held-out
+rows), and on the true labels where the noise was injected (the "clean judge": read only to
+judge, never to choose), then the difference second minus first
 in points with its standard error over rows, and the difference per fold; for files made with
 the same ``--plant`` share, the detection scores on the planted flips as well (pooled and per
 fold: the folds' spread is their only measure of noise). Paired on the same
@@ -29,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.suite import SETTINGS, load  # noqa: E402
-from bench.tune import held_out_splits, reference_run  # noqa: E402
+from bench.tune import class_balanced_scores, held_out_splits, reference_run  # noqa: E402
 from mixnn_core.files import read_json  # noqa: E402
 
 # detection scores on flips ``bench/tune.py --plant`` planted (``bench/planted_flips.py``), compared
@@ -90,8 +92,9 @@ def main(argv: list[str] | None = None) -> dict:
     reference = reference_run(first["setting"], data.train.images, data.noisy_labels, first["epochs"],
                               first["seed"], path.parent / "reference", need_joint=bool(first.get("plant")))
     kept = np.asarray(reference["rows_kept"], dtype=bool)[held_rows]
-    labels = {"noisy": data.noisy_labels[held_rows], "kept": data.noisy_labels[held_rows]}
-    rows = {"noisy": np.ones(len(held_rows), dtype=bool), "kept": kept}
+    labels = {name: data.noisy_labels[held_rows] for name in ("noisy", "kept", "balanced")}
+    every_row = np.ones(len(held_rows), dtype=bool)
+    rows = {"noisy": every_row, "kept": kept, "balanced": every_row}
     if data.noise_report["mode"] != "clean":
         labels["clean judge"], rows["clean judge"] = data.train.labels[held_rows], rows["noisy"]
     chosen = [first["results"][first_value], second["results"][second_value]]
@@ -105,6 +108,8 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {}
     for name, truth in labels.items():
         correct = [p == truth for p in predictions]
+        if name == "balanced":
+            correct = [class_balanced_scores(c, truth) for c in correct]
         right = [c[rows[name]] for c in correct]
         difference, error = paired_difference(*right)
         per_fold = [paired_difference(*[c[fold][rows[name][fold]] for c in correct])[0] for fold in folds]

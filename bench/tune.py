@@ -13,8 +13,11 @@ flip rate (0.45 at pair-flip 45 %), so a model that learns the flips is rewarded
 pair-flip 45 %, 20 epochs: mixnn above ce on held-out noisy labels (0.4810 vs 0.4750), below it
 on the clean test set (77.7 vs 80.9); BENCHMARKS.md. So each epoch is also scored on the
 held-out rows a reference keeps (``reference_kept_rows``): no clean label either, and most of
-the flipped labels are gone from those rows. ``--seed`` changes the noisy labels, the
-held-out split and the training seed together.
+the flipped labels are gone from those rows. A third score, ``class_balanced_scores``, weighs
+every noisy-label class the same: under a one-way flip (a -> b, never back) plain accuracy on the
+noisy labels rewards predicting b on images that could be a, the balanced one does not when the
+true classes are equally common. ``--seed`` changes the noisy labels, the held-out split and the
+training seed together.
 
 2,000 held-out rows resolve about a point of accuracy (less under heavy noise, where the noisy
 score moves by a fraction of the clean one). ``--folds K`` trains each value K times, on
@@ -72,6 +75,21 @@ def held_out_split(noisy: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray
     rows = np.arange(len(noisy))
     fit_rows, held_rows = train_test_split(rows, test_size=HELD_OUT_SHARE, stratify=noisy, random_state=seed)
     return np.sort(fit_rows), np.sort(held_rows)
+
+
+def class_balanced_scores(right: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per row (last axis), ``right`` (bool: the prediction equals the row's label ``labels``)
+    divided by the share of the rows its label class holds times the number of classes present:
+    the mean over the rows is the mean of the per-class accuracies (balanced accuracy).
+
+    Why, on noisy labels: a one-way flip a -> b at rate r moves r n_a rows from a's label to b's.
+    Plain accuracy then credits predicting b on an image x with P(b|x) + r P(a|x) against
+    (1 - r) P(a|x) for a, so it pays a model to predict b on images that are as likely a. Each
+    class weighed by 1 / its row count, b earns (P(b|x) + r P(a|x)) / (1 + r) against P(a|x):
+    the same sign as P(b|x) - P(a|x) on the true labels, when the true classes are equally
+    common."""
+    counts = np.bincount(labels)
+    return np.asarray(right, dtype=np.float64) * len(labels) / (np.count_nonzero(counts) * counts[labels])
 
 
 def held_out_splits(noisy: np.ndarray, seed: int, folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -219,6 +237,8 @@ def main(argv: list[str] | None = None) -> Path:
         right = predicted == held_noisy
         results[str(value)] = {"held_out_noisy_accuracy": right.mean(axis=1).tolist(),
                                "held_out_kept_accuracy": right[:, kept].mean(axis=1).tolist(),
+                               "held_out_balanced_accuracy":
+                                   class_balanced_scores(right, held_noisy).mean(axis=1).tolist(),
                                "held_out_predictions": predicted[-1].tolist(), "first_fits": first_fits,
                                "config": config.to_dict()}
         if args.plant:  # pooled over the folds, and each fold's alone (their spread)

@@ -490,6 +490,8 @@ def test_tuning_over_k_folds_scores_every_row_once(tmp_path):
     assert len(row["held_out_noisy_accuracy"]) == 2 and right.mean() == pytest.approx(row["held_out_noisy_accuracy"][-1])
     kept = np.asarray(json.loads((tmp_path / "reference" / "digits-sym40-e2-s0.json").read_text())["rows_kept"])
     assert right[kept[held_rows]].mean() == pytest.approx(row["held_out_kept_accuracy"][-1])
+    per_class = [right[data.noisy_labels[held_rows] == c].mean() for c in np.unique(data.noisy_labels)]
+    assert np.mean(per_class) == pytest.approx(row["held_out_balanced_accuracy"][-1])
     fold_rows = splits[0][1]  # the first fold's model, trained again alone, predicts its rows the same
     trainer = Trainer(cpu_preset(2, "ce", **{**suite.SETTINGS["digits-sym40"].train_options(), "seed": 0}),
                       data.train.images[splits[0][0]], data.noisy_labels[splits[0][0]], 10)
@@ -503,6 +505,24 @@ def test_tuning_over_k_folds_scores_every_row_once(tmp_path):
         tune.main(["--setting", "digits-sym40", "--method", "ce", "--epochs", "1", "--grid", "lr=0.02",
                    "--folds", "1000", "--out", str(tmp_path)])
     assert "| digits-sym40 e2 3-fold | ce | lr=0.02 |" in report.tuning_table(tmp_path)
+
+
+def test_balanced_scores_do_not_pay_for_learning_a_one_way_flip():
+    # ten images of class 0 and ten of class 1; four of class 0's labels flipped to 1, never back
+    labels = np.array([0] * 6 + [1] * 4 + [1] * 10)
+    true = np.array([0] * 10 + [1] * 10)
+    learns_the_flip = np.array([0] * 4 + [1] * 2 + [1] * 4 + [1] * 10)  # 1 on six class-0 images
+    plain = [np.mean(p == labels) for p in (true, learns_the_flip)]
+    balanced = [tune.class_balanced_scores(p == labels, labels).mean() for p in (true, learns_the_flip)]
+    assert plain[1] > plain[0]  # 0.9 against 0.8: the flip pays on plain noisy-label accuracy
+    # the balanced score prefers the true classes, as the true labels do (1.0 against 0.7)
+    assert balanced == pytest.approx([(6 / 6 + 10 / 14) / 2, (4 / 6 + 14 / 14) / 2])
+    assert balanced[0] > balanced[1]
+    two_epochs = np.stack([true == labels, learns_the_flip == labels])  # rows on the last axis
+    assert tune.class_balanced_scores(two_epochs, labels).mean(axis=1) == pytest.approx(balanced)
+    absent_class = np.array([0, 0, 2, 2, 2])  # no row labelled 1: the mean is over the classes present
+    scores = tune.class_balanced_scores(np.array([1, 0, 1, 1, 0]), absent_class)
+    assert scores.mean() == pytest.approx((1 / 2 + 2 / 3) / 2)
 
 
 def test_reference_kept_rows_are_cached_until_their_configuration_changes(tmp_path):
@@ -775,6 +795,9 @@ def test_paired_comparison_of_two_tuned_values_on_the_same_rows(tmp_path, capsys
     judged = [np.asarray(result["results"][v]["held_out_predictions"]) == data.train.labels[held_rows]
               for v in ("0.02", "0.1")]
     assert summary["clean judge"]["second"] == pytest.approx(judged[1].mean())
+    noisy = data.noisy_labels[held_rows]
+    balanced = [np.mean([r[noisy == c].mean() for c in np.unique(noisy)]) for r in right]
+    assert summary["balanced"]["difference"] == pytest.approx(100 * (balanced[1] - balanced[0]))
     assert len(summary["kept"]["per_fold_difference"]) == 2
     for name in ("noisy", "clean judge"):  # every held-out row, folds of equal size
         assert len(summary[name]["per_fold_difference"]) == 2
