@@ -28,6 +28,7 @@ from bench import (
     rescore_suggestions,
     retrain_on_suggestions,
     scaling,
+    score_agreement,
     suggestion_rules,
     suggestion_share,
     suite,
@@ -814,6 +815,34 @@ def test_paired_comparison_of_two_tuned_values_on_the_same_rows(tmp_path, capsys
         compare_tune.recorded_value("nope", ["False", "True"], tuned)
     assert compare_tune.paired_difference(np.array([1, 1, 0, 0]), np.array([1, 0, 1, 1])) == pytest.approx(
         (25.0, 100 * np.std([0, -1, 1, 1], ddof=1) / 2))
+
+
+def test_score_agreement_pairs_the_candidates_that_held_out_the_same_rows(tmp_path):
+    common = ["--setting", "digits-sym40", "--method", "ce", "--epochs", "1", "--folds", "2",
+              "--out", str(tmp_path)]
+    tuned = tune.main([*common, "--grid", "lr=0.02,0.1"])
+    tune.main([*common, "--grid", "lr=0.5"])
+    tune.main([*common, "--grid", "lr=0.02", "--seed", "1"])  # other rows: in no pair
+    summary = score_agreement.main([str(tmp_path)])["digits-sym40"]
+    assert summary["pairs"] == 3 and len(summary["differences"]) == 3
+    compared = compare_tune.main([f"{tuned}:0.02", f"{tuned}:0.1"])
+    first_pair = summary["differences"][0]  # the file's own two values, in its order
+    for score in ("noisy", "kept", "balanced", "clean judge"):
+        assert first_pair[score][0] == pytest.approx(compared[score]["difference"])
+    assert summary["noisy"]["pairs"] == 3 and -1 <= summary["noisy"]["correlation"] <= 1
+
+
+def test_score_agreement_by_hand():
+    pairs = [{"noisy": (1.0, 0.1), "clean judge": (2.0, 0.5)},  # clear, same sign
+             {"noisy": (0.5, 0.1), "clean judge": (-3.0, 0.5)},  # clear, other sign
+             {"noisy": (-0.5, 0.1), "clean judge": (0.4, 0.5)}]  # within two standard errors
+    correlation, same_sign, clear = score_agreement.agreement(pairs, "noisy")
+    assert correlation == pytest.approx(np.corrcoef([1.0, 0.5, -0.5], [2.0, -3.0, 0.4])[0, 1])
+    assert (same_sign, clear) == (0.5, 2)
+    assert np.isnan(score_agreement.agreement(pairs[:2], "noisy")[0])  # no correlation of two pairs
+    differences = score_agreement.pair_differences({"a": {"noisy": np.array([1, 0, 0, 1])},
+                                                    "b": {"noisy": np.array([1, 1, 1, 1])}})
+    assert differences == [{"noisy": pytest.approx((50.0, 100 * np.std([0, 1, 1, 0], ddof=1) / 2))}]
 
 
 def test_scaling_keeps_a_variants_ivf_sample_out_of_the_files_the_cost_targets_read(tmp_path):
