@@ -48,6 +48,24 @@ def paired_difference(right_first: np.ndarray, right_second: np.ndarray) -> tupl
     return 100 * float(difference.mean()), 100 * float(difference.std(ddof=1) / np.sqrt(difference.size))
 
 
+def held_out_scores(predicted: np.ndarray, noisy: np.ndarray, kept: np.ndarray | None,
+                    true: np.ndarray | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per score, of held-out predictions ``predicted`` (one class per row): (its value on every
+    row, which rows it is read on). "noisy": 1 where the prediction is the noisy label; "kept":
+    the same on the rows the reference keeps (``kept``, left out when None); "balanced": the
+    noisy one with every noisy-label class weighed the same (``class_balanced_scores``); "clean
+    judge": 1 where it is the true label (``true``, left out when None)."""
+    right = predicted == noisy
+    every_row = np.ones(len(noisy), dtype=bool)
+    scores = {"noisy": (right, every_row)}
+    if kept is not None:
+        scores["kept"] = (right, kept)
+    scores["balanced"] = (class_balanced_scores(right, noisy), every_row)
+    if true is not None:
+        scores["clean judge"] = (predicted == true, every_row)
+    return scores
+
+
 def candidate(argument: str) -> tuple[Path, dict, str]:
     """The tune result file named by ``PATH[:VALUE]``: its path, its contents and the grid value
     it picks."""
@@ -92,13 +110,11 @@ def main(argv: list[str] | None = None) -> dict:
     reference = reference_run(first["setting"], data.train.images, data.noisy_labels, first["epochs"],
                               first["seed"], path.parent / "reference", need_joint=bool(first.get("plant")))
     kept = np.asarray(reference["rows_kept"], dtype=bool)[held_rows]
-    labels = {name: data.noisy_labels[held_rows] for name in ("noisy", "kept", "balanced")}
-    every_row = np.ones(len(held_rows), dtype=bool)
-    rows = {"noisy": every_row, "kept": kept, "balanced": every_row}
-    if data.noise_report["mode"] != "clean":
-        labels["clean judge"], rows["clean judge"] = data.train.labels[held_rows], rows["noisy"]
+    true = data.train.labels[held_rows] if data.noise_report["mode"] != "clean" else None
     chosen = [first["results"][first_value], second["results"][second_value]]
-    predictions = [np.asarray(result["held_out_predictions"]) for result in chosen]
+    noisy = data.noisy_labels[held_rows]
+    scored = [held_out_scores(np.asarray(result["held_out_predictions"]), noisy, kept, true)
+              for result in chosen]
     print(f"{first['setting']}, seed {first['seed']}, {first['folds']} fold(s), {len(held_rows)} held-out rows\n"
           f"first:  {first['method']} {first['field']}={first_value} {first['fixed']}\n"
           f"second: {second['method']} {second['field']}={second_value} {second['fixed']}")
@@ -106,18 +122,16 @@ def main(argv: list[str] | None = None) -> dict:
     bounds = np.cumsum([0] + sizes)
     folds = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
     summary = {}
-    for name, truth in labels.items():
-        correct = [p == truth for p in predictions]
-        if name == "balanced":
-            correct = [class_balanced_scores(c, truth) for c in correct]
-        right = [c[rows[name]] for c in correct]
+    for name, (_, rows) in scored[0].items():
+        correct = [scores[name][0] for scores in scored]
+        right = [c[rows] for c in correct]
         difference, error = paired_difference(*right)
-        per_fold = [paired_difference(*[c[fold][rows[name][fold]] for c in correct])[0] for fold in folds]
+        per_fold = [paired_difference(*[c[fold][rows[fold]] for c in correct])[0] for fold in folds]
         summary[name] = {"first": float(right[0].mean()), "second": float(right[1].mean()),
                          "difference": difference, "standard_error": error, "per_fold_difference": per_fold}
         print(f"{name:>12}: {100 * right[0].mean():.2f} vs {100 * right[1].mean():.2f}, "
-              f"second - first {difference:+.2f} +- {error:.2f} points ({rows[name].sum()} rows)")
-    for name in labels:
+              f"second - first {difference:+.2f} +- {error:.2f} points ({rows.sum()} rows)")
+    for name in scored[0]:
         print(f"per fold ({name}): " + ", ".join(f"{d:+.2f}" for d in summary[name]["per_fold_difference"]))
     planted = [result.get("planted_flips_per_fold") for result in chosen]
     if first.get("plant") and first.get("plant") == second.get("plant") and all(planted):

@@ -27,29 +27,32 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.compare_tune import paired_difference  # noqa: E402
+from bench.compare_tune import held_out_scores, paired_difference  # noqa: E402
 from bench.suite import SETTINGS, load  # noqa: E402
-from bench.tune import class_balanced_scores  # noqa: E402
 from mixnn_core.files import read_json  # noqa: E402
 
 SCORES = ("noisy", "kept", "balanced")
 
 
-def candidate_groups(folder: Path) -> dict[tuple, list[tuple[str, np.ndarray, np.ndarray]]]:
-    """The candidates (``file:value``, last-epoch held-out predictions, held-out rows) of every
-    result file in ``folder`` that kept its predictions, grouped by the rows they held out:
-    (setting, epochs, seed, folds, held-out rows as a tuple)."""
+def candidate_groups(folder: Path) -> dict[tuple, list[tuple[str, np.ndarray]]]:
+    """The candidates (``file:value``, last-epoch held-out predictions) of every result file in
+    ``folder`` that kept its predictions, grouped by the rows they held out: (setting, epochs,
+    seed, folds, held-out rows as a tuple)."""
     groups: dict[tuple, list] = {}
     for path in sorted(folder.glob("*.json")):
         result = read_json(path)
-        if "held_rows" not in result or result.get("plant") or SETTINGS[result["setting"]].noise is None:
+        if "held_rows" not in result or result.get("plant"):
             continue
-        held_rows = result["held_rows"]
-        key = (result["setting"], result["epochs"], result["seed"], result["folds"], tuple(held_rows))
+        if result.get("setting") not in SETTINGS:
+            raise ValueError(f"{path}: setting {result.get('setting')!r} is none of bench/suite.py's")
+        if SETTINGS[result["setting"]].noise is None:  # clean labels: no label-free score to judge
+            continue
+        held_rows = tuple(result["held_rows"])
+        key = (result["setting"], result["epochs"], result["seed"], result["folds"], held_rows)
         for value, scored in result["results"].items():
             if "held_out_predictions" in scored:
                 predicted = np.asarray(scored["held_out_predictions"])
-                groups.setdefault(key, []).append((f"{path.name}:{value}", predicted, np.asarray(held_rows)))
+                groups.setdefault(key, []).append((f"{path.name}:{value}", predicted))
     return groups
 
 
@@ -78,24 +81,25 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", nargs="?", type=Path, default=ROOT / "bench" / "results" / "tune")
     args = parser.parse_args(argv)
+    if not args.folder.is_dir():
+        parser.error(f"{args.folder}: no such folder of tune results")
     by_setting: dict[str, list] = {}
-    for (setting, epochs, seed, _, _), candidates in candidate_groups(args.folder).items():
+    loaded = {}  # (setting, seed) -> its data: several groups share one
+    for (setting, epochs, seed, _, held_rows), candidates in candidate_groups(args.folder).items():
         if len(candidates) < 2:
             continue
-        data = load(SETTINGS[setting], seed=seed)
-        held_rows = candidates[0][2]
-        noisy, true = data.noisy_labels[held_rows], data.train.labels[held_rows]
+        if (setting, seed) not in loaded:
+            loaded[setting, seed] = load(SETTINGS[setting], seed=seed)
+        data, held_rows = loaded[setting, seed], np.asarray(held_rows)
         reference = args.folder / "reference" / f"{setting}-e{epochs}-s{seed}.json"
         kept = None
         if reference.exists():
             kept = np.asarray(read_json(reference)["rows_kept"], dtype=bool)[held_rows]
+        noisy, true = data.noisy_labels[held_rows], data.train.labels[held_rows]
         per_row = {}
-        for name, predicted, _ in candidates:
-            right = predicted == noisy
-            per_row[name] = {"noisy": right, "balanced": class_balanced_scores(right, noisy),
-                             "clean judge": predicted == true}
-            if kept is not None:  # zero off the kept rows, scaled so the mean is the kept-row accuracy
-                per_row[name]["kept"] = right * kept * (len(kept) / kept.sum())
+        for name, predicted in candidates:  # each score on the rows it is read on
+            scores = held_out_scores(predicted, noisy, kept, true)
+            per_row[name] = {score: values[rows] for score, (values, rows) in scores.items()}
         by_setting.setdefault(setting, []).extend(pair_differences(per_row))
     summary = {}
     for setting, differences in sorted(by_setting.items()):
@@ -110,8 +114,13 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
                                        "same_sign": same_sign, "clear_pairs": clear}
             line += f" | {score}: r {correlation:.3f}, same sign {same_sign:.3f} of {clear} clear"
         print(line)
+    if not summary:
+        print(f"{args.folder}: no two tune candidates held out the same rows")
     return summary
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ValueError as error:  # a damaged or unknown result file: one line naming it, no traceback
+        sys.exit(f"score_agreement: {error}")

@@ -832,6 +832,22 @@ def test_score_agreement_pairs_the_candidates_that_held_out_the_same_rows(tmp_pa
     assert summary["noisy"]["pairs"] == 3 and -1 <= summary["noisy"]["correlation"] <= 1
 
 
+def test_score_agreement_names_a_missing_folder_and_a_bad_result_file(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        score_agreement.main([str(tmp_path / "missing")])
+    assert "no such folder" in capsys.readouterr().err
+    assert score_agreement.main([str(tmp_path)]) == {}  # nothing to pair, said so
+    assert "no two tune candidates" in capsys.readouterr().out
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text(json.dumps({"setting": "no-such-setting", "held_rows": [0, 1]}))
+    with pytest.raises(ValueError, match="unknown.json: setting 'no-such-setting'"):
+        score_agreement.main([str(tmp_path)])
+    unknown.unlink()
+    (tmp_path / "damaged.json").write_text("{not json")
+    with pytest.raises(ValueError, match="damaged.json is not valid JSON"):
+        score_agreement.main([str(tmp_path)])
+
+
 def test_score_agreement_by_hand():
     pairs = [{"noisy": (1.0, 0.1), "clean judge": (2.0, 0.5)},  # clear, same sign
              {"noisy": (0.5, 0.1), "clean judge": (-3.0, 0.5)},  # clear, other sign
