@@ -9,7 +9,7 @@ Each argument is a ``bench/tune.py`` result file, with ``:VALUE`` naming one of 
 folds). Prints, for the last epoch's held-out predictions: each candidate's accuracy on the noisy
 labels, on the rows the reference keeps, on the noisy labels with every class weighed the same
 ("balanced", ``bench/tune.class_balanced_scores``; per fold with the weights of all held-out
-rows), and on the true labels where the noise was injected (the "clean judge": read only to
+rows), on the kept rows so weighed ("balanced kept") and on the true labels where the noise was injected (the "clean judge": read only to
 judge, never to choose), then the difference second minus first
 in points with its standard error over rows, and the difference per fold; for files made with
 the same ``--plant`` share, the detection scores on the planted flips as well (pooled and per
@@ -53,7 +53,8 @@ def held_out_scores(predicted: np.ndarray, noisy: np.ndarray, kept: np.ndarray |
     """Per score, of held-out predictions ``predicted`` (one class per row): (its value on every
     row, which rows it is read on). "noisy": 1 where the prediction is the noisy label; "kept":
     the same on the rows the reference keeps (``kept``, left out when None); "balanced": the
-    noisy one with every noisy-label class weighed the same (``class_balanced_scores``); "clean
+    noisy one with every noisy-label class weighed the same (``class_balanced_scores``);
+    "balanced kept": the kept one so weighed, by the classes' counts among the kept rows; "clean
     judge": 1 where it is the true label (``true``, left out when None)."""
     right = predicted == noisy
     every_row = np.ones(len(noisy), dtype=bool)
@@ -61,6 +62,10 @@ def held_out_scores(predicted: np.ndarray, noisy: np.ndarray, kept: np.ndarray |
     if kept is not None:
         scores["kept"] = (right, kept)
     scores["balanced"] = (class_balanced_scores(right, noisy), every_row)
+    if kept is not None:
+        balanced_kept = np.zeros(len(noisy))
+        balanced_kept[kept] = class_balanced_scores(right[kept], noisy[kept])
+        scores["balanced kept"] = (balanced_kept, kept)
     if true is not None:
         scores["clean judge"] = (predicted == true, every_row)
     return scores
@@ -129,7 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
         per_fold = [paired_difference(*[c[fold][rows[fold]] for c in correct])[0] for fold in folds]
         summary[name] = {"first": float(right[0].mean()), "second": float(right[1].mean()),
                          "difference": difference, "standard_error": error, "per_fold_difference": per_fold}
-        print(f"{name:>12}: {100 * right[0].mean():.2f} vs {100 * right[1].mean():.2f}, "
+        print(f"{name:>13}: {100 * right[0].mean():.2f} vs {100 * right[1].mean():.2f}, "
               f"second - first {difference:+.2f} +- {error:.2f} points ({rows.sum()} rows)")
     for name in scored[0]:
         print(f"per fold ({name}): " + ", ".join(f"{d:+.2f}" for d in summary[name]["per_fold_difference"]))

@@ -7,7 +7,8 @@ setting, epoch budget, seed and folds; files made with ``--plant`` trained on ot
 are left out) make a pair. For each pair: the difference, second minus first, of the last
 epoch's held-out accuracy on the noisy labels ("noisy"), on the rows the reference keeps
 ("kept", where the reference file is there), with every noisy-label class weighed the same
-("balanced", ``bench/tune.class_balanced_scores``) and on the true labels ("clean judge", read
+("balanced", ``bench/tune.class_balanced_scores``), on the kept rows so weighed ("balanced kept")
+and on the true labels ("clean judge", read
 only to judge). Per setting it prints how the label-free scores agree with the clean judge: the
 correlation of the differences over the pairs, and on the pairs whose clean-judge difference is
 beyond two of its standard errors, the share where the score's difference has the same sign.
@@ -31,7 +32,7 @@ from bench.compare_tune import held_out_scores, paired_difference  # noqa: E402
 from bench.suite import SETTINGS, load  # noqa: E402
 from mixnn_core.files import read_json  # noqa: E402
 
-SCORES = ("noisy", "kept", "balanced")
+SCORES = ("noisy", "kept", "balanced", "balanced kept")
 
 
 def candidate_groups(folder: Path) -> dict[tuple, list[tuple[str, np.ndarray]]]:

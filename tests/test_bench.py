@@ -420,7 +420,10 @@ def test_tuning_on_held_out_noisy_labels_lands_in_the_report(quick_results, tmp_
     assert result["field"] == "lr" and result["fixed"] == {"warmup_epochs": 1}
     assert result["code"] == suite.code_version()
     assert result["machine"]["platform"] == platform.platform() and result["machine"]["threads"] >= 1
-    assert set(result["results"]) == {"0.02", "0.05"} and result["best"] in result["results"]
+    assert set(result["results"]) == {"0.02", "0.05"} and result["best"] == result["best_by_score"]["noisy"]
+    for score, curve in tune.SCORE_CURVES.items():  # each score's best is the value it scores highest
+        last = {value: row[curve][-1] for value, row in result["results"].items()}
+        assert last[result["best_by_score"][score]] == max(last.values())
     data = suite.load(suite.SETTINGS["digits-sym40"], 0)
     held_rows = tune.held_out_split(data.noisy_labels, 0)[1]
     held_noisy = data.noisy_labels[held_rows]
@@ -443,6 +446,15 @@ def test_tuning_on_held_out_noisy_labels_lands_in_the_report(quick_results, tmp_
     benchmarks = tmp_path / "BENCHMARKS.md"
     report.main(["--runs", str(out), "--out", str(benchmarks)])
     assert "| digits-sym40 e3 | mixnn | lr=0.05 | warmup_epochs=1 | 4096 |" in benchmarks.read_text()
+
+
+def test_best_values_names_each_scores_own_best_and_the_first_value_on_a_tie():
+    def scored(noisy, kept, balanced):
+        return {"held_out_noisy_accuracy": [0.1, noisy], "held_out_kept_accuracy": [0.9, kept],
+                "held_out_balanced_accuracy": [0.5, balanced]}
+
+    results = {"a": scored(0.50, 0.80, 0.60), "b": scored(0.52, 0.79, 0.60), "c": scored(0.40, 0.70, 0.59)}
+    assert tune.best_values(results) == {"noisy": "b", "kept": "a", "balanced": "a"}
 
 
 def test_one_way_noise_flips_only_the_mapped_classes_and_only_forward():
@@ -799,6 +811,10 @@ def test_paired_comparison_of_two_tuned_values_on_the_same_rows(tmp_path, capsys
     noisy = data.noisy_labels[held_rows]
     balanced = [np.mean([r[noisy == c].mean() for c in np.unique(noisy)]) for r in right]
     assert summary["balanced"]["difference"] == pytest.approx(100 * (balanced[1] - balanced[0]))
+    reference = json.loads((tmp_path / "reference" / "digits-sym40-e1-s0.json").read_text())
+    kept = np.asarray(reference["rows_kept"])[held_rows]
+    balanced_kept = [np.mean([r[kept & (noisy == c)].mean() for c in np.unique(noisy[kept])]) for r in right]
+    assert summary["balanced kept"]["difference"] == pytest.approx(100 * (balanced_kept[1] - balanced_kept[0]))
     assert len(summary["kept"]["per_fold_difference"]) == 2
     for name in ("noisy", "clean judge"):  # every held-out row, folds of equal size
         assert len(summary[name]["per_fold_difference"]) == 2
@@ -827,7 +843,7 @@ def test_score_agreement_pairs_the_candidates_that_held_out_the_same_rows(tmp_pa
     assert summary["pairs"] == 3 and len(summary["differences"]) == 3
     compared = compare_tune.main([f"{tuned}:0.02", f"{tuned}:0.1"])
     first_pair = summary["differences"][0]  # the file's own two values, in its order
-    for score in ("noisy", "kept", "balanced", "clean judge"):
+    for score in ("noisy", "kept", "balanced", "balanced kept", "clean judge"):
         assert first_pair[score][0] == pytest.approx(compared[score]["difference"])
     assert summary["noisy"]["pairs"] == 3 and -1 <= summary["noisy"]["correlation"] <= 1
 
