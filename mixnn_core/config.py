@@ -12,6 +12,7 @@ MIXTURE_SCALES = ("linear", "log")  # gmm.mixture_input
 OWN_WEIGHTS = ("proportional", "clean_probability")
 CONSOLIDATION_WEIGHTS = ("clean_probability", "kept", "mixture")
 CONSOLIDATION_MIXINGS = ("none", "eased")
+GATE_UNDER = ("any", "flips")
 CORRECTION_RATES = ("uniform", "noisy_probability", "estimated_noise", "none")
 MIXING_STRENGTHS = ("full", "estimated_noise")
 NOISE_ESTIMATES = ("mixture", "confident_joint")
@@ -45,7 +46,7 @@ FIELDS_CE_IGNORES = frozenset({
     "warmup_epochs", "mixup_epochs", "num_neighbors", "knn_method", "normalize_features",
     "neighbor_scope", "alpha", "correction_start", "correction_every", "correction_rate",
     "loss_window", "clean_probability", "mixture_loss", "mixture_scale", "mixture_per_class",
-    "gate_clean_probability", "gate_start", "consolidation_epochs", "consolidation_weights",
+    "gate_clean_probability", "gate_start", "gate_under", "consolidation_epochs", "consolidation_weights",
     "consolidation_mixing",
     "dynamic_weights", "own_weight", "mixing_strength", "noise_estimate", "symmetric_noise_smoothing",
     "bn_refresh_samples", "bn_refresh_augmented",
@@ -134,6 +135,11 @@ class TrainConfig:
     # (ninth pass: -25 on one seed)
     gate_clean_probability: bool = True
     gate_start: int | None = None  # first gated epoch; None: the first consolidation epoch
+    # the noise the gate runs under: "any", or "flips": only when the run's first fit read the
+    # noise as flips (noise_concentration at or above SYMMETRIC_NOISE_CONCENTRATION), not when
+    # it read it as spread over the classes, where the gate took hard clean samples out of the
+    # consolidation (held out 5-fold at 20 epochs without the gate: BENCHMARKS.md forty-ninth pass)
+    gate_under: str = "any"
     # final epochs trained un-mixed on the soft labels, loss weighted by p_clean (not in the
     # method; held-out noisy labels, BENCHMARKS.md seventh pass: CIFAR-10N +4 points, FMNIST within
     # +-0.6); the cpu preset scales it to a fifth of the budget, the paper preset turns it off
@@ -203,6 +209,7 @@ class TrainConfig:
              f"neighbor_scope must be one of {NEIGHBOR_SCOPES}, got {self.neighbor_scope!r}"),
             (self.consolidation_weights in CONSOLIDATION_WEIGHTS,
              f"consolidation_weights must be one of {CONSOLIDATION_WEIGHTS}, got {self.consolidation_weights!r}"),
+            (self.gate_under in GATE_UNDER, f"gate_under must be one of {GATE_UNDER}, got {self.gate_under!r}"),
             (self.consolidation_mixing in CONSOLIDATION_MIXINGS,
              f"consolidation_mixing must be one of {CONSOLIDATION_MIXINGS}, "
              f"got {self.consolidation_mixing!r}"),

@@ -66,7 +66,8 @@ FIELDS_OF_OLDER_CHECKPOINTS = {"consolidation_epochs": 0, "neighbor_scope": "dat
                                "gate_clean_probability": False, "gate_start": 0,
                                "consolidation_weights": "clean_probability", "mixing_strength": "full",
                                "mixture_scale": "linear", "noise_estimate": "mixture",
-                               "symmetric_noise_smoothing": 0.0, "consolidation_mixing": "none"}
+                               "symmetric_noise_smoothing": 0.0, "consolidation_mixing": "none",
+                               "gate_under": "any"}
 
 
 class TrainingDiverged(RuntimeError):
@@ -167,7 +168,7 @@ class Trainer:
         self.noise_strength: float | None = None
         # how unevenly the first fit's evaluation pass puts labels in other classes
         # (confident_learning.noise_concentration): symmetric noise below
-        # SYMMETRIC_NOISE_CONCENTRATION; decides symmetric_noise_smoothing
+        # SYMMETRIC_NOISE_CONCENTRATION; decides symmetric_noise_smoothing and gate_under="flips"
         self.noise_concentration: float | None = None
         self.recent_losses: list[np.ndarray] = []
         self.epoch = 0  # completed epochs
@@ -214,7 +215,7 @@ class Trainer:
     def fit_clean_probability(self, losses: np.ndarray, probs: np.ndarray | None = None) -> MixtureFit:
         """Fit the mixture to this epoch's losses (averaged over ``loss_window`` epochs),
         over all samples or per class of ``loss_labels()`` (``mixture_per_class``); in the
-        epochs ``config.gates_clean_probability`` names, the samples whose label ``outputs()``
+        epochs ``gates_now`` names, the samples whose label ``outputs()``
         would change then get ``p_clean`` 0 (the returned fit keeps the mixture's own
         posterior). The run's first fit also sets ``noise_strength``, from the share of noisy
         labels ``config.noise_estimate`` names (``"confident_joint"`` reads it from ``probs``,
@@ -248,12 +249,20 @@ class Trainer:
             else:
                 self.p_clean = posterior
         self.n_gated = 0
-        if self.config.gates_clean_probability(self.epoch):
+        if self.gates_now():
             gated = self.outputs().suggested_label != self.given_labels
             self.p_clean = np.where(gated, 0.0, self.p_clean)
             self.mixture_p_clean = np.where(gated, 0.0, self.mixture_p_clean)
             self.n_gated = int(gated.sum())
         return fit
+
+    def gates_now(self) -> bool:
+        """Whether this epoch's fit is followed by the gate: an epoch
+        ``config.gates_clean_probability`` names, and with ``gate_under="flips"`` only when the
+        run's first fit did not read the noise as symmetric (``noise_read_as``; unread: gated)."""
+        if not self.config.gates_clean_probability(self.epoch):
+            return False
+        return self.config.gate_under == "any" or self.noise_read_as() != "symmetric"
 
     def clean_probability_source(self) -> str:
         """Where this fit's p_clean comes from: ``config.clean_probability``, except that

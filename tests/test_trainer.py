@@ -8,7 +8,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from mixnn_core.augment import normalize
-from mixnn_core.confident_learning import label_issues
+from mixnn_core.confident_learning import SYMMETRIC_NOISE_CONCENTRATION, label_issues
 from mixnn_core.config import (
     FIELDS_CE_IGNORES,
     RESIDUAL_GIVEN_LABEL_WEIGHT,
@@ -348,23 +348,32 @@ def test_posterior_clean_probability_replaces_the_mixtures_but_not_its_noise_str
         TrainConfig(clean_probability="loss")
 
 
-def test_gate_sets_clean_probability_0_where_the_outputs_would_change_the_label(digits):
-    """``gate_clean_probability``: after the mixture fit, p_clean is 0 exactly where the outputs
-    suggest another label and the mixture's posterior elsewhere; without it, or before
-    ``gate_start``, the posterior."""
+def gate_fit(digits, concentration=None, **options):
+    """A Trainer (cpu_preset(5), ``options``) after the mixture fit of its consolidation epoch 4,
+    with every fifth sample's suggestion soft label moved half-way to the next class, and that fit;
+    ``concentration``: the first fit's reading of the noise, as if an earlier fit had made it."""
     images, labels = digits
     moved = np.arange(len(labels)) % 5 == 0
     uniform = np.eye(10, dtype=np.float32)[labels]
     uniform[moved] = 0.5 * uniform[moved] + 0.5 * np.roll(uniform[moved], 1, axis=1)
     losses = np.random.default_rng(0).gamma(1.0, size=len(labels))
+    trainer = Trainer(cpu_preset(5, clean_probability="mixture", **options), images, labels, 10)
+    trainer.epoch = 4  # three corrections done: the given label keeps alpha^3 of the soft label
+    trainer.uniform_soft_labels = uniform
+    if concentration is not None:
+        trainer.noise_strength, trainer.noise_concentration = 1.0, concentration
+    return trainer, trainer.fit_clean_probability(losses)
+
+
+def test_gate_sets_clean_probability_0_where_the_outputs_would_change_the_label(digits):
+    """``gate_clean_probability``: after the mixture fit, p_clean is 0 exactly where the outputs
+    suggest another label and the mixture's posterior elsewhere; without it, or before
+    ``gate_start``, the posterior."""
+    _, labels = digits
+    moved = np.arange(len(labels)) % 5 == 0
 
     def fitted(gate, gate_start=None):
-        config = cpu_preset(5, gate_clean_probability=gate, gate_start=gate_start, clean_probability="mixture")
-        trainer = Trainer(config, images, labels, 10)
-        trainer.epoch = 4  # three corrections done: the given label keeps alpha^3 of the soft label
-        trainer.uniform_soft_labels = uniform
-        fit = trainer.fit_clean_probability(losses)
-        return trainer, fit
+        return gate_fit(digits, gate_clean_probability=gate, gate_start=gate_start)
 
     trainer, fit = fitted(True)  # cpu_preset(5): epoch 4 is the consolidation epoch
     changed = trainer.outputs().suggested_label != labels
@@ -378,6 +387,21 @@ def test_gate_sets_clean_probability_0_where_the_outputs_would_change_the_label(
     assert np.array_equal(not_yet.p_clean, not_yet_fit.p_clean)
     from_now, _ = fitted(True, gate_start=4)
     assert np.array_equal(from_now.p_clean, trainer.p_clean)
+
+
+def test_gate_under_flips_leaves_out_the_gate_where_the_first_fit_read_symmetric_noise(digits):
+    """``gate_under="flips"``: no gate once the first fit read the noise as spread over the classes
+    (noise_concentration below SYMMETRIC_NOISE_CONCENTRATION), the same gate as ``"any"`` once it
+    read flips or while it has read nothing."""
+    symmetric, fit = gate_fit(digits, 0.2, gate_under="flips")
+    assert symmetric.n_gated == 0 and np.array_equal(symmetric.p_clean, fit.p_clean)
+    gated, _ = gate_fit(digits, 0.2, gate_under="any")
+    assert gated.n_gated > 0 and not np.array_equal(gated.p_clean, fit.p_clean)
+    for concentration in (SYMMETRIC_NOISE_CONCENTRATION, None):
+        flips, _ = gate_fit(digits, concentration, gate_under="flips")
+        assert flips.n_gated == gated.n_gated and np.array_equal(flips.p_clean, gated.p_clean)
+    with pytest.raises(ValueError, match="gate_under must be one of"):
+        cpu_preset(20, gate_under="symmetric")
 
 
 def test_gate_starts_with_the_consolidation_epochs_unless_told_otherwise():
@@ -587,7 +611,7 @@ OTHER_VALUES = {"warmup_epochs": 2, "mixup_epochs": 1, "num_neighbors": 3, "knn_
                 "normalize_features": False, "neighbor_scope": "batch", "alpha": 0.5, "correction_start": 0,
                 "correction_every": 2, "correction_rate": "uniform", "loss_window": 3, "mixture_loss": "given",
                 "mixture_scale": "log", "mixture_per_class": True, "gate_clean_probability": False,
-                "gate_start": 1, "consolidation_epochs": 1, "consolidation_weights": "kept",
+                "gate_start": 1, "gate_under": "flips", "consolidation_epochs": 1, "consolidation_weights": "kept",
                 "consolidation_mixing": "eased",
                 "dynamic_weights": False, "own_weight": "clean_probability", "mixing_strength": "full",
                 "noise_estimate": "confident_joint", "bn_refresh_samples": 7,
