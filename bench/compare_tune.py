@@ -9,11 +9,11 @@ Each argument is a ``bench/tune.py`` result file, with ``:VALUE`` naming one of 
 folds). Prints, for the last epoch's held-out predictions: each candidate's accuracy on the noisy
 labels, on the rows the reference keeps, on the noisy labels with every class weighed the same
 ("balanced", ``bench/tune.class_balanced_scores``; per fold with the weights of all held-out
-rows), on the kept rows so weighed ("balanced kept") and on the true labels where the noise was injected (the "clean judge": read only to
-judge, never to choose), then the difference second minus first
-in points with its standard error over rows, and the difference per fold; for files made with
-the same ``--plant`` share, the detection scores on the planted flips as well (pooled and per
-fold: the folds' spread is their only measure of noise). Paired on the same
+rows), on the kept rows so weighed ("balanced kept") and on the true labels where the noise
+was injected (the "clean judge": read only to judge, never to choose), then the difference
+second minus first in points with its standard error over rows, and the difference per fold;
+for files made with the same ``--plant`` share, the detection scores on the planted flips as
+well (pooled and per fold: the folds' spread is their only measure of noise). Paired on the same
 rows, the standard error is that of the per-row difference, much smaller than either score's own
 when two models agree on most rows. It covers the rows, not the training's own randomness.
 """

@@ -209,7 +209,8 @@ class TrainConfig:
              f"neighbor_scope must be one of {NEIGHBOR_SCOPES}, got {self.neighbor_scope!r}"),
             (self.consolidation_weights in CONSOLIDATION_WEIGHTS,
              f"consolidation_weights must be one of {CONSOLIDATION_WEIGHTS}, got {self.consolidation_weights!r}"),
-            (self.gate_under in GATE_UNDER, f"gate_under must be one of {GATE_UNDER}, got {self.gate_under!r}"),
+            (self.gate_under in GATE_UNDER,
+             f"gate_under must be one of {GATE_UNDER}, got {self.gate_under!r}"),
             (self.consolidation_mixing in CONSOLIDATION_MIXINGS,
              f"consolidation_mixing must be one of {CONSOLIDATION_MIXINGS}, "
              f"got {self.consolidation_mixing!r}"),

@@ -814,7 +814,8 @@ def test_paired_comparison_of_two_tuned_values_on_the_same_rows(tmp_path, capsys
     reference = json.loads((tmp_path / "reference" / "digits-sym40-e1-s0.json").read_text())
     kept = np.asarray(reference["rows_kept"])[held_rows]
     balanced_kept = [np.mean([r[kept & (noisy == c)].mean() for c in np.unique(noisy[kept])]) for r in right]
-    assert summary["balanced kept"]["difference"] == pytest.approx(100 * (balanced_kept[1] - balanced_kept[0]))
+    balanced_kept_difference = 100 * (balanced_kept[1] - balanced_kept[0])
+    assert summary["balanced kept"]["difference"] == pytest.approx(balanced_kept_difference)
     assert len(summary["kept"]["per_fold_difference"]) == 2
     for name in ("noisy", "clean judge"):  # every held-out row, folds of equal size
         assert len(summary[name]["per_fold_difference"]) == 2
