@@ -52,7 +52,8 @@ def train_epoch(run_dir: str, epoch: int) -> dict:
         fit = trainer.fit_clean_probability(losses, probs)
         write_json_atomic({"epoch": epoch, "means": fit.means, "variances": fit.variances,
                            "weights": fit.weights, "mean_p_clean": float(fit.p_clean.mean()),
-                           "mean_p_clean_used": float(np.mean(trainer.p_clean)), "n_gated": trainer.n_gated},
+                           "mean_p_clean_used": float(np.mean(trainer.p_clean)), "n_gated": trainer.n_gated,
+                           "noise_read_as": trainer.noise_read_as()},
                           run.mixture(epoch))
         trainer.correct_labels(probs)
         if trainer.config.searches_neighbors(epoch):

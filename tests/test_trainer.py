@@ -180,7 +180,7 @@ def test_mixture_consolidation_weights_are_the_gated_mixture_under_the_floor(dig
     images, labels = digits
     rng = np.random.default_rng(0)
     noisy = np.where(rng.random(len(labels)) < 0.3, rng.integers(0, 10, len(labels)), labels)
-    trainer = Trainer(cpu_preset(5, consolidation_weights="mixture"), images, noisy, 10)
+    trainer = Trainer(cpu_preset(5, consolidation_weights="mixture", gate_under="any"), images, noisy, 10)
     trainer.epoch = 4
     confidence = rng.uniform(0.3, 0.95, len(labels))
     probs = np.repeat(((1 - confidence) / 9)[:, None], 10, axis=1)
@@ -306,7 +306,7 @@ def test_posterior_clean_probability_replaces_the_mixtures_but_not_its_noise_str
     losses = rng.random(len(noisy))
     probs = rng.dirichlet(np.ones(10), len(noisy)).astype(np.float32)
     mixture = Trainer(cpu_preset(10, clean_probability="mixture"), images, noisy, 10)
-    posterior = Trainer(cpu_preset(10, clean_probability="posterior"), images, noisy, 10)
+    posterior = Trainer(cpu_preset(10, clean_probability="posterior", gate_under="any"), images, noisy, 10)
     ranked = Trainer(cpu_preset(10, clean_probability="posterior_rank"), images, noisy, 10)
     scaled = Trainer(cpu_preset(10, clean_probability="posterior_scale"), images, noisy, 10)
     floored = Trainer(cpu_preset(10, clean_probability="posterior_scale_floor"), images, noisy, 10)
@@ -611,7 +611,7 @@ OTHER_VALUES = {"warmup_epochs": 2, "mixup_epochs": 1, "num_neighbors": 3, "knn_
                 "normalize_features": False, "neighbor_scope": "batch", "alpha": 0.5, "correction_start": 0,
                 "correction_every": 2, "correction_rate": "uniform", "loss_window": 3, "mixture_loss": "given",
                 "mixture_scale": "log", "mixture_per_class": True, "gate_clean_probability": False,
-                "gate_start": 1, "gate_under": "flips", "consolidation_epochs": 1,
+                "gate_start": 1, "gate_under": "any", "consolidation_epochs": 1,
                 "consolidation_weights": "kept",
                 "consolidation_mixing": "eased",
                 "dynamic_weights": False, "own_weight": "clean_probability", "mixing_strength": "full",
