@@ -8,10 +8,10 @@ are left out) make a pair. For each pair: the difference, second minus first, of
 epoch's held-out accuracy on the noisy labels ("noisy"), on the rows the reference keeps
 ("kept", where the reference file is there), with every noisy-label class weighed the same
 ("balanced", ``bench/tune.class_balanced_scores``), on the kept rows so weighed ("balanced kept")
-and on the true labels ("clean judge", read
-only to judge). Per setting it prints how the label-free scores agree with the clean judge: the
-correlation of the differences over the pairs, and on the pairs whose clean-judge difference is
-beyond two of its standard errors, the share where the score's difference has the same sign.
+and on the true labels ("clean judge", read only to judge). Per setting it prints how the
+label-free scores agree with the clean judge: the correlation of the differences over the pairs,
+and on the pairs whose clean-judge difference is beyond two of its standard errors, the share
+where the score's difference has the same sign.
 Pairs share candidates, so they are not independent: read the numbers as a description of the
 results at hand, not as a test.
 """
