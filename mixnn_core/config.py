@@ -10,7 +10,7 @@ METHODS = ("mixnn", "ce", "mixup")
 MIXTURE_LOSSES = ("current", "given")
 MIXTURE_SCALES = ("linear", "log")  # gmm.mixture_input
 OWN_WEIGHTS = ("proportional", "clean_probability")
-CONSOLIDATION_WEIGHTS = ("clean_probability", "kept", "mixture")
+CONSOLIDATION_WEIGHTS = ("clean_probability", "kept", "estimated_noise", "mixture")
 CONSOLIDATION_MIXINGS = ("none", "eased")
 GATE_UNDER = ("any", "flips")
 CORRECTION_RATES = ("uniform", "noisy_probability", "estimated_noise", "none")
@@ -150,7 +150,11 @@ class TrainConfig:
     consolidation_epochs: int = 6
     # a sample's loss weight in the consolidation epochs: its clean probability ("clean_probability")
     # or 1 for every sample with p_clean > 0 ("kept": after the gate, the samples whose label the
-    # outputs keep, hard clean samples included at full weight), or the loss mixture's own
+    # outputs keep, hard clean samples included at full weight; held out 5-fold at 20 epochs
+    # level or ahead in five settings, but -0.30 at sym 80, 100 epochs, BENCHMARKS.md fiftieth and
+    # fifty-first passes), or the two blended by the run's odds of noise, p + (1 - s)(1 - p) with
+    # s as in correction_rate="estimated_noise" ("estimated_noise": p_clean from half the labels
+    # noisy, nearly kept's weights at light noise; under test), or the loss mixture's own
     # p_clean after the gate, whatever clean_probability says ("mixture": the floor's higher
     # weights kept out of the epochs that fit the final model; held out 5-fold it lost the
     # floor's gains, sym 20 -0.21, sym 80 -0.10, asym 40 -0.18, so not the default;

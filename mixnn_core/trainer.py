@@ -399,13 +399,21 @@ class Trainer:
 
     def consolidation_loss_weights(self) -> np.ndarray:
         """Each sample's loss weight (N,) in a consolidation epoch (before the batch's
-        normalisation): its clean probability, 1 where that is above 0, or the last fit's mixture
-        alone, gated the same way (``consolidation_weights``)."""
+        normalisation): its clean probability, 1 where that is above 0, the two blended by the
+        run's odds of noise, or the last fit's mixture alone, gated the same way
+        (``consolidation_weights``)."""
         if self.config.consolidation_weights == "mixture":
             return np.asarray(self.mixture_p_clean, dtype=np.float64)
         p_clean = np.asarray(self.p_clean, dtype=np.float64)
         if self.config.consolidation_weights == "kept":
             return (p_clean > 0).astype(np.float64)
+        if self.config.consolidation_weights == "estimated_noise":
+            if self.noise_strength is None:
+                raise RuntimeError('consolidation_weights="estimated_noise" reads its strength from the run\'s '
+                                   'first mixture fit (fit_clean_probability); none has run yet')
+            # written so that strength 1 gives p_clean bit for bit
+            blended = p_clean + (1.0 - self.noise_strength) * (1.0 - p_clean)
+            return np.where(p_clean > 0, blended, 0.0)
         return p_clean
 
     def member_weights(self, neighbors: np.ndarray) -> np.ndarray:

@@ -113,9 +113,10 @@ def test_consolidation_epoch_trains_unmixed_and_ignores_samples_with_clean_proba
     bit the ce method's on one-hot labels); a sample with p_clean 0 does not move the model."""
     images, labels = digits
 
-    def trained(config, p_clean=None, soft_labels=None, mixture_p_clean=None):
+    def trained(config, p_clean=None, soft_labels=None, mixture_p_clean=None, noise_strength=None):
         trainer = Trainer(config, images, labels, 10)
         trainer.epoch = 4  # a consolidation epoch of cpu_preset(5) (warm-up 1, consolidation 1)
+        trainer.noise_strength = noise_strength
         if p_clean is not None:
             trainer.p_clean = p_clean
         if mixture_p_clean is not None:
@@ -141,6 +142,17 @@ def test_consolidation_epoch_trains_unmixed_and_ignores_samples_with_clean_proba
     assert torch.allclose(trained(kept, graded)[1], weighted, atol=1e-6)
     assert not torch.allclose(trained(cpu_preset(5), graded)[1], weighted, atol=1e-6)
     assert torch.equal(trained(kept, ones)[1], consolidated)
+    # consolidation_weights="estimated_noise": p_clean + (1 - s)(1 - p_clean) where p_clean > 0,
+    # s the run's noise strength: p_clean itself at s = 1, kept's weights at s = 0
+    following = cpu_preset(5, consolidation_weights="estimated_noise")
+    with pytest.raises(RuntimeError, match="first mixture fit"):
+        trained(following, graded)
+    assert torch.equal(trained(following, graded, noise_strength=1.0)[1], trained(cpu_preset(5), graded)[1])
+    assert torch.allclose(trained(following, graded, noise_strength=0.0)[1], weighted, atol=1e-6)
+    halfway = trained(following, graded, noise_strength=0.5)[1]
+    assert not torch.allclose(halfway, weighted, atol=1e-6)
+    by_hand = np.where(graded > 0, 0.5 + 0.5 * graded, 0.0)  # what "clean_probability" trains on these
+    assert torch.allclose(trained(cpu_preset(5), by_hand)[1], halfway, atol=1e-6)
     # consolidation_weights="mixture": the loss mixture's own p_clean, whatever p_clean says
     by_mixture = cpu_preset(5, consolidation_weights="mixture")
     assert torch.allclose(trained(by_mixture, ones, mixture_p_clean=half)[1], weighted, atol=1e-6)
