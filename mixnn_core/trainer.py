@@ -317,9 +317,10 @@ class Trainer:
         ``neighbors`` (N, K) is required in the epochs that mix (``searches_neighbors``) and
         must come from this epoch's evaluation pass; mixing weights use the clean probabilities
         of the last mixture fit. Consolidation epochs weight each sample's loss by
-        ``consolidation_loss_weights`` (that fit's clean probability, by default), divided by
-        the batch's mean so that the step size does not shrink with the noise rate; eased ones
-        (``consolidation_mixing``) also mix, with the neighbours' share scaled down.
+        ``consolidation_loss_weights`` (by default that fit's clean probability blended with 1 by
+        the run's odds of noise), divided by the batch's mean so that the step size does not
+        shrink with the noise rate; eased ones (``consolidation_mixing``) also mix, with the
+        neighbours' share scaled down.
 
         With W processes, every process draws the same permutation and augmentation from the
         shared seeded generator and builds the same batch of ``batch_size`` synthetic samples;

@@ -126,33 +126,35 @@ def test_consolidation_epoch_trains_unmixed_and_ignores_samples_with_clean_proba
         row = trainer.train_epoch()
         return row, parameters(trainer)
 
+    by_p_clean = cpu_preset(5, consolidation_weights="clean_probability")
     ones = np.ones(len(labels))
-    row, consolidated = trained(cpu_preset(5), ones)
+    row, consolidated = trained(by_p_clean, ones)
     assert row["phase"] == "consolidate"
     assert torch.equal(consolidated, trained(cpu_preset(5, method="ce"))[1])
     half = np.where(np.arange(len(labels)) % 2 == 0, 1.0, 0.0)
-    _, weighted = trained(cpu_preset(5), half)
+    _, weighted = trained(by_p_clean, half)
     assert not torch.equal(weighted, consolidated)
     rolled = np.eye(10, dtype=np.float32)[labels]
     rolled[half == 0] = np.roll(rolled[half == 0], 3, axis=1)  # other labels where p_clean is 0
-    assert torch.allclose(trained(cpu_preset(5), half, rolled)[1], weighted, atol=1e-6)
+    assert torch.allclose(trained(by_p_clean, half, rolled)[1], weighted, atol=1e-6)
     # consolidation_weights="kept": every sample with p_clean > 0 weighs 1, those with 0 nothing
     graded = np.where(half == 1, 0.3 + 0.7 * (np.arange(len(labels)) % 4 == 0), 0.0)
     kept = cpu_preset(5, consolidation_weights="kept")
     assert torch.allclose(trained(kept, graded)[1], weighted, atol=1e-6)
-    assert not torch.allclose(trained(cpu_preset(5), graded)[1], weighted, atol=1e-6)
+    assert not torch.allclose(trained(by_p_clean, graded)[1], weighted, atol=1e-6)
     assert torch.equal(trained(kept, ones)[1], consolidated)
-    # consolidation_weights="estimated_noise": p_clean + (1 - s)(1 - p_clean) where p_clean > 0,
-    # s the run's noise strength: p_clean itself at s = 1, kept's weights at s = 0
-    following = cpu_preset(5, consolidation_weights="estimated_noise")
+    # consolidation_weights="estimated_noise" (the default): p_clean + (1 - s)(1 - p_clean) where
+    # p_clean > 0, s the run's noise strength: p_clean itself at s = 1, kept's weights at s = 0
+    following = cpu_preset(5)
+    assert following.consolidation_weights == "estimated_noise"
     with pytest.raises(RuntimeError, match="first mixture fit"):
         trained(following, graded)
-    assert torch.equal(trained(following, graded, noise_strength=1.0)[1], trained(cpu_preset(5), graded)[1])
+    assert torch.equal(trained(following, graded, noise_strength=1.0)[1], trained(by_p_clean, graded)[1])
     assert torch.allclose(trained(following, graded, noise_strength=0.0)[1], weighted, atol=1e-6)
     halfway = trained(following, graded, noise_strength=0.5)[1]
     assert not torch.allclose(halfway, weighted, atol=1e-6)
     by_hand = np.where(graded > 0, 0.5 + 0.5 * graded, 0.0)  # what "clean_probability" trains on these
-    assert torch.allclose(trained(cpu_preset(5), by_hand)[1], halfway, atol=1e-6)
+    assert torch.allclose(trained(by_p_clean, by_hand)[1], halfway, atol=1e-6)
     # consolidation_weights="mixture": the loss mixture's own p_clean, whatever p_clean says
     by_mixture = cpu_preset(5, consolidation_weights="mixture")
     assert torch.allclose(trained(by_mixture, ones, mixture_p_clean=half)[1], weighted, atol=1e-6)
