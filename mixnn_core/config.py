@@ -146,7 +146,8 @@ class TrainConfig:
     gate_under: str = "flips"
     # final epochs trained un-mixed on the soft labels, each loss weighted as consolidation_weights
     # says (not in the method; held-out noisy labels, BENCHMARKS.md seventh pass: CIFAR-10N +4
-    # points, FMNIST within +-0.6); the cpu preset scales it to a fifth of the budget, the paper preset turns it off
+    # points, FMNIST within +-0.6); the cpu preset scales it to a fifth of the budget, the paper
+    # preset turns it off
     consolidation_epochs: int = 6
     # a sample's loss weight in the consolidation epochs: its clean probability p blended with 1
     # by the run's odds of noise s (as in correction_rate="estimated_noise"), p + (1 - s)(1 - p)

@@ -410,8 +410,8 @@ class Trainer:
             return (p_clean > 0).astype(np.float64)
         if self.config.consolidation_weights == "estimated_noise":
             if self.noise_strength is None:
-                raise RuntimeError('consolidation_weights="estimated_noise" reads its strength from the run\'s '
-                                   'first mixture fit (fit_clean_probability); none has run yet')
+                raise RuntimeError('consolidation_weights="estimated_noise" reads its strength from the '
+                                   'run\'s first mixture fit (fit_clean_probability); none has run yet')
             # written so that strength 1 gives p_clean bit for bit
             blended = p_clean + (1.0 - self.noise_strength) * (1.0 - p_clean)
             return np.where(p_clean > 0, blended, 0.0)
