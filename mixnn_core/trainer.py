@@ -409,11 +409,9 @@ class Trainer:
         if self.config.consolidation_weights == "kept":
             return (p_clean > 0).astype(np.float64)
         if self.config.consolidation_weights == "estimated_noise":
-            if self.noise_strength is None:
-                raise RuntimeError('consolidation_weights="estimated_noise" reads its strength from the '
-                                   'run\'s first mixture fit (fit_clean_probability); none has run yet')
+            strength = self.first_fit_strength("consolidation_weights")
             # written so that strength 1 gives p_clean bit for bit
-            blended = p_clean + (1.0 - self.noise_strength) * (1.0 - p_clean)
+            blended = p_clean + (1.0 - strength) * (1.0 - p_clean)
             return np.where(p_clean > 0, blended, 0.0)
         return p_clean
 
@@ -429,11 +427,16 @@ class Trainer:
         else:
             weights = mixing_weights(self.p_clean, neighbors)
         if self.config.mixing_strength == "estimated_noise":
-            if self.noise_strength is None:
-                raise RuntimeError('mixing_strength="estimated_noise" reads its strength from the run\'s first '
-                                   'mixture fit (fit_clean_probability); none has run yet')
-            weights = scaled_neighbor_share(weights, self.noise_strength)
+            weights = scaled_neighbor_share(weights, self.first_fit_strength("mixing_strength"))
         return weights
+
+    def first_fit_strength(self, field: str) -> float:
+        """``noise_strength`` for the option ``field="estimated_noise"``; a clear error naming
+        ``field`` when the run's first mixture fit has not set it yet."""
+        if self.noise_strength is None:
+            raise RuntimeError(f'{field}="estimated_noise" reads its strength from the run\'s first mixture '
+                               'fit (fit_clean_probability); none has run yet')
+        return self.noise_strength
 
     @torch.no_grad()
     def refresh_batchnorm_statistics(self, rows: torch.Tensor) -> None:
