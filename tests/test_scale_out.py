@@ -1,4 +1,5 @@
-"""The pipeline fanned out over Dask equals the single-process run, bit for bit."""
+"""The pipeline fanned out over Dask equals the single-process run: ingestion byte for byte, training
+up to float drift."""
 
 from __future__ import annotations
 
@@ -53,7 +54,12 @@ def assert_same_run(run_dir, reference_dir):
     digits) further: measured 1 of the 1,797 suggestions and flags tipped, 3.9e-3 on soft
     labels, 2.6e-3 on label quality, 2e-3 on the confidence of the suggestions that agree, 0.049
     on p_clean, and in the last epoch 4.7 % of the features and 8.8 % of the losses beyond
-    0.01 (at most 0.065). A different run moves nearly every one of these.
+    0.01 (at most 0.065). On an AVX2 host (the above: AVX512) the runs agree exactly up to epoch 3,
+    then one sample's p_clean moves by 0.11 (0.22 -> 0.33; 4 beyond 0.05, the rest below 0.04) and
+    in the last epoch 19.6 % of the features and 16.1 % of the losses beyond 0.01 (at most 0.071).
+    A different run moves nearly every one of these: with lr 0.049 for 0.05, 17 suggestions, 30
+    p_clean beyond 0.1 (at most 0.27), and in the last epoch 48 % of the features and 87 % of the
+    losses beyond 0.01 (at most 2.0 and 0.73).
     """
     ours = pd.read_parquet(run_dir / "manifest.parquet")
     theirs = pd.read_parquet(reference_dir / "manifest.parquet")
@@ -68,7 +74,8 @@ def assert_same_run(run_dir, reference_dir):
     scores.remove("p_clean")
     for column in scores:  # label quality and the suggestions' confidence
         np.testing.assert_allclose(ours[column][agreeing], theirs[column][agreeing], rtol=0, atol=1e-2)
-    np.testing.assert_allclose(ours["p_clean"], theirs["p_clean"], rtol=0, atol=0.1)
+    p_clean_moved = np.abs(ours["p_clean"] - theirs["p_clean"]) > 0.1  # a steep posterior near its middle
+    assert p_clean_moved.mean() <= 0.003, ("p_clean", int(p_clean_moved.sum()))  # up to 5 of 1,797
     for column in vectors:
         np.testing.assert_allclose(np.stack(ours[column]), np.stack(theirs[column]), rtol=0, atol=1e-2)
     for features in sorted((reference_dir / "features").glob("epoch=*.parquet")):
@@ -81,11 +88,11 @@ def assert_same_run(run_dir, reference_dir):
 
 
 def assert_mostly_close(ours: np.ndarray, theirs: np.ndarray, what: str) -> None:
-    """At most 15 % of the values differ by more than 0.01 and none by more than 0.2: the
-    drift float rounding causes through training (measured up to 8.8 % beyond 0.01, at most
-    0.065, above), not a different run."""
+    """At most 30 % of the values differ by more than 0.01 and none by more than 0.2: the
+    drift float rounding causes through training (measured up to 19.6 % beyond 0.01, at most
+    0.071, above), not a different run (48 % of the features, at most 2.0)."""
     difference = np.abs(ours - theirs)
-    assert (difference > 1e-2).mean() <= 0.15 and difference.max() <= 0.2, (
+    assert (difference > 1e-2).mean() <= 0.3 and difference.max() <= 0.2, (
         what, float((difference > 1e-2).mean()), float(difference.max()))
 
 
