@@ -302,11 +302,12 @@ class Trainer:
         """
         if not self.config.corrects_labels(self.epoch):
             return False
+        estimated = self.config.correction_rate == "estimated_noise"
+        strength = self.first_fit_strength("correction_rate") if estimated else 1.0  # before any label moves
         self.uniform_soft_labels = ema_update(self.uniform_soft_labels, probs, self.config.alpha).astype(np.float32)
         if self.config.correction_rate == "uniform":
             self.soft_labels = self.uniform_soft_labels
         elif self.config.correction_rate != "none":
-            strength = self.noise_strength if self.config.correction_rate == "estimated_noise" else 1.0
             momentum = correction_momentum(self.config.alpha, self.p_clean, strength)
             self.soft_labels = ema_update(self.soft_labels, probs, momentum).astype(np.float32)
         return True

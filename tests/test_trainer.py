@@ -514,6 +514,9 @@ def test_noisy_probability_correction_keeps_clean_looking_labels(digits, tmp_pat
     scaled = Trainer(cpu_preset(10, correction_rate="estimated_noise", clean_probability="mixture"),
                      images, labels, 10)
     scaled.epoch = config.correction_start
+    scaled.p_clean = p_clean
+    with pytest.raises(RuntimeError, match='correction_rate="estimated_noise" .* first mixture fit'):
+        scaled.correct_labels(probs)  # before any fit the strength is unknown
     rng = np.random.default_rng(0)
     losses = np.where(np.arange(len(labels)) % 5 == 0, 5.0, 1.0) + rng.normal(0, 0.1, len(labels))
     scaled.fit_clean_probability(losses)
