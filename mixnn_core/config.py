@@ -15,7 +15,7 @@ CONSOLIDATION_MIXINGS = ("none", "eased")
 GATE_UNDER = ("any", "flips")
 CORRECTION_RATES = ("uniform", "noisy_probability", "estimated_noise", "none")
 MIXING_STRENGTHS = ("full", "estimated_noise")
-NOISE_ESTIMATES = ("mixture", "confident_joint")
+NOISE_ESTIMATES = ("mixture", "confident_joint", "mixture_symmetric")
 NEIGHBOR_SCOPES = ("dataset", "batch")
 CLEAN_PROBABILITIES = ("mixture", "posterior", "posterior_rank", "posterior_scale", "posterior_scale_floor",
                        "posterior_scale_floor_symmetric")
@@ -181,7 +181,10 @@ class TrainConfig:
     # fit: the mixture's (1 - mean p_clean, "mixture") or confident learning's count of labels the
     # evaluation pass's predictions contradict ("confident_joint", no loss scale: 0.57 / 0.32 for
     # CIFAR-10N's 0.40 / 0.09 wrong where the linear mixture read 0.009 / 0.17, BENCHMARKS.md
-    # eighteenth pass: ordered right, read high where the warm-up model is weak)
+    # eighteenth pass: ordered right, read high where the warm-up model is weak), or the mixture's
+    # where that evaluation pass reads the noise as spread over the classes (noise_concentration)
+    # and 0 where it reads flips ("mixture_symmetric": under flips no training correction, no
+    # mixing, consolidation weight 1 for every sample the gate keeps)
     noise_estimate: str = "mixture"
     # share of every training target spread evenly over the classes, (1 - s) target + s / C, in
     # every epoch of every method (0: the targets as they are). Held out 5-fold, 0.1: +0.23 sym 20

@@ -233,9 +233,9 @@ class Trainer:
             fit = fit_mixture(averaged, seed=self.config.seed)
         self.recent_losses = window[1:] if len(window) == self.config.loss_window else window
         if self.noise_strength is None:  # later fits see corrected labels (and a working correction)
-            self.noise_strength = noise_odds_strength(self.first_noise_share(fit.p_clean, probs))
             if probs is not None:
                 self.noise_concentration = noise_concentration(self.given_labels, probs)
+            self.noise_strength = noise_odds_strength(self.first_noise_share(fit.p_clean, probs))
         self.p_clean = self.mixture_p_clean = fit.p_clean
         source = self.clean_probability_source()
         if source != "mixture":
@@ -283,11 +283,16 @@ class Trainer:
 
     def first_noise_share(self, mixture_p_clean: np.ndarray, probs: np.ndarray | None) -> float:
         """The share of noisy labels ``noise_strength`` is read from (labels still as given), by
-        the first fit's mixture (``mixture_p_clean``) or its evaluation pass (``probs``)."""
+        the first fit's mixture (``mixture_p_clean``) or its evaluation pass (``probs``);
+        ``"mixture_symmetric"``: the mixture's where the evaluation pass reads the noise as spread
+        over the classes (``noise_read_as``), 0 where it reads flips."""
         if self.config.noise_estimate == "mixture":
             return estimated_noise_share(mixture_p_clean)
         if probs is None:
-            raise ValueError('noise_estimate="confident_joint" needs the evaluation pass\'s predictions (probs)')
+            raise ValueError(f'noise_estimate="{self.config.noise_estimate}" needs the evaluation pass\'s '
+                             'predictions (probs)')
+        if self.config.noise_estimate == "mixture_symmetric":
+            return 0.0 if self.noise_read_as() == "flips" else estimated_noise_share(mixture_p_clean)
         return confident_joint_noise_share(self.given_labels, probs)
 
     def correct_labels(self, probs: np.ndarray) -> bool:

@@ -308,6 +308,35 @@ def test_symmetric_floor_is_the_floor_under_spread_noise_and_the_mixture_under_f
                           p_clean("mixture", to_next, later=at_random))
 
 
+def test_mixture_symmetric_noise_estimate_is_the_mixtures_under_spread_noise_and_0_under_flips(digits):
+    """noise_estimate="mixture_symmetric": the noise strength is the mixture's where the first
+    fit's predictions read the noise as spread over the classes and 0 where they read flips; a
+    later fit that reads the other way keeps it; a first fit without predictions is an error."""
+    images, labels = digits
+    rng = np.random.default_rng(1)
+    losses = np.where(np.arange(len(labels)) % 4 == 0, 5.0, 1.0) + rng.normal(0, 0.1, len(labels))
+    at_random, to_next = contradicting_predictions(labels, rng)
+    hedging = rng.dirichlet(np.full(10, 0.5), len(labels)).astype(np.float32)
+
+    def strength(estimate, predicted, later=None):
+        trainer = Trainer(cpu_preset(10, noise_estimate=estimate), images, labels, 10)
+        trainer.fit_clean_probability(losses, 0.6 * np.eye(10, dtype=np.float32)[predicted] + 0.4 * hedging)
+        if later is not None:
+            trainer.epoch += 1
+            trainer.fit_clean_probability(losses, 0.6 * np.eye(10, dtype=np.float32)[later] + 0.4 * hedging)
+        return trainer.noise_strength
+
+    mixture = strength("mixture", at_random)
+    assert 0.25 < mixture < 0.4 and strength("mixture", to_next) == mixture  # odds of 1/4 noisy
+    assert strength("mixture_symmetric", at_random) == mixture
+    assert strength("mixture_symmetric", to_next) == 0.0
+    assert strength("mixture_symmetric", to_next, later=at_random) == 0.0
+    assert strength("mixture_symmetric", at_random, later=to_next) == mixture
+    with pytest.raises(ValueError, match='noise_estimate="mixture_symmetric" needs'):
+        Trainer(cpu_preset(10, noise_estimate="mixture_symmetric", clean_probability="mixture"),
+                images, labels, 10).fit_clean_probability(losses)
+
+
 def test_posterior_clean_probability_replaces_the_mixtures_but_not_its_noise_strength(digits):
     """clean_probability="posterior": p_clean is the posterior's mass on each sample's loss
     label (corrected labels included), the gate still applies, and the noise strength is the
