@@ -183,8 +183,9 @@ class TrainConfig:
     # CIFAR-10N's 0.40 / 0.09 wrong where the linear mixture read 0.009 / 0.17, BENCHMARKS.md
     # eighteenth pass: ordered right, read high where the warm-up model is weak), or the mixture's
     # where that evaluation pass reads the noise as spread over the classes (noise_concentration)
-    # and 0 where it reads flips ("mixture_symmetric": under flips no training correction, no
-    # mixing, consolidation weight 1 for every sample the gate keeps)
+    # and 0 where it reads flips ("mixture_symmetric": under flips, with the estimated_noise
+    # defaults, no training correction, no mixing, consolidation weight 1 for every sample the
+    # gate keeps)
     noise_estimate: str = "mixture"
     # share of every training target spread evenly over the classes, (1 - s) target + s / C, in
     # every epoch of every method (0: the targets as they are). Held out 5-fold, 0.1: +0.23 sym 20
