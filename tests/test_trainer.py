@@ -235,6 +235,18 @@ def contradicting_predictions(labels: np.ndarray, rng: np.random.Generator) -> t
     return at_random, np.where(contradicted, (labels + 1) % 10, labels)
 
 
+def fitted_on_readings(config: TrainConfig, digits, losses: np.ndarray, hedging: np.ndarray,
+                       *readings: np.ndarray) -> Trainer:
+    """A trainer after one mixture fit on ``losses`` per entry of ``readings``, an epoch apart,
+    each with predictions 0.6 on those classes and 0.4 spread as ``hedging``."""
+    images, labels = digits
+    trainer = Trainer(config, images, labels, 10)
+    for number, predicted in enumerate(readings):
+        trainer.epoch += int(number > 0)
+        trainer.fit_clean_probability(losses, 0.6 * np.eye(10, dtype=np.float32)[predicted] + 0.4 * hedging)
+    return trainer
+
+
 def test_symmetric_noise_smoothing_follows_the_first_fits_reading_of_the_noise(digits, tmp_path):
     """``symmetric_noise_smoothing`` s: no smoothing before the first fit; after it, s where
     that fit's predictions put the labels they contradict evenly over the other classes, none
@@ -284,28 +296,24 @@ def test_symmetric_floor_is_the_floor_under_spread_noise_and_the_mixture_under_f
     """clean_probability="posterior_scale_floor_symmetric": p_clean bit for bit the floor's where
     the first fit read the noise as spread over the classes, the mixture's where it read flips,
     in that fit and the later ones."""
-    images, labels = digits
+    labels = digits[1]
     rng = np.random.default_rng(1)
     losses = rng.random(len(labels))
     at_random, to_next = contradicting_predictions(labels, rng)
     hedging = rng.dirichlet(np.full(10, 0.5), len(labels)).astype(np.float32)
 
-    def p_clean(source, predicted, later=None):
-        trainer = Trainer(cpu_preset(10, clean_probability=source), images, labels, 10)
-        trainer.fit_clean_probability(losses, 0.6 * np.eye(10, dtype=np.float32)[predicted] + 0.4 * hedging)
-        if later is not None:  # a later fit whose predictions read the other way
-            trainer.epoch += 1
-            trainer.fit_clean_probability(losses, 0.6 * np.eye(10, dtype=np.float32)[later] + 0.4 * hedging)
-        return trainer.p_clean
+    def p_clean(source, *readings):  # a second reading: a later fit whose predictions read the other way
+        return fitted_on_readings(cpu_preset(10, clean_probability=source), digits, losses, hedging,
+                                  *readings).p_clean
 
     assert not np.array_equal(p_clean("mixture", at_random), p_clean("posterior_scale_floor", at_random))
     assert np.array_equal(p_clean("posterior_scale_floor_symmetric", at_random),
                           p_clean("posterior_scale_floor", at_random))
     assert np.array_equal(p_clean("posterior_scale_floor_symmetric", to_next), p_clean("mixture", to_next))
-    assert np.array_equal(p_clean("posterior_scale_floor_symmetric", at_random, later=to_next),
-                          p_clean("posterior_scale_floor", at_random, later=to_next))
-    assert np.array_equal(p_clean("posterior_scale_floor_symmetric", to_next, later=at_random),
-                          p_clean("mixture", to_next, later=at_random))
+    assert np.array_equal(p_clean("posterior_scale_floor_symmetric", at_random, to_next),
+                          p_clean("posterior_scale_floor", at_random, to_next))
+    assert np.array_equal(p_clean("posterior_scale_floor_symmetric", to_next, at_random),
+                          p_clean("mixture", to_next, at_random))
 
 
 def test_mixture_symmetric_noise_estimate_is_the_mixtures_under_spread_noise_and_0_under_flips(digits):
@@ -318,20 +326,16 @@ def test_mixture_symmetric_noise_estimate_is_the_mixtures_under_spread_noise_and
     at_random, to_next = contradicting_predictions(labels, rng)
     hedging = rng.dirichlet(np.full(10, 0.5), len(labels)).astype(np.float32)
 
-    def strength(estimate, predicted, later=None):
-        trainer = Trainer(cpu_preset(10, noise_estimate=estimate), images, labels, 10)
-        trainer.fit_clean_probability(losses, 0.6 * np.eye(10, dtype=np.float32)[predicted] + 0.4 * hedging)
-        if later is not None:
-            trainer.epoch += 1
-            trainer.fit_clean_probability(losses, 0.6 * np.eye(10, dtype=np.float32)[later] + 0.4 * hedging)
-        return trainer.noise_strength
+    def strength(estimate, *readings):
+        return fitted_on_readings(cpu_preset(10, noise_estimate=estimate), digits, losses, hedging,
+                                  *readings).noise_strength
 
     mixture = strength("mixture", at_random)
     assert 0.25 < mixture < 0.4 and strength("mixture", to_next) == mixture  # odds of 1/4 noisy
     assert strength("mixture_symmetric", at_random) == mixture
     assert strength("mixture_symmetric", to_next) == 0.0
-    assert strength("mixture_symmetric", to_next, later=at_random) == 0.0
-    assert strength("mixture_symmetric", at_random, later=to_next) == mixture
+    assert strength("mixture_symmetric", to_next, at_random) == 0.0
+    assert strength("mixture_symmetric", at_random, to_next) == mixture
     with pytest.raises(ValueError, match='noise_estimate="mixture_symmetric" needs'):
         Trainer(cpu_preset(10, noise_estimate="mixture_symmetric", clean_probability="mixture"),
                 images, labels, 10).fit_clean_probability(losses)
