@@ -107,13 +107,16 @@ def summary_text(result: dict) -> str:
                      f"{metrics['label_recovery']:.1%} ({metrics['n_fixed']} fixed, "
                      f"{metrics['n_broken']} broken); detection AUROC {metrics['auroc']:.3f}")
     if "noise_strength" in metrics:
-        lines.append(f"  noise strength {metrics['noise_strength']:.3f} (odds of a noisy label by the first "
-                     f"mixture fit, at most 1; by default the mixing and the training-label correction run "
-                     f"at this share of their full strength)")
+        from mixnn_core.report import strength_zeroed_under_flips
+        reading = ("0 by noise_estimate=mixture_symmetric, as the first fit read flips"
+                   if strength_zeroed_under_flips(metrics)
+                   else "odds of a noisy label by the first mixture fit, at most 1")
+        lines.append(f"  noise strength {metrics['noise_strength']:.3f} ({reading}; by default the mixing "
+                     f"and the training-label correction run at this share of their full strength)")
     if "noise_concentration" in metrics:
-        from mixnn_core.confident_learning import SYMMETRIC_NOISE_CONCENTRATION
-        kind = "evenly over the classes" if metrics["noise_concentration"] < SYMMETRIC_NOISE_CONCENTRATION else \
-            "mostly into particular other classes"
+        from mixnn_core.confident_learning import noise_kind
+        kind = {"symmetric": "evenly over the classes",
+                "flips": "mostly into particular other classes"}[noise_kind(metrics["noise_concentration"])]
         lines.append(f"  noise concentration {metrics['noise_concentration']:.3f} (the labels the first fit "
                      f"contradicts point {kind})")
     lines += [f"  manifest: {result['manifest']}", f"  model:    {result['model']}",

@@ -23,6 +23,13 @@ TOLERANCE = 1e-6
 SYMMETRIC_NOISE_CONCENTRATION = 0.5
 
 
+def noise_kind(concentration: float) -> str:
+    """How a ``noise_concentration`` reads the noise: "symmetric" (below
+    SYMMETRIC_NOISE_CONCENTRATION: the contradicted labels spread over the classes) or "flips"
+    (at or above it: mostly into particular other classes)."""
+    return "symmetric" if concentration < SYMMETRIC_NOISE_CONCENTRATION else "flips"
+
+
 def checked_probs(given_labels: np.ndarray, probs: np.ndarray,
                   name: str = "probs") -> tuple[np.ndarray, np.ndarray]:
     """Given labels (N,) int64 and class probabilities (N, C) float64; a ValueError naming

@@ -17,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from mixnn_core.confident_learning import SYMMETRIC_NOISE_CONCENTRATION
+from mixnn_core.confident_learning import SYMMETRIC_NOISE_CONCENTRATION, noise_kind
 from mixnn_core.files import replace_atomically, write_text_atomic
 
 REPORT_FILE = "report.md"
@@ -93,6 +93,7 @@ SUMMARY_METRIC_LABELS = {
     "f1": "Label-error detection F1",
     "auroc": "Label-error detection AUROC (of 1 - label quality)",
     "noise_strength": "Noise strength (odds of a noisy label by the first mixture fit, at most 1)",
+    "noise_estimate": "Noise estimate (what the noise strength was read from)",
     "noise_concentration": f"Noise concentration (first fit; below {SYMMETRIC_NOISE_CONCENTRATION}: labels "
                            "contradicted evenly over the other classes, symmetric noise; above: flips between classes)",
     "wall_seconds": "Wall time",
@@ -502,18 +503,36 @@ def render_markdown(*, manifest: pd.DataFrame, class_names: Sequence[str], summa
     return "\n\n".join(sections) + "\n"
 
 
+def strength_zeroed_under_flips(summary: dict) -> bool:
+    """Whether the run's noise strength is 0 by ``noise_estimate="mixture_symmetric"`` because its
+    first fit read the noise as flips between classes, not because the mixture read few noisy labels."""
+    concentration = summary.get("noise_concentration")
+    return (summary.get("noise_estimate") == "mixture_symmetric" and not _is_missing(concentration)
+            and noise_kind(concentration) == "flips")
+
+
 def _noise_strength_notes(summary: dict) -> list[str]:
-    """A paragraph saying what a weak noise strength did to the run; none otherwise."""
+    """A paragraph saying what a weak noise strength did to the run, and why it is weak; none otherwise."""
     strength = summary.get("noise_strength")
     if _is_missing(strength) or strength >= WEAK_NOISE_STRENGTH:
         return []
+    suggestions = ("The suggested labels are read as in any run, from the full-speed correction of the "
+                   "labels toward the model's predictions.")
+    if strength_zeroed_under_flips(summary):
+        return [f"The first fit's predictions read the noise as flips into particular other classes "
+                f"(noise concentration {summary['noise_concentration']:.3f}), so by "
+                "`noise_estimate=mixture_symmetric` the noise strength is 0: what follows it (with the "
+                "default options, the mixing and the correction of the training labels) was off, and up to "
+                "the final epochs on the samples the mixture kept the model trained as plain training would. "
+                f"{suggestions} Under flips that "
+                "trained better models than following the mixture's reading (BENCHMARKS.md, fifty-third "
+                "pass): judge the suggestions by the audit sample below."]
     return [f"The first mixture fit read few noisy labels (noise strength {strength:.3f}), so what "
             "follows it (with the default options, the mixing and the correction of the training "
             "labels) ran at that fraction of its full strength: up to the final epochs on the samples "
-            "the mixture kept, the model trained nearly as plain training would. The suggested "
-            "labels are read as in any run, from the full-speed correction of the labels toward the "
-            "model's predictions. The mixture can under-read noise that follows the classes (BENCHMARKS.md: CIFAR-10N `worse_label`, 40 % wrong, read at 0.4 %): judge "
-            "the suggestions by the audit sample below."]
+            f"the mixture kept, the model trained nearly as plain training would. {suggestions} The "
+            "mixture can under-read noise that follows the classes (BENCHMARKS.md: CIFAR-10N "
+            "`worse_label`, 40 % wrong, read at 0.4 %): judge the suggestions by the audit sample below."]
 
 
 def _plot_section(file_name: str) -> str:

@@ -30,9 +30,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from mixnn_core.augment import channel_statistics, normalize, random_crop_flip
 from mixnn_core.confident_learning import (
-    SYMMETRIC_NOISE_CONCENTRATION,
     confident_joint_noise_share,
     noise_concentration,
+    noise_kind,
 )
 from mixnn_core.config import SUGGESTION_GIVEN_LABEL_WEIGHT, TrainConfig
 from mixnn_core.correction import (
@@ -279,7 +279,7 @@ class Trainer:
         None while it has not been read."""
         if self.noise_concentration is None:
             return None
-        return "symmetric" if self.noise_concentration < SYMMETRIC_NOISE_CONCENTRATION else "flips"
+        return noise_kind(self.noise_concentration)
 
     def first_noise_share(self, mixture_p_clean: np.ndarray, probs: np.ndarray | None) -> float:
         """The share of noisy labels ``noise_strength`` is read from (labels still as given), by

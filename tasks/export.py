@@ -38,6 +38,7 @@ def export_results(run_dir: str) -> dict:
                "n_suggested_changes": int((outputs.suggested_label != given).sum())}
     if trainer.noise_strength is not None:  # mixnn: set by the first mixture fit
         metrics["noise_strength"] = trainer.noise_strength
+        metrics["noise_estimate"] = trainer.config.noise_estimate
     if trainer.noise_concentration is not None:
         metrics["noise_concentration"] = trainer.noise_concentration
     test_curve = [row["test_acc"] for row in trainer.history if "test_acc" in row]

@@ -197,6 +197,27 @@ def test_noise_strength_of_the_first_fit_reaches_the_metrics_report_and_summary(
     assert concentration == history[-1]["noise_concentration"] < 0.5
     assert "| Noise concentration (first fit; below 0.5" in report
     assert f"noise concentration {concentration:.3f} (the labels the first fit contradicts point evenly" in summary_text(result)
+    estimate = json.loads((run_dir / "run.json").read_text())["configuration"]["train"]["noise_estimate"]
+    assert result["metrics"]["noise_estimate"] == estimate
+    assert f"| Noise estimate (what the noise strength was read from) | {estimate} |" in report
+
+
+def test_summary_says_why_the_noise_strength_is_0_under_flips_by_mixture_symmetric():
+    """The command's summary names noise_estimate="mixture_symmetric" as the reason for a strength of 0
+    only where the first fit read flips; otherwise the strength is the mixture's odds of noise."""
+    from flows.cli import summary_text
+
+    def strength_line(estimate, concentration):
+        metrics = {"n_suggested_changes": 0, "n_label_issues": 0, "noise_strength": 0.0,
+                   "noise_estimate": estimate, "noise_concentration": concentration}
+        result = {"metrics": metrics, "counts": {"n_ingested": 9, "n_quarantined": 0},
+                  "manifest": "m", "model": "d", "report": "r"}
+        return next(line for line in summary_text(result).splitlines() if "noise strength" in line)
+
+    assert "0 by noise_estimate=mixture_symmetric, as the first fit read flips" in strength_line(
+        "mixture_symmetric", 0.7)
+    for estimate, concentration in (("mixture_symmetric", 0.3), ("mixture", 0.7)):
+        assert "odds of a noisy label by the first mixture fit" in strength_line(estimate, concentration)
 
 
 def test_rerun_skips_finished_work(finished_run):

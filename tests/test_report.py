@@ -24,6 +24,7 @@ from mixnn_core.report import (
     audit_sample,
     plot_training_curves,
     render_markdown,
+    strength_zeroed_under_flips,
     suspects_table,
     write_report,
 )
@@ -337,6 +338,30 @@ def test_a_weak_noise_strength_is_explained_below_the_summary(strength, warned):
     summary_rows = dict(table_rows(markdown, "## Summary"))
     label = "Noise strength (odds of a noisy label by the first mixture fit, at most 1)"
     assert summary_rows.get(label) == (None if strength is None else f"{strength:.4f}")
+
+
+@pytest.mark.parametrize("estimate, concentration, flips_named", [
+    ("mixture_symmetric", 0.71, True), ("mixture_symmetric", 0.5, True), ("mixture_symmetric", 0.49, False),
+    ("mixture", 0.71, False), ("mixture_symmetric", None, False)])
+def test_a_strength_zeroed_under_flips_is_explained_as_such(estimate, concentration, flips_named):
+    """noise_estimate="mixture_symmetric" sets the strength to 0 where the first fit reads flips: the
+    report says so, not that the mixture read few noisy labels; the summary names the estimate."""
+    summary = {**SUMMARY, "noise_strength": 0.0, "noise_estimate": estimate}
+    if concentration is not None:
+        summary["noise_concentration"] = concentration
+    manifest = make_manifest(20, ["a", "b"], with_truth=False, rng=np.random.default_rng(5))
+
+    markdown = render_markdown(manifest=manifest, class_names=["a", "b"], summary=summary,
+                               suspects=suspects_table(manifest, 5), audit=audit_sample(manifest))
+
+    between_summary_and_plots = markdown.split("## Summary", 1)[1].split("## Plots", 1)[0]
+    assert strength_zeroed_under_flips(summary) == flips_named
+    assert ("read the noise as flips" in between_summary_and_plots) == flips_named
+    assert ("read few noisy labels" in between_summary_and_plots) != flips_named
+    if flips_named:
+        assert f"(noise concentration {concentration:.3f})" in between_summary_and_plots
+    summary_rows = dict(table_rows(markdown, "## Summary"))
+    assert summary_rows["Noise estimate (what the noise strength was read from)"] == estimate
 
 
 def test_report_module_imports_neither_prefect_nor_pyplot():
