@@ -285,14 +285,14 @@ class Trainer:
         """The share of noisy labels ``noise_strength`` is read from (labels still as given), by
         the first fit's mixture (``mixture_p_clean``) or its evaluation pass (``probs``);
         ``"mixture_symmetric"``: the mixture's where the evaluation pass reads the noise as spread
-        over the classes (``noise_read_as``), 0 where it reads flips."""
+        over the classes or is not given (``noise_read_as``, as "mixture"), 0 where it reads flips."""
         if self.config.noise_estimate == "mixture":
             return estimated_noise_share(mixture_p_clean)
+        if self.config.noise_estimate == "mixture_symmetric":
+            return 0.0 if self.noise_read_as() == "flips" else estimated_noise_share(mixture_p_clean)
         if probs is None:
             raise ValueError(f'noise_estimate="{self.config.noise_estimate}" needs the evaluation pass\'s '
                              'predictions (probs)')
-        if self.config.noise_estimate == "mixture_symmetric":
-            return 0.0 if self.noise_read_as() == "flips" else estimated_noise_share(mixture_p_clean)
         return confident_joint_noise_share(self.given_labels, probs)
 
     def correct_labels(self, probs: np.ndarray) -> bool:

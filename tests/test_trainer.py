@@ -319,7 +319,8 @@ def test_symmetric_floor_is_the_floor_under_spread_noise_and_the_mixture_under_f
 def test_mixture_symmetric_noise_estimate_is_the_mixtures_under_spread_noise_and_0_under_flips(digits):
     """noise_estimate="mixture_symmetric": the noise strength is the mixture's where the first
     fit's predictions read the noise as spread over the classes and 0 where they read flips; a
-    later fit that reads the other way keeps it; a first fit without predictions is an error."""
+    later fit that reads the other way keeps it; a first fit without predictions reads nothing and
+    keeps the mixture's, as "mixture" does."""
     images, labels = digits
     rng = np.random.default_rng(1)
     losses = np.where(np.arange(len(labels)) % 4 == 0, 5.0, 1.0) + rng.normal(0, 0.1, len(labels))
@@ -336,9 +337,10 @@ def test_mixture_symmetric_noise_estimate_is_the_mixtures_under_spread_noise_and
     assert strength("mixture_symmetric", to_next) == 0.0
     assert strength("mixture_symmetric", to_next, at_random) == 0.0
     assert strength("mixture_symmetric", at_random, to_next) == mixture
-    with pytest.raises(ValueError, match='noise_estimate="mixture_symmetric" needs'):
-        Trainer(cpu_preset(10, noise_estimate="mixture_symmetric", clean_probability="mixture"),
-                images, labels, 10).fit_clean_probability(losses)
+    unread = Trainer(cpu_preset(10, noise_estimate="mixture_symmetric", clean_probability="mixture"),
+                     images, labels, 10)
+    unread.fit_clean_probability(losses)
+    assert unread.noise_read_as() is None and unread.noise_strength == mixture
 
 
 def test_posterior_clean_probability_replaces_the_mixtures_but_not_its_noise_strength(digits):
