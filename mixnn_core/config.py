@@ -185,9 +185,10 @@ class TrainConfig:
     # where that evaluation pass reads the noise as spread over the classes (noise_concentration)
     # and 0 where it reads flips ("mixture_symmetric": under flips, with the estimated_noise
     # defaults, no training correction, no mixing, consolidation weight 1 for every sample the
-    # gate keeps; symmetric noise trains the run "mixture" does). Held out 5-fold at 20 epochs
-    # against "mixture": +0.22 / +0.21 at asym 40 (two seeds' splits, every fold up), +0.10 at
-    # pair-flip 45, level at 100 epochs (BENCHMARKS.md fifty-third and fifty-fourth passes)
+    # gate keeps; symmetric noise, CIFAR-10N's human noise included, trains the run "mixture"
+    # does). Held out 5-fold at 20 epochs against "mixture": +0.22 / +0.21 at asym 40, +0.10 /
+    # +0.15 at pair-flip 45 (two seeds' splits each), level at 100 epochs on one split each
+    # (BENCHMARKS.md fifty-third and fifty-fourth passes)
     noise_estimate: str = "mixture_symmetric"
     # share of every training target spread evenly over the classes, (1 - s) target + s / C, in
     # every epoch of every method (0: the targets as they are). Held out 5-fold, 0.1: +0.23 sym 20
