@@ -524,9 +524,9 @@ def _noise_strength_notes(summary: dict) -> list[str]:
                 "`noise_estimate=mixture_symmetric` the noise strength is 0: what follows it (with the "
                 "default options, the mixing and the correction of the training labels) was off, and up to "
                 "the final epochs on the samples the mixture kept the model trained as plain training would. "
-                f"{suggestions} Under flips that "
-                "trained better models than following the mixture's reading (BENCHMARKS.md, fifty-third "
-                "pass): judge the suggestions by the audit sample below."]
+                f"{suggestions} Under flips that scored better on held-out noisy labels than following the "
+                "mixture's reading (BENCHMARKS.md, fifty-third and fifty-fourth passes): judge the "
+                "suggestions by the audit sample below."]
     return [f"The first mixture fit read few noisy labels (noise strength {strength:.3f}), so what "
             "follows it (with the default options, the mixing and the correction of the training "
             "labels) ran at that fraction of its full strength: up to the final epochs on the samples "

@@ -285,7 +285,7 @@ class Trainer:
         """The share of noisy labels ``noise_strength`` is read from (labels still as given), by
         the first fit's mixture (``mixture_p_clean``) or its evaluation pass (``probs``);
         ``"mixture_symmetric"``: the mixture's where the evaluation pass reads the noise as spread
-        over the classes or is not given (``noise_read_as``, as "mixture"), 0 where it reads flips."""
+        over the classes (``noise_read_as``) or there is no pass to read, 0 where it reads flips."""
         if self.config.noise_estimate == "mixture":
             return estimated_noise_share(mixture_p_clean)
         if self.config.noise_estimate == "mixture_symmetric":
